@@ -1,0 +1,100 @@
+"""The gimtool command line: global options, and one subcommand per module in gimtool.commands.
+
+Command modules import nothing heavy at import time (torch, matplotlib, msprime are imported
+inside the command), so `gimtool --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+import typer
+
+from gimtool import __version__
+from gimtool.errors import GimtoolError
+
+# subcommand name -> module in gimtool.commands that defines `command`
+COMMANDS = {
+    "simulate": "simulate",
+    "prep-geno": "prep_geno",
+    "prep-mri": "prep_mri",
+    "train": "train",
+    "embed": "embed",
+    "pcs": "pcs",
+    "gwas": "gwas",
+    "clump": "clump",
+    "h2": "h2",
+    "mi": "mi",
+}
+
+app = typer.Typer(
+    name="gimtool",
+    help="Genetic InfoMax for imaging genetics: learn MRI representations that maximize mutual "
+    "information with the genotype, and evaluate them for GWAS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"verbose": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"gimtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print progress details (and tracebacks on error)."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    _state["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _register() -> None:
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"gimtool.commands.{module}")
+        doc = (mod.__doc__ or "").strip()
+        app.command(name=name, help=doc, short_help=doc.splitlines()[0] if doc else None)(mod.command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Returns (and exits with) the exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+        code = 0
+    except GimtoolError as e:
+        if _state["verbose"]:
+            import traceback
+
+            traceback.print_exc()
+        print(f"Error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.Abort:
+        print("Aborted.", file=sys.stderr)
+        code = 130
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code

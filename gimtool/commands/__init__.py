@@ -1,0 +1,1 @@
+"""One module per subcommand: parse and validate arguments, call the library, write outputs."""

@@ -1,0 +1,9 @@
+"""SNP heritability (not built yet)."""
+
+from __future__ import annotations
+
+from gimtool.errors import NotBuiltError
+
+
+def command() -> None:
+    raise NotBuiltError("gimtool h2 is not built yet in this version")

@@ -1,0 +1,28 @@
+"""Errors a user can act on.
+
+Library code raises :class:`GimtoolError` (or a subclass) with one line that names the file,
+the line or field, and what was expected. The CLI prints it as ``Error: ...`` and exits 1;
+it never shows a traceback for these (use ``-v`` to see one).
+"""
+
+from __future__ import annotations
+
+
+class GimtoolError(Exception):
+    """A problem with the user's input or environment, reported as one line."""
+
+    exit_code = 1
+
+
+class InputError(GimtoolError):
+    """A bad input file or value."""
+
+
+class MissingProgramError(GimtoolError):
+    """An external program (plink2, bolt, ldsc.py) that was asked for is not on PATH."""
+
+
+class NotBuiltError(GimtoolError):
+    """A subcommand that is not implemented yet."""
+
+    exit_code = 2

@@ -1,0 +1,1 @@
+"""File formats. Every file gimtool reads or writes goes through this package."""

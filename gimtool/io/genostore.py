@@ -1,0 +1,144 @@
+"""The genotype store written by `prep-geno` and read by `train`, `mi` (and anything needing
+one person's whole genome in one contiguous read).
+
+Layout of ``<out>.geno/``::
+
+    genotypes.i8   raw int8, shape (n_samples, n_snps), C order: sample-major; counts of A1,
+                   missing = -127 (gimtool.io.plink.MISSING_INT8). Memory-mapped when read.
+    snps.tsv       CHR SNP CM BP A1 A2   (CM in centimorgans)
+    samples.tsv    FID IID
+    meta.json      {"format": "gimtool-genostore", "version": 1, "n_samples", "n_snps",
+                    "dtype": "int8", "snp_hash": sha256 of the SNP table}
+
+The writer fills the matrix SNP chunk by SNP chunk (a transposed write into the memmap), so
+memory stays bounded whatever the cohort size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from gimtool.errors import InputError
+from gimtool.io.schemas import SAMPLE_COLS, SNP_COLS
+
+FORMAT = "gimtool-genostore"
+VERSION = 1
+GENO_FILE = "genotypes.i8"
+
+
+def snp_table_hash(snps: pl.DataFrame) -> str:
+    """A hash of the SNP table (CHR SNP BP A1 A2), used to refuse a checkpoint trained on other SNPs."""
+    h = hashlib.sha256()
+    for c in ("CHR", "SNP", "BP", "A1", "A2"):
+        h.update("\x1f".join(map(str, snps[c].to_list())).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+class GenoStoreWriter:
+    """Create a store at `path` (written to a temporary folder, renamed on :meth:`close`)."""
+
+    def __init__(self, path: str | os.PathLike, samples: pl.DataFrame, snps: pl.DataFrame):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        self.samples = samples.select(list(SAMPLE_COLS))
+        self.snps = snps.select(list(SNP_COLS))
+        self.n_samples, self.n_snps = self.samples.height, self.snps.height
+        self._arr = np.memmap(self.tmp / GENO_FILE, dtype=np.int8, mode="w+", shape=(self.n_samples, self.n_snps))
+        self._next = 0
+
+    def write(self, G: np.ndarray) -> None:
+        """Append the next SNP chunk, G of shape (n_samples, m)."""
+        if G.shape[0] != self.n_samples:
+            raise ValueError(f"expected ({self.n_samples}, m) genotypes, got {G.shape}")
+        m = G.shape[1]
+        self._arr[:, self._next : self._next + m] = G
+        self._next += m
+
+    def close(self) -> None:
+        if self._next != self.n_snps:
+            raise ValueError(f"wrote {self._next} of {self.n_snps} SNPs")
+        self._arr.flush()
+        del self._arr
+        self.snps.write_csv(self.tmp / "snps.tsv", separator="\t")
+        self.samples.write_csv(self.tmp / "samples.tsv", separator="\t")
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "n_samples": self.n_samples,
+            "n_snps": self.n_snps,
+            "dtype": "int8",
+            "missing": -127,
+            "snp_hash": snp_table_hash(self.snps),
+        }
+        (self.tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "GenoStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+class GenoStore:
+    """Read a genotype store. `genotypes` is a read-only memmap (n_samples x n_snps, int8)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        if not meta_path.is_file():
+            raise InputError(f"{self.path}: not a gimtool genotype store (no meta.json; make one with gimtool prep-geno)")
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise InputError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.n_samples = int(self.meta["n_samples"])
+        self.n_snps = int(self.meta["n_snps"])
+        self.snps = pl.read_csv(
+            self.path / "snps.tsv", separator="\t",
+            schema_overrides={"CHR": pl.Int64, "SNP": pl.Utf8, "CM": pl.Float64, "BP": pl.Int64, "A1": pl.Utf8, "A2": pl.Utf8},
+        )
+        self.samples = pl.read_csv(self.path / "samples.tsv", separator="\t", schema_overrides={"FID": pl.Utf8, "IID": pl.Utf8})
+        gfile = self.path / GENO_FILE
+        expected = self.n_samples * self.n_snps
+        if not gfile.is_file() or gfile.stat().st_size != expected:
+            size = gfile.stat().st_size if gfile.is_file() else "missing"
+            raise InputError(f"{gfile}: size {size} does not fit {self.n_samples} x {self.n_snps} int8 genotypes")
+        if self.snps.height != self.n_snps or self.samples.height != self.n_samples:
+            raise InputError(f"{self.path}: snps.tsv/samples.tsv row counts do not match meta.json")
+        self.genotypes = np.memmap(gfile, dtype=np.int8, mode="r", shape=(self.n_samples, self.n_snps))
+
+    @property
+    def snp_hash(self) -> str:
+        return self.meta["snp_hash"]
+
+    def positions(self) -> dict[str, np.ndarray]:
+        """Per-SNP arrays the genetic encoder needs: chrom (int64), bp (int64), cm (float64)."""
+        return {
+            "chrom": self.snps["CHR"].to_numpy().astype(np.int64),
+            "bp": self.snps["BP"].to_numpy().astype(np.int64),
+            "cm": self.snps["CM"].to_numpy().astype(np.float64),
+        }
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Genotypes of the given samples, shape (len(index), n_snps), int8 (a copy)."""
+        return np.asarray(self.genotypes[np.asarray(index)])

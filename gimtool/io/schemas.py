@@ -1,0 +1,48 @@
+"""Every column schema gimtool reads or writes, in one place.
+
+Tables are tab-separated with a header; missing values are written `NA`.
+"""
+
+from __future__ import annotations
+
+# Sample identifiers: every per-person table starts with these two columns.
+ID_COLS = ("FID", "IID")
+MISSING = "NA"
+# Tokens read as missing in phenotype/covariate files (PLINK 2 accepts the same).
+MISSING_TOKENS = ("NA", "nan", "NaN", "-9", "")
+
+# PLINK .fam and .bim (no header in the files themselves).
+FAM_COLS = ("FID", "IID", "FATHER", "MOTHER", "SEX", "PHENO")
+BIM_COLS = ("CHR", "SNP", "CM", "BP", "A1", "A2")
+
+# Genotype store SNP and sample tables (prep-geno output, <out>.geno/snps.tsv, samples.tsv).
+SNP_COLS = ("CHR", "SNP", "CM", "BP", "A1", "A2")
+SAMPLE_COLS = ID_COLS
+
+# Summary statistics (gwas output): BOLT-LMM column names; BETA is per copy of ALLELE1.
+SUMSTATS_COLS = ("SNP", "CHR", "BP", "GENPOS", "ALLELE1", "ALLELE0", "A1FREQ", "N", "BETA", "SE", "CHISQ", "P")
+
+# GWAS summary over phenotypes (gwas output <out>.summary.tsv).
+GWAS_SUMMARY_COLS = ("PHENO", "N", "NSNP", "LAMBDA_GC", "MIN_P", "N_P5E8", "N_P_BONF")
+
+# Clumps in PLINK 1.9's .clumped layout, tab-separated.
+CLUMP_COLS = ("CHR", "F", "SNP", "BP", "P", "TOTAL", "NSIG", "S05", "S01", "S001", "S0001", "SP2")
+
+# Loci (clump --loci output).
+LOCI_COLS = ("LOCUS", "CHR", "START", "END", "LEAD_SNP", "LEAD_BP", "LEAD_P", "NSNP", "PHENOS")
+
+# Heritability (h2 output), one row per phenotype.
+H2_LDSC_COLS = ("PHENO", "H2", "H2_SE", "INTERCEPT", "INTERCEPT_SE", "MEAN_CHISQ", "LAMBDA_GC", "RATIO", "RATIO_SE", "N", "NSNP")
+H2_GREML_COLS = ("PHENO", "H2", "H2_SE", "LOGLIK", "N")
+
+# LD scores in LDSC's format (<prefix>.l2.ldscore.gz, with .l2.M and .l2.M_5_50).
+LDSCORE_COLS = ("CHR", "SNP", "BP", "L2")
+
+# Mutual information (mi output), one row per model/repeat.
+MI_COLS = ("NAME", "MI_VAL", "MI_VAL_SE", "MI_TRAIN", "MI_TRAIN_SE", "N_TRAIN", "N_VAL", "REPEATS")
+
+# Genetic map (BOLT-LMM / HapMap format), header row present.
+GENMAP_COLS = ("chr", "position", "COMBINED_rate(cM/Mb)", "Genetic_Map(cM)")
+
+# Image store manifest (prep-mri output); QC columns follow.
+IMAGE_MANIFEST_COLS = ("FID", "IID", "SOURCE")

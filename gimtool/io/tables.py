@@ -1,0 +1,219 @@
+"""Phenotype, covariate and embedding tables, sample ID lists, and sample alignment.
+
+Format: whitespace-separated with a header whose first two columns are ``FID IID`` (``#FID`` is
+accepted, as PLINK 2 writes it); missing values ``NA`` (also ``nan``, ``-9`` as in PLINK 2 when
+``missing_neg9``). Every problem is reported with the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from gimtool.errors import InputError
+from gimtool.io.schemas import ID_COLS, MISSING
+
+_MISSING = {"NA", "na", "nan", "NaN", "NAN", ""}
+
+
+def read_table(
+    path: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+    what: str = "phenotype",
+    missing_neg9: bool = False,
+) -> pl.DataFrame:
+    """Read a `FID IID name...` table; returns FID, IID (str) and the named columns as Float64.
+
+    `columns`: the columns to keep (all when None); a name not in the header is an error that
+    lists the columns found. Non-numeric values, duplicate IDs and ragged lines are errors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    opener = open
+    if path.suffix == ".gz":
+        import gzip
+
+        opener = gzip.open
+    with opener(path, "rt") as fh:
+        lines = fh.read().splitlines()
+    lines = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+    if not lines:
+        raise InputError(f"{path}: {what} file is empty")
+    header = lines[0][1].split()
+    if header and header[0] == "#FID":
+        header[0] = "FID"
+    if header[:2] != list(ID_COLS):
+        raise InputError(
+            f"{path}: line 1: expected a header starting with 'FID IID', found {' '.join(header[:2])!r}"
+        )
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise InputError(f"{path}: line 1: duplicate column name(s) {', '.join(dup)}")
+    names = header[2:]
+    if columns is None:
+        columns = names
+    else:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise InputError(
+                f"{path}: column(s) {', '.join(missing)} not found; {what} columns are: {', '.join(names) or '(none)'}"
+            )
+    idx = [header.index(c) for c in columns]
+    fids, iids, vals = [], [], []
+    seen: dict[tuple[str, str], int] = {}
+    miss = set(_MISSING) | ({"-9"} if missing_neg9 else set())
+    for lineno, line in lines[1:]:
+        tok = line.split()
+        if len(tok) != len(header):
+            raise InputError(f"{path}: line {lineno}: expected {len(header)} columns, found {len(tok)}")
+        key = (tok[0], tok[1])
+        if key in seen:
+            raise InputError(
+                f"{path}: line {lineno}: duplicate sample ID (FID {tok[0]}, IID {tok[1]}), first seen on line {seen[key]}"
+            )
+        seen[key] = lineno
+        fids.append(tok[0])
+        iids.append(tok[1])
+        row = []
+        for j, c in zip(idx, columns):
+            t = tok[j]
+            if t in miss:
+                row.append(np.nan)
+                continue
+            try:
+                row.append(float(t))
+            except ValueError:
+                raise InputError(f"{path}: line {lineno}: column {c}: expected a number or NA, found {t!r}") from None
+        vals.append(row)
+    arr = np.asarray(vals, dtype=np.float64).reshape(len(fids), len(columns))
+    data = {"FID": fids, "IID": iids}
+    for j, c in enumerate(columns):
+        data[c] = arr[:, j]
+    df = pl.DataFrame(data, schema={"FID": pl.Utf8, "IID": pl.Utf8, **{c: pl.Float64 for c in columns}})
+    return df.with_columns([pl.col(c).fill_nan(None) for c in columns])
+
+
+def write_table(df: pl.DataFrame, path: str | os.PathLike, float_precision: int | None = None) -> None:
+    """Write a `FID IID ...` table tab-separated with NA for missing, atomically."""
+    from gimtool.runlog import atomic_path
+
+    if list(df.columns[:2]) != list(ID_COLS):
+        raise ValueError(f"table must start with FID IID, got {df.columns[:2]}")
+    floats = [c for c, t in df.schema.items() if t in (pl.Float32, pl.Float64)]
+    df = df.with_columns([pl.col(c).fill_nan(None) for c in floats])
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp, separator="\t", null_value=MISSING, float_precision=float_precision)
+
+
+def read_ids(path: str | os.PathLike, what: str = "sample list") -> pl.DataFrame:
+    """Read a keep/remove list: `FID IID` per line (extra columns ignored; a `FID IID`/`#FID IID` header skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    fids, iids = [], []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            tok = line.split()
+            if not tok:
+                continue
+            if lineno == 1 and tok[0] in ("FID", "#FID"):
+                continue
+            if len(tok) < 2:
+                raise InputError(f"{path}: line {lineno}: expected 'FID IID', found {line.strip()!r}")
+            fids.append(tok[0])
+            iids.append(tok[1])
+    return pl.DataFrame({"FID": fids, "IID": iids}, schema={"FID": pl.Utf8, "IID": pl.Utf8}).unique(maintain_order=True)
+
+
+def read_snp_list(path: str | os.PathLike, what: str = "SNP list") -> list[str]:
+    """Read a SNP list: the first whitespace-separated token of every non-empty line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    with open(path) as fh:
+        return [ln.split()[0] for ln in fh if ln.strip()]
+
+
+def write_ids(ids: pl.DataFrame, path: str | os.PathLike) -> None:
+    """Write a `FID IID` list (no header, tab-separated, as PLINK --keep reads it), atomically."""
+    from gimtool.runlog import atomic_path
+
+    with atomic_path(path) as tmp:
+        ids.select("FID", "IID").write_csv(tmp, separator="\t", include_header=False)
+
+
+@dataclass
+class Alignment:
+    """Row indices that put a table's rows in the order of a reference sample list.
+
+    `ref_index[k]` and `table_index[k]` are the same person; order follows the reference.
+    """
+
+    ref_index: np.ndarray
+    table_index: np.ndarray
+    n_ref: int
+    n_table: int
+
+    @property
+    def n_matched(self) -> int:
+        return len(self.ref_index)
+
+    def describe(self, ref_name: str, table_name: str) -> str:
+        return (
+            f"{self.n_matched} samples matched between {ref_name} ({self.n_ref}) and {table_name} ({self.n_table}); "
+            f"{self.n_ref - self.n_matched} of {ref_name} and {self.n_table - self.n_matched} of {table_name} dropped"
+        )
+
+
+def align(reference: pl.DataFrame, table: pl.DataFrame) -> Alignment:
+    """Match samples by (FID, IID). Both frames need FID and IID columns."""
+    ref = reference.select("FID", "IID").with_row_index("_r")
+    tab = table.select("FID", "IID").with_row_index("_t")
+    j = ref.join(tab, on=["FID", "IID"], how="inner").sort("_r")
+    return Alignment(
+        ref_index=j["_r"].to_numpy().astype(np.int64),
+        table_index=j["_t"].to_numpy().astype(np.int64),
+        n_ref=reference.height,
+        n_table=table.height,
+    )
+
+
+def select_samples(
+    samples: pl.DataFrame,
+    keep: str | os.PathLike | None = None,
+    remove: str | os.PathLike | None = None,
+    log=None,
+    strict: bool = True,
+) -> np.ndarray:
+    """Boolean mask over `samples` (FID, IID) after --keep and --remove.
+
+    With `strict`, IDs in a keep file that are not among the samples are an error naming the
+    first few (a typo in a keep file should not silently shrink a study); otherwise a warning.
+    """
+    mask = np.ones(samples.height, dtype=bool)
+    for path, is_keep in ((keep, True), (remove, False)):
+        if path is None:
+            continue
+        ids = read_ids(path, "keep list" if is_keep else "remove list")
+        al = align(samples, ids)
+        unknown = ids.height - al.n_matched
+        if unknown and is_keep:
+            matched = set(al.table_index.tolist())
+            bad = [f"{f} {i}" for k, (f, i) in enumerate(ids.iter_rows()) if k not in matched][:3]
+            msg = f"{path}: {unknown} of {ids.height} IDs are not in the data (e.g. {', '.join(bad)})"
+            if strict:
+                raise InputError(msg)
+            if log:
+                log.warn(msg)
+        hit = np.zeros(samples.height, dtype=bool)
+        hit[al.ref_index] = True
+        mask &= hit if is_keep else ~hit
+        if log:
+            log.info(f"--{'keep' if is_keep else 'remove'} {path}: {al.n_matched} IDs matched, {int(mask.sum())} samples remain")
+    return mask

@@ -1,0 +1,143 @@
+"""The `<out>.log` every command writes, and atomic output files.
+
+Usage in a command module::
+
+    with RunLog(out, "gwas") as log:
+        log.input("bfile", prefix + ".bed")
+        log.info("kept 4,981 of 5,000 samples")
+        with atomic_path(out + ".summary.tsv") as tmp:
+            write_table(df, tmp)
+
+The log is written (atomically, like every output) when the block ends, also when it ends in
+an error, so that a failed run says what it had done and why it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from gimtool import __version__
+
+logger = logging.getLogger("gimtool")
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+
+    An interrupted command therefore never leaves a half-written file under the final name.
+    Works for files and for directories (the temporary name is then a directory the caller
+    creates).
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        if final.is_dir() and tmp.is_dir():
+            import shutil
+
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+class RunLog:
+    """Collects what a command did and writes it to `<out>.log`.
+
+    Messages also go to stderr (warnings always, info with -v), PLINK-style.
+    """
+
+    def __init__(self, out: str | os.PathLike, command: str, log_path: str | os.PathLike | None = None):
+        self.out = str(out)
+        self.command = command
+        self.path = Path(log_path) if log_path is not None else Path(f"{self.out}.log")
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+        self._t0 = time.perf_counter()
+        self._timings: list[tuple[str, float]] = []
+
+    # -- recording -------------------------------------------------------------
+    def info(self, msg: str) -> None:
+        self.lines.append(msg)
+        logger.info(msg)
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+        self.lines.append(f"Warning: {msg}")
+        print(f"Warning: {msg}", file=sys.stderr)
+
+    def input(self, label: str, path: str | os.PathLike) -> None:
+        p = Path(path)
+        size = _human_size(p.stat().st_size) if p.is_file() else ("directory" if p.is_dir() else "missing")
+        self.info(f"input {label}: {p} ({size})")
+
+    def output(self, label: str, path: str | os.PathLike) -> None:
+        self.info(f"output {label}: {path}")
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t
+            self._timings.append((step, dt))
+            logger.info(f"{step}: {dt:.2f} s")
+
+    # -- writing ---------------------------------------------------------------
+    def render(self, status: str) -> str:
+        now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        head = [
+            f"gimtool v{__version__} {self.command}",
+            f"command: {shlex.join(sys.argv) if sys.argv else self.command}",
+            f"started: {now}  host: {platform.node()}  python: {platform.python_version()}",
+            "",
+        ]
+        timing = [f"time {name}: {dt:.2f} s" for name, dt in self._timings]
+        total = time.perf_counter() - self._t0
+        tail = ["", *timing, f"total time: {total:.2f} s", f"warnings: {len(self.warnings)}", f"status: {status}", ""]
+        return "\n".join(head + self.lines + tail)
+
+    def write(self, status: str = "ok") -> None:
+        atomic_write_text(self.path, self.render(status))
+
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.write("ok")
+        else:
+            self.lines.append(f"Error: {exc}")
+            self.write("failed")
+        return False
