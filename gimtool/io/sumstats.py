@@ -1,0 +1,233 @@
+"""Summary statistics files: gimtool's own, BOLT-LMM `--statsFile`, PLINK 2 `.glm.linear`.
+
+gimtool writes one gzipped TSV per phenotype with the columns of
+:data:`gimtool.io.schemas.SUMSTATS_COLS` (BOLT-LMM names; BETA is per copy of ALLELE1, missing
+written ``NA``). :func:`read_sumstats` reads any of the three formats, recognized by the header,
+and returns one frame in gimtool's schema and dtypes:
+
+=========  =======  ==========================================================================
+column     dtype    from BOLT-LMM / PLINK 2
+=========  =======  ==========================================================================
+SNP        Utf8     SNP / ID
+CHR        Utf8     CHR / #CHROM
+BP         Int64    BP / POS
+GENPOS     Float64  GENPOS / null
+ALLELE1    Utf8     ALLELE1 / A1 (the allele BETA counts)
+ALLELE0    Utf8     ALLELE0 / AX, else the one of REF, ALT that is not A1
+A1FREQ     Float64  A1FREQ / A1_FREQ (null when the file has none)
+N          Int64    null (BOLT prints only F_MISS) / OBS_CT
+BETA, SE   Float64  as given
+CHISQ      Float64  CHISQ_BOLT_LMM[_INF] or chi2(1) quantile of P / T_STAT²
+P          Float64  best available: P_BOLT_LMM, else P_BOLT_LMM_INF, else P_LINREG / P
+=========  =======  ==========================================================================
+
+Rows PLINK 2 could not test (``NA`` statistics) are kept with null BETA/SE/CHISQ/P; with
+covariate rows present (no ``hide-covar``), only ``TEST == ADD`` rows are kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from gimtool.errors import InputError
+from gimtool.io.schemas import MISSING, SUMSTATS_COLS
+
+SUMSTATS_DTYPES = {
+    "SNP": pl.Utf8,
+    "CHR": pl.Utf8,
+    "BP": pl.Int64,
+    "GENPOS": pl.Float64,
+    "ALLELE1": pl.Utf8,
+    "ALLELE0": pl.Utf8,
+    "A1FREQ": pl.Float64,
+    "N": pl.Int64,
+    "BETA": pl.Float64,
+    "SE": pl.Float64,
+    "CHISQ": pl.Float64,
+    "P": pl.Float64,
+}
+assert tuple(SUMSTATS_DTYPES) == SUMSTATS_COLS
+
+# Columns each format must have (the others are optional).
+_BOLT_NEEDED = ("SNP", "CHR", "BP", "ALLELE1", "ALLELE0", "BETA", "SE")
+_BOLT_P = ("P_BOLT_LMM", "P_BOLT_LMM_INF", "P_LINREG")
+_PLINK2_NEEDED = ("#CHROM", "POS", "ID", "REF", "ALT", "A1", "BETA", "SE", "P")
+_NULL_TOKENS = ["NA", "nan", "NaN", "inf", "-inf", ""]
+
+
+def write_sumstats(df: pl.DataFrame, path: str | os.PathLike, compresslevel: int = 4) -> None:
+    """Write `df` (at least the SUMSTATS_COLS) as a gzipped TSV, atomically; extra columns are dropped.
+
+    A `.gz` suffix is not added: the caller names the file (``<out>.<PHENO>.sumstats.gz``).
+    """
+    from gimtool.runlog import atomic_path
+
+    missing = [c for c in SUMSTATS_COLS if c not in df.columns]
+    if missing:
+        raise ValueError(f"sumstats frame lacks column(s) {', '.join(missing)}; has {', '.join(df.columns)}")
+    out = df.select([pl.col(c).cast(t) for c, t in SUMSTATS_DTYPES.items()])
+    floats = [c for c, t in SUMSTATS_DTYPES.items() if t == pl.Float64]
+    out = out.with_columns([pl.col(c).fill_nan(None) for c in floats])
+    buf = io.BytesIO()
+    out.write_csv(buf, separator="\t", null_value=MISSING)
+    with atomic_path(path) as tmp:
+        # mtime=0 so identical inputs give byte-identical files
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+            gz.write(buf.getvalue())
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head == b"\x1f\x8b":
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    return path.read_bytes()
+
+
+def _parse(data: bytes, path: Path) -> tuple[list[str], pl.DataFrame]:
+    """All columns as strings; tab-separated, or any whitespace when the header has no tab."""
+    first = data.split(b"\n", 1)[0].decode().rstrip("\r")
+    if "\t" not in first:
+        text = data.decode()
+        data = "\n".join("\t".join(ln.split()) for ln in text.splitlines() if ln.strip()).encode()
+        first = data.split(b"\n", 1)[0].decode()
+    header = first.split("\t")
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise InputError(f"{path}: line 1: duplicate column name(s) {', '.join(dup)}")
+    try:
+        df = pl.read_csv(
+            io.BytesIO(data), separator="\t", infer_schema=False, has_header=True, quote_char=None,
+        )
+    except pl.exceptions.ComputeError as e:
+        raise InputError(f"{path}: not a well-formed tab-separated table ({str(e).splitlines()[0]})") from None
+    return header, df
+
+
+def _num(df: pl.DataFrame, col: str, path: Path, dtype=pl.Float64) -> pl.Series:
+    s = df[col].str.strip_chars()
+    s = pl.select(pl.when(s.is_in(_NULL_TOKENS)).then(None).otherwise(s).alias(col))[col]
+    try:
+        return s.cast(dtype, strict=True)
+    except pl.exceptions.InvalidOperationError:
+        bad_mask = s.cast(dtype, strict=False).is_null() & s.is_not_null()
+        i = int(np.flatnonzero(bad_mask.to_numpy())[0])
+        kind = "an integer" if dtype == pl.Int64 else "a number or NA"
+        raise InputError(f"{path}: line {i + 2}: column {col}: expected {kind}, found {s[i]!r}") from None
+
+
+def _require(path: Path, header: list[str], needed, fmt: str) -> None:
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise InputError(
+            f"{path}: {fmt} sumstats lack column(s) {', '.join(missing)}; expected {' '.join(needed)}, "
+            f"found {' '.join(header)}"
+        )
+
+
+def sumstats_format(header: list[str]) -> str:
+    """'plink2', 'bolt' or 'gimtool' from a header (a best guess; :func:`read_sumstats` validates)."""
+    if header and header[0] == "#CHROM" or ("OBS_CT" in header and "ID" in header):
+        return "plink2"
+    if any(c in header for c in ("P_BOLT_LMM", "P_BOLT_LMM_INF", "F_MISS")):
+        return "bolt"
+    return "gimtool"
+
+
+def _chisq_from_p(p: np.ndarray) -> np.ndarray:
+    from scipy.stats import chi2
+
+    with np.errstate(all="ignore"):
+        return chi2.isf(p, 1)
+
+
+def read_sumstats(path: str | os.PathLike) -> pl.DataFrame:
+    """Read gimtool, BOLT-LMM or PLINK 2 `.glm.linear` sumstats into gimtool's schema (see module doc)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: sumstats file not found")
+    data = _read_bytes(path)
+    if not data.strip():
+        raise InputError(f"{path}: sumstats file is empty")
+    header, raw = _parse(data, path)
+    fmt = sumstats_format(header)
+    n = raw.height
+    null_f = pl.Series([None] * n, dtype=pl.Float64)
+    null_i = pl.Series([None] * n, dtype=pl.Int64)
+
+    if fmt == "gimtool":
+        _require(path, header, SUMSTATS_COLS, "gimtool")
+        cols = {}
+        for c, t in SUMSTATS_DTYPES.items():
+            cols[c] = raw[c] if t == pl.Utf8 else _num(raw, c, path, t)
+        return pl.DataFrame(cols).select(SUMSTATS_COLS)
+
+    if fmt == "bolt":
+        _require(path, header, _BOLT_NEEDED, "BOLT-LMM")
+        pcol = next((c for c in _BOLT_P if c in header), None)
+        if pcol is None:
+            raise InputError(
+                f"{path}: BOLT-LMM sumstats lack a P column; expected one of {', '.join(_BOLT_P)}, found {' '.join(header)}"
+            )
+        p = _num(raw, pcol, path)
+        chi_col = {"P_BOLT_LMM": "CHISQ_BOLT_LMM", "P_BOLT_LMM_INF": "CHISQ_BOLT_LMM_INF", "P_LINREG": "CHISQ_LINREG"}[pcol]
+        if chi_col in header:
+            chisq = _num(raw, chi_col, path)
+        else:
+            chisq = pl.Series(_chisq_from_p(p.to_numpy().astype(float)), dtype=pl.Float64).fill_nan(None)
+        cols = {
+            "SNP": raw["SNP"],
+            "CHR": raw["CHR"],
+            "BP": _num(raw, "BP", path, pl.Int64),
+            "GENPOS": _num(raw, "GENPOS", path) if "GENPOS" in header else null_f,
+            "ALLELE1": raw["ALLELE1"],
+            "ALLELE0": raw["ALLELE0"],
+            "A1FREQ": _num(raw, "A1FREQ", path) if "A1FREQ" in header else null_f,
+            "N": null_i,
+            "BETA": _num(raw, "BETA", path),
+            "SE": _num(raw, "SE", path),
+            "CHISQ": chisq,
+            "P": p,
+        }
+        return pl.DataFrame(cols).select(SUMSTATS_COLS)
+
+    # PLINK 2
+    _require(path, header, _PLINK2_NEEDED, "PLINK 2 .glm.linear")
+    if "TEST" in header:
+        raw = raw.filter(pl.col("TEST") == "ADD")
+        n = raw.height
+        null_f = pl.Series([None] * n, dtype=pl.Float64)
+        null_i = pl.Series([None] * n, dtype=pl.Int64)
+    if "AX" in header:
+        a0 = raw["AX"]
+    else:
+        # biallelic: the tested allele is REF or ALT, the other one is the counterpart
+        a0 = raw.select(pl.when(pl.col("A1") == pl.col("ALT")).then(pl.col("REF")).otherwise(pl.col("ALT")))[:, 0]
+    beta = _num(raw, "BETA", path)
+    if "T_STAT" in header:
+        t = _num(raw, "T_STAT", path)
+        chisq = t * t
+    else:
+        chisq = (beta / _num(raw, "SE", path)) ** 2
+    cols = {
+        "SNP": raw["ID"],
+        "CHR": raw["#CHROM"],
+        "BP": _num(raw, "POS", path, pl.Int64),
+        "GENPOS": null_f,
+        "ALLELE1": raw["A1"],
+        "ALLELE0": a0,
+        "A1FREQ": _num(raw, "A1_FREQ", path) if "A1_FREQ" in header else null_f,
+        "N": _num(raw, "OBS_CT", path, pl.Int64) if "OBS_CT" in header else null_i,
+        "BETA": beta,
+        "SE": _num(raw, "SE", path),
+        "CHISQ": chisq,
+        "P": _num(raw, "P", path),
+    }
+    return pl.DataFrame(cols).select(SUMSTATS_COLS).with_columns(pl.col("CHISQ").fill_nan(None))

@@ -1,0 +1,86 @@
+"""Sumstats reader/writer: gimtool's own files, BOLT-LMM statsFile and PLINK 2 .glm.linear."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gimtool.errors import InputError
+from gimtool.io.schemas import SUMSTATS_COLS
+from gimtool.io.sumstats import read_sumstats, write_sumstats
+
+BOLT = (
+    "SNP\tCHR\tBP\tGENPOS\tALLELE1\tALLELE0\tA1FREQ\tF_MISS\tBETA\tSE\tP_BOLT_LMM_INF\tP_BOLT_LMM\n"
+    "rs1\t17\t2748\t0\tT\tA\t0.00956284\t0\t0.485396\t0.386711\t2.1E-01\t2.3E-01\n"
+    "rs2\t17\t49663\t0.000949\tC\tT\t0.206284\t0\t0.0879632\t0.0896426\t3.3E-01\t2.4E-01\n"
+)
+BOLT_INF = "\n".join("\t".join(ln.split("\t")[:11]) for ln in BOLT.splitlines()) + "\n"
+PLINK2 = (
+    "#CHROM\tPOS\tID\tREF\tALT\tA1\tTEST\tOBS_CT\tBETA\tSE\tT_STAT\tP\tERRCODE\n"
+    "17\t1665\trs34151105\tC\tT\tT\tADD\t369\t0.0882673\t0.125226\t0.704861\t0.481344\t.\n"
+    "17\t1665\trs34151105\tC\tT\tT\tAGE\t369\t0.1\t0.1\t1.0\t0.3\t.\n"
+    "17\t2748\trs2\tA\tT\tA\tADD\t368\tNA\tNA\tNA\tNA\tCONST_OMITTED_ALLELE\n"
+)
+
+
+def test_bolt_best_p_and_chisq(tmp_path):
+    p = tmp_path / "b.stats"
+    p.write_text(BOLT)
+    df = read_sumstats(p)
+    assert df.columns == list(SUMSTATS_COLS)
+    assert df["P"].to_list() == [0.23, 0.24]  # non-infinitesimal P preferred
+    assert df["N"].null_count() == 2
+    # CHISQ is the 1-df quantile of P
+    assert df["CHISQ"][0] == pytest.approx(1.4408, rel=1e-3)
+    q = tmp_path / "binf.stats.gz"
+    q.write_bytes(gzip.compress(BOLT_INF.encode()))
+    assert read_sumstats(q)["P"].to_list() == [0.21, 0.33]
+
+
+def test_plink2_keeps_add_rows_and_other_allele(tmp_path):
+    p = tmp_path / "x.PHENO.glm.linear"
+    p.write_text(PLINK2)
+    df = read_sumstats(p)
+    assert df.height == 2
+    assert df["ALLELE1"].to_list() == ["T", "A"]
+    assert df["ALLELE0"].to_list() == ["C", "T"]
+    assert df["N"].to_list() == [369, 368]
+    assert df["CHISQ"][0] == pytest.approx(0.704861**2)
+    assert df["P"][1] is None and df["BETA"][1] is None
+
+
+def test_roundtrip(tmp_path):
+    df = pl.DataFrame(
+        {
+            "SNP": ["a", "b"], "CHR": ["1", "X"], "BP": [10, 20], "GENPOS": [0.1, None],
+            "ALLELE1": ["A", "C"], "ALLELE0": ["G", "T"], "A1FREQ": [0.1, 0.5], "N": [100, 99],
+            "BETA": [0.123456789012, -1e-3], "SE": [0.1, 0.2], "CHISQ": [1.5, np.nan], "P": [1e-300, None],
+        }
+    )
+    write_sumstats(df, tmp_path / "s.sumstats.gz")
+    back = read_sumstats(tmp_path / "s.sumstats.gz")
+    assert back["BETA"].to_list() == [0.123456789012, -1e-3]
+    assert back["P"].to_list() == [1e-300, None]
+    assert back["CHISQ"][1] is None
+    assert back["CHR"].to_list() == ["1", "X"]
+
+
+def test_missing_column_lists_expected_and_found(tmp_path):
+    p = tmp_path / "bad.stats"
+    p.write_text(BOLT.replace("\tSE\t", "\tSTDERR\t"))
+    with pytest.raises(InputError, match=r"lack column\(s\) SE; expected .* found .*STDERR"):
+        read_sumstats(p)
+    q = tmp_path / "own.sumstats"
+    q.write_text("SNP\tCHR\tBP\tP\nrs1\t1\t5\t0.1\n")
+    with pytest.raises(InputError, match="gimtool sumstats lack column"):
+        read_sumstats(q)
+
+
+def test_bad_number_names_line(tmp_path):
+    p = tmp_path / "bad.glm.linear"
+    p.write_text(PLINK2.replace("0.481344", "zero"))
+    with pytest.raises(InputError, match="line 2: column P"):
+        read_sumstats(p)
