@@ -46,3 +46,12 @@ GENMAP_COLS = ("chr", "position", "COMBINED_rate(cM/Mb)", "Genetic_Map(cM)")
 
 # Image store manifest (prep-mri output); QC columns follow.
 IMAGE_MANIFEST_COLS = ("FID", "IID", "SOURCE")
+# prep-mri input list (header optional; MAT = per-subject FSL FLIRT matrix, optional).
+IMAGE_LIST_COLS = ("FID", "IID", "PATH", "MAT")
+# Per-subject QC computed while conforming (raw intensities inside the brain mask, on the target
+# grid; FOV_COVERAGE = share of the target grid inside the scan's field of view).
+IMAGE_QC_COLS = ("RAW_MEAN", "RAW_SD", "RAW_P01", "RAW_P99", "BRAIN_VOXELS", "FOV_COVERAGE", "NONFINITE_VOXELS")
+# Cohort QC added when the store is finished: correlation with the mean image, outlier flag (0/1).
+IMAGE_COHORT_QC_COLS = ("CORR_MEAN", "QC_OUTLIER")
+# STORE/failed.tsv: images that could not be conformed, with the reason.
+IMAGE_FAILED_COLS = ("FID", "IID", "SOURCE", "REASON")
