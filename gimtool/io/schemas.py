@@ -55,3 +55,10 @@ IMAGE_QC_COLS = ("RAW_MEAN", "RAW_SD", "RAW_P01", "RAW_P99", "BRAIN_VOXELS", "FO
 IMAGE_COHORT_QC_COLS = ("CORR_MEAN", "QC_OUTLIER")
 # STORE/failed.tsv: images that could not be conformed, with the reason.
 IMAGE_FAILED_COLS = ("FID", "IID", "SOURCE", "REASON")
+
+# Embeddings (embed output PREFIX.tsv): FID IID z1..zK, the GWAS dimensions of the encoder.
+EMBEDDING_PREFIX = "z"
+# Training history (train output DIR/history.tsv), one row per epoch; method metrics follow as
+# TRAIN_<NAME> and VAL_<NAME>. MI columns are the JSE estimate (nats), MI_GAP = TRAIN_MI - VAL_MI.
+TRAIN_HISTORY_COLS = ("EPOCH", "STAGE", "STAGE_EPOCH", "LR", "TRAIN_LOSS", "VAL_LOSS", "TRAIN_MI", "VAL_MI", "MI_GAP",
+                      "SAMPLES_PER_S", "SECONDS")
