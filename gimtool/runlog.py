@@ -81,6 +81,8 @@ class RunLog:
         self.out = str(out)
         self.command = command
         self.path = Path(log_path) if log_path is not None else Path(f"{self.out}.log")
+        # outputs go beside the log: make the folder of --out now, as PLINK does not but users expect
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lines: list[str] = []
         self.warnings: list[str] = []
         self._t0 = time.perf_counter()

@@ -54,22 +54,30 @@ class GenoStoreWriter:
         self.samples = samples.select(list(SAMPLE_COLS))
         self.snps = snps.select(list(SNP_COLS))
         self.n_samples, self.n_snps = self.samples.height, self.snps.height
-        self._arr = np.memmap(self.tmp / GENO_FILE, dtype=np.int8, mode="w+", shape=(self.n_samples, self.n_snps))
+        # Written with pwrite, one sample row-piece at a time, rather than through a memmap: dirty
+        # pages of a writable memmap count against the process until flushed, and a sample-major
+        # file filled SNP chunk by SNP chunk would otherwise keep the whole matrix resident.
+        self._fd = os.open(self.tmp / GENO_FILE, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.ftruncate(self._fd, self.n_samples * self.n_snps)
         self._next = 0
 
     def write(self, G: np.ndarray) -> None:
-        """Append the next SNP chunk, G of shape (n_samples, m)."""
-        if G.shape[0] != self.n_samples:
+        """Append the next SNP chunk, G of shape (n_samples, m) int8."""
+        if G.ndim != 2 or G.shape[0] != self.n_samples:
             raise ValueError(f"expected ({self.n_samples}, m) genotypes, got {G.shape}")
         m = G.shape[1]
-        self._arr[:, self._next : self._next + m] = G
+        if self._next + m > self.n_snps:
+            raise ValueError(f"more SNPs written than the {self.n_snps} declared")
+        G = np.ascontiguousarray(G, dtype=np.int8)
+        for i in range(self.n_samples):
+            os.pwrite(self._fd, G[i].data, i * self.n_snps + self._next)
         self._next += m
 
     def close(self) -> None:
         if self._next != self.n_snps:
+            self.abort()
             raise ValueError(f"wrote {self._next} of {self.n_snps} SNPs")
-        self._arr.flush()
-        del self._arr
+        os.close(self._fd)
         self.snps.write_csv(self.tmp / "snps.tsv", separator="\t")
         self.samples.write_csv(self.tmp / "samples.tsv", separator="\t")
         meta = {
@@ -87,6 +95,10 @@ class GenoStoreWriter:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "GenoStoreWriter":

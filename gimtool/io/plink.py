@@ -50,12 +50,13 @@ def read_fam(path: str | os.PathLike) -> pl.DataFrame:
     rows = _split_lines(path, 6, " ".join(FAM_COLS))
     if not rows:
         raise InputError(f"{path}: .fam file has no samples")
-    df = pl.DataFrame(rows, schema=list(FAM_COLS), orient="row")
-    dup = df.select("FID", "IID").is_duplicated()
-    if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise InputError(f"{path}: line {i + 1}: duplicate sample ID (FID {df['FID'][i]}, IID {df['IID'][i]})")
-    return df
+    seen: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(rows, 1):
+        key = (r[0], r[1])
+        if key in seen:
+            raise InputError(f"{path}: line {i}: duplicate sample ID (FID {r[0]}, IID {r[1]}), first seen on line {seen[key]}")
+        seen[key] = i
+    return pl.DataFrame(rows, schema=list(FAM_COLS), orient="row")
 
 
 def read_bim(path: str | os.PathLike) -> pl.DataFrame:
