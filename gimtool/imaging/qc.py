@@ -1,0 +1,86 @@
+"""Cohort QC kernels: mean image, each volume's correlation with it, and outlier flags."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cohort_mean(volumes: np.ndarray, decode=None, chunk: int = 16) -> np.ndarray:
+    """Voxelwise mean (float64, shape volumes.shape[1:]) of `volumes` (n, D, H, W), read in chunks.
+
+    `decode` turns a stored chunk into float32 (e.g. uint8 codes to values); identity if None.
+    """
+    n = volumes.shape[0]
+    assert n > 0
+    acc = np.zeros(volumes.shape[1:], dtype=np.float64)
+    for a in range(0, n, chunk):
+        block = volumes[a : a + chunk]
+        block = decode(block) if decode else block.astype(np.float32)
+        acc += block.sum(axis=0, dtype=np.float64)
+    return acc / n
+
+
+def correlations(volumes: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, decode=None, chunk: int = 16) -> np.ndarray:
+    """Pearson correlation of each volume (n, D, H, W) with `reference` (D, H, W) over `mask` voxels.
+
+    Returns float64 (n,); NaN for a volume that is constant over the mask.
+    """
+    n = volumes.shape[0]
+    assert reference.shape == volumes.shape[1:], (reference.shape, volumes.shape)
+    if mask is None:
+        mask = np.ones(reference.shape, dtype=bool)
+    r = reference[mask].astype(np.float64)
+    r = r - r.mean()
+    rn = np.sqrt((r * r).sum())
+    out = np.empty(n, dtype=np.float64)
+    for a in range(0, n, chunk):
+        block = volumes[a : a + chunk]
+        block = decode(block) if decode else block.astype(np.float32)
+        x = block.reshape(block.shape[0], -1)[:, mask.reshape(-1)].astype(np.float64)
+        x -= x.mean(axis=1, keepdims=True)
+        xn = np.sqrt((x * x).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[a : a + block.shape[0]] = (x @ r) / (xn * rn)
+    return out
+
+
+def flag_outliers(corr: np.ndarray, threshold: float) -> np.ndarray:
+    """True where the correlation with the cohort mean is below `threshold` (or undefined)."""
+    corr = np.asarray(corr, dtype=float)
+    return ~(corr >= threshold)
+
+
+def centre_of_mass(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Intensity-weighted centre of mass of the positive voxels, in mm (RAS)."""
+    w = np.clip(np.asarray(volume, dtype=np.float64), 0, None)
+    idx = np.indices(volume.shape).reshape(3, -1)
+    c = (idx * w.reshape(-1)).sum(axis=1) / w.sum()
+    return (np.asarray(affine, float) @ np.append(c, 1.0))[:3]
+
+
+def qc_figure(mean: np.ndarray, outliers: list[tuple[str, np.ndarray]]):
+    """Matplotlib figure: mid-slices (sagittal, coronal, axial) of the mean and of each outlier.
+
+    Volumes are (X, Y, Z) in RAS voxel order. Returns the figure; the caller saves it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("cohort mean", mean)] + list(outliers)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
+    for r, (label, vol) in enumerate(rows):
+        x, y, z = (s // 2 for s in vol.shape)
+        slices = (vol[x, :, :], vol[:, y, :], vol[:, :, z])
+        for c, (sl, name) in enumerate(zip(slices, ("sagittal", "coronal", "axial"))):
+            ax = axes[r, c]
+            ax.imshow(np.asarray(sl, dtype=np.float32).T, cmap="gray", origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
