@@ -28,8 +28,14 @@ GWAS_SUMMARY_COLS = ("PHENO", "N", "NSNP", "LAMBDA_GC", "MIN_P", "N_P5E8", "N_P_
 # Clumps in PLINK 1.9's .clumped layout, tab-separated.
 CLUMP_COLS = ("CHR", "F", "SNP", "BP", "P", "TOTAL", "NSIG", "S05", "S01", "S001", "S0001", "SP2")
 
-# Loci (clump --loci output).
+# Clump members, one row per listed (SP2) entry (clump <out>.clumped.members.tsv, like
+# plink --clump-verbose): index SNP, member SNP, its file, distance in kb, |r²| with the index, P.
+CLUMP_MEMBER_COLS = ("INDEX", "SNP", "F", "KB", "R2", "P")
+
+# Loci (clump --loci output); with --compare a UNIQUE column (1 = no other set has a locus within
+# the merge window) follows.
 LOCI_COLS = ("LOCUS", "CHR", "START", "END", "LEAD_SNP", "LEAD_BP", "LEAD_P", "NSNP", "PHENOS")
+LOCI_UNIQUE_COL = "UNIQUE"
 
 # Heritability (h2 output), one row per phenotype.
 H2_LDSC_COLS = ("PHENO", "H2", "H2_SE", "INTERCEPT", "INTERCEPT_SE", "MEAN_CHISQ", "LAMBDA_GC", "RATIO", "RATIO_SE", "N", "NSNP")
