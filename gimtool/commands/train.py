@@ -1,9 +1,75 @@
-"""Train an MRI encoder (Genetic InfoMax and baselines) (not built yet)."""
+"""Train an MRI encoder (Genetic InfoMax and baselines) on paired image and genotype stores.
+
+Writes to the run folder --out DIR: model.pt (final checkpoint), last.pt (each epoch; --resume
+continues from it), history.tsv and history.png (losses and the MI train/validation gap),
+config.toml (the resolved hyperparameters) and train.log. Many GPUs:
+`torchrun --nproc_per_node N -m gimtool train ... --device cuda`.
+"""
 
 from __future__ import annotations
 
-from gimtool.errors import NotBuiltError
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gimtool import options
 
 
-def command() -> None:
-    raise NotBuiltError("gimtool train is not built yet in this version")
+def command(
+    images: Annotated[Path, typer.Option("--images", help="Image store (prep-mri output folder).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: model.pt, last.pt, history.tsv/.png, config.toml, train.log.")],
+    geno: Annotated[Optional[Path], typer.Option("--geno", help="Genotype store (prep-geno output folder); needed by methods that use genotypes.")] = None,
+    keep: Annotated[Optional[Path], typer.Option("--keep", help="Training people (FID IID per line); default: everyone with an image (and genotypes).")] = None,
+    val_keep: Annotated[Optional[Path], typer.Option("--val-keep", help="Validation people (FID IID per line), disjoint from --keep.")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="Training method: gim, autoencoder, autoencoder-attention, gen-prediction, barlow-twins, simclr, simclr-jse, infonce, decorrelated-infonce, random-init (default gim).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with hyperparameters (flags override it).")] = None,
+    epochs: Annotated[Optional[str], typer.Option("--epochs", help="Epochs per stage: one number for every stage, or one per stage (gim: 200,100,50).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Global mini-batch size (default 12).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Starting learning rate of the cosine schedule (default 1e-3).")] = None,
+    crop_mm: Annotated[Optional[float], typer.Option("--crop-mm", help="Side of the random 3D crops in mm (default 160).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default cpu). Fails if CUDA is asked for and absent.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same model.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads per process.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="DataLoader worker processes reading the stores (default 0).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    from gimtool.io.tables import read_ids
+    from gimtool.runlog import RunLog
+    from gimtool.train.config import load_config, parse_epochs
+
+    out = Path(out)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train.log" if is_main else out / f".train.rank{os.environ.get('RANK')}.log"
+    with RunLog(str(out), "train", log_path=log_path) as log:
+        cfg = load_config(config, {
+            "method": method, "epochs": parse_epochs(epochs), "batch_size": batch_size, "lr": lr, "crop_mm": crop_mm,
+            "device": device, "seed": seed, "threads": threads, "workers": workers,
+        })
+        options.set_threads(cfg.threads)
+        from gimtool.model.methods import get_method
+        from gimtool.train.loop import prepare_data, train
+
+        try:
+            m = get_method(cfg.method)
+        except KeyError as e:
+            from gimtool.errors import InputError
+
+            raise InputError(f"--method {cfg.method}: {e.args[0] if e.args else 'unknown method'}") from None
+        log.input("images", images)
+        if geno is not None:
+            log.input("geno", geno)
+        if config is not None:
+            log.input("config", config)
+        train_ids = read_ids(keep, "--keep list") if keep is not None else None
+        val_ids = read_ids(val_keep, "--val-keep list") if val_keep is not None else None
+        data = prepare_data(cfg, m, images, geno if m.needs_genotypes or geno is not None else None, train_ids, val_ids, log)
+        log.info(f"config: {cfg.to_dict()}")
+        with log.timed("training"):
+            final = train(cfg, m, data, out, resume=resume, log=log, progress=not no_progress)
+        log.output("model", final)
+        log.output("history", out / "history.tsv")

@@ -1,0 +1,55 @@
+"""Embeddings from a checkpoint: the 128 GWAS dimensions of the MRI encoder, per person."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gimtool.train import checkpoint as ckpt_mod
+from gimtool.train.config import TrainConfig
+
+
+def load_model(path, device: torch.device):
+    """(method, modules in eval mode, config, checkpoint dict) from a checkpoint file."""
+    from gimtool.model.methods import get_method
+
+    ck = ckpt_mod.load_checkpoint(path)
+    method = get_method(ck["method"])
+    cfg = TrainConfig.from_dict(ck["config"], source=f"{path} config")
+    modules = method.build(cfg.model, tuple(ck["crop"]), int(ck["n_snps"]))
+    modules.load_state_dict(ck["modules"])
+    modules.to(device).eval()
+    return method, modules, cfg, ck
+
+
+@torch.no_grad()
+def embed_volumes(method, modules, images, index: np.ndarray, crop: tuple[int, int, int] | None,
+                  device: torch.device, batch_size: int, bf16: bool = True, progress: bool = True) -> np.ndarray:
+    """Embeddings of volumes `index` of an ImageStore, shape (len(index), 128), float32.
+
+    `crop` None embeds whole volumes; otherwise the centre crop of that size (what validation uses).
+    """
+    shape = images.shape
+    starts = None if crop is None else tuple((n - c) // 2 for n, c in zip(shape, crop))
+    out = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(index), desc="embed", leave=False, disable=None, unit="vol")
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if (device.type == "cuda" and bf16) else None
+    for b in range(0, len(index), batch_size):
+        idx = index[b:b + batch_size]
+        vols = [images.volume(int(i)) if crop is None else images.crop(int(i), starts, crop) for i in idx]
+        x = torch.from_numpy(np.stack(vols))[:, None].to(device)
+        if autocast is not None:
+            with autocast:
+                z = method.embed(modules, x)
+        else:
+            z = method.embed(modules, x)
+        out.append(z.float().cpu().numpy())
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
