@@ -40,6 +40,8 @@ LOCI_UNIQUE_COL = "UNIQUE"
 # Heritability (h2 output), one row per phenotype.
 H2_LDSC_COLS = ("PHENO", "H2", "H2_SE", "INTERCEPT", "INTERCEPT_SE", "MEAN_CHISQ", "LAMBDA_GC", "RATIO", "RATIO_SE", "N", "NSNP")
 H2_GREML_COLS = ("PHENO", "H2", "H2_SE", "LOGLIK", "N")
+# Mean and sd over phenotypes (h2 <out>.h2.summary.tsv); INTERCEPT_* are NA for GREML.
+H2_SUMMARY_COLS = ("METHOD", "N_PHENO", "H2_MEAN", "H2_SD", "INTERCEPT_MEAN", "INTERCEPT_SD")
 
 # LD scores in LDSC's format (<prefix>.l2.ldscore.gz, with .l2.M and .l2.M_5_50).
 LDSCORE_COLS = ("CHR", "SNP", "BP", "L2")
