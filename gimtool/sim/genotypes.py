@@ -115,6 +115,23 @@ def recombination_map(length_bp: int, rng: np.random.Generator, mean_cm_per_mb: 
     return edges.astype(np.float64), rates / widths
 
 
+def _derived_frequencies(ts) -> np.ndarray:
+    """Derived-allele frequency of every site (sites with more than one mutation get -1, so that
+    any MAF filter drops them)."""
+    mpos = ts.sites_position[ts.mutations_site]
+    nodes = ts.mutations_node
+    counts = np.zeros(ts.num_mutations, dtype=np.int64)
+    for tree in ts.trees():
+        a, b = np.searchsorted(mpos, [tree.interval.left, tree.interval.right])
+        ns = tree.num_samples
+        counts[a:b] = [ns(int(u)) for u in nodes[a:b]]
+    freq = np.zeros(ts.num_sites)
+    np.add.at(freq, ts.mutations_site, counts / ts.num_samples)
+    multi = np.bincount(ts.mutations_site, minlength=ts.num_sites) != 1
+    freq[multi] = -1.0
+    return freq
+
+
 def _demography(msprime, demes: int, growth: str, current_ne: float, growth_generations: float,
                 split_generations: float, migration: float):
     if growth not in GROWTH_MODELS:
@@ -173,7 +190,7 @@ def simulate_genotypes(
     samples = {nm: int(c) for nm, c in zip(names, counts) if c > 0}
     length_bp = int(round(chrom_length_mb * 1e6))
 
-    hap_blocks, bims, maps = [], [], []
+    kept_ts, bims, maps, flips = [], [], [], []
     population = None
     for c in range(1, n_chromosomes + 1):
         edges, rates = recombination_map(length_bp, rng)
@@ -185,29 +202,27 @@ def simulate_genotypes(
         if population is None:
             pop_ids = np.array([ts.node(ind.nodes[0]).population for ind in ts.individuals()])
             population = np.array([ts.population(p).metadata["name"] for p in pop_ids])
-        H = ts.genotype_matrix()  # sites x haplotypes, 0/1 (derived allele)
-        pos = ts.tables.sites.position
-        g = (H[:, 0::2] + H[:, 1::2]).astype(np.int8)  # sites x people, derived-allele count
-        del H
-        freq = g.mean(axis=1, dtype=np.float64) / 2
-        ok = (np.minimum(freq, 1 - freq) >= min_maf) & (np.bincount(ts.tables.mutations.site, minlength=ts.num_sites) == 1)
-        g, pos, freq = g[ok], pos[ok], freq[ok]
+        # filter on frequency before decoding genotypes: with population growth most sites are
+        # rare, and a full haplotype matrix would need gigabytes
+        freq = _derived_frequencies(ts)
+        ok = np.minimum(freq, 1 - freq) >= min_maf
+        ts = ts.delete_sites(np.flatnonzero(~ok))
+        freq = freq[ok]
+        pos = ts.sites_position
         bp = pos.astype(np.int64) + 1  # tskit positions are 0-based
         cm = ratemap.get_cumulative_mass(pos) * 100.0
-        # A1 = minor allele in the sample, as PLINK 1.9 writes it; G counts A1
-        flip = freq > 0.5
-        g[flip] = 2 - g[flip]
         bases = np.array(list("ACGT"))
-        pair = rng.permuted(np.tile(np.arange(4), (g.shape[0], 1)), axis=1)[:, :2]
+        pair = rng.permuted(np.tile(np.arange(4), (pos.size, 1)), axis=1)[:, :2]
         bims.append(pl.DataFrame({
-            "CHR": [str(c)] * g.shape[0],
+            "CHR": [str(c)] * pos.size,
             "SNP": [f"{c}:{b}" for b in bp],
             "CM": cm,
             "BP": bp,
             "A1": bases[pair[:, 0]],
             "A2": bases[pair[:, 1]],
         }))
-        hap_blocks.append(g)
+        flips.append(freq > 0.5)  # A1 = minor allele in the sample, as PLINK 1.9 writes it
+        kept_ts.append(ts)
         left = edges[:-1]
         maps.append(pl.DataFrame({
             GENMAP_COLS[0]: np.full(left.size, c, dtype=np.int64),
@@ -222,20 +237,25 @@ def simulate_genotypes(
         }))
 
     bim = pl.concat(bims)
-    counts_per_chr = np.array([b.shape[0] for b in hap_blocks])
-    total = int(counts_per_chr.sum())
+    per_chr = np.array([t.num_sites for t in kept_ts])
+    total = int(per_chr.sum())
     if n_snps is not None and n_snps < total:
         keep = np.sort(rng.choice(total, size=n_snps, replace=False))
     else:
         keep = np.arange(total)
     G = np.empty((n_samples, keep.size), dtype=np.int8)
-    offset = 0
-    col = 0
-    for g in hap_blocks:
-        sel = keep[(keep >= offset) & (keep < offset + g.shape[0])] - offset
-        G[:, col : col + sel.size] = g[sel].T
+    offset = col = 0
+    for ts, flip, m in zip(kept_ts, flips, per_chr):
+        sel = keep[(keep >= offset) & (keep < offset + m)] - offset
+        ts = ts.delete_sites(np.setdiff1d(np.arange(m), sel))
+        H = ts.genotype_matrix()  # sites x haplotypes, derived allele = 1
+        g = (H[:, 0::2] + H[:, 1::2]).astype(np.int8)
+        del H
+        f = flip[sel]
+        g[f] = 2 - g[f]
+        G[:, col : col + sel.size] = g.T
         col += sel.size
-        offset += g.shape[0]
+        offset += m
     bim = bim[keep].select(BIM_COLS)
     width = len(str(n_samples))
     iid = [f"{id_prefix}{i + 1:0{width}d}" for i in range(n_samples)]
