@@ -3,7 +3,8 @@
 Order of operations, as PLINK 2 applies them: --keep/--remove, --chr/--extract/--exclude,
 then --mind (sample call rate over the remaining SNPs), then the SNP filters --geno, --hwe and
 --maf, all computed on the remaining samples (allele frequencies and HWE on founders only, as
-PLINK does). The bed is read in SNP chunks, so memory stays bounded for any cohort size.
+PLINK does). The bed is read in SNP chunks, so memory stays bounded for any cohort size; the
+SNP statistics are counted from the packed 2-bit rows without decoding them.
 """
 
 from __future__ import annotations
@@ -144,18 +145,18 @@ def run_qc(bf: Bfile, f: QCFilters, log, threads: int = 1, progress: bool = True
         counts["samples_dropped_mind"] = int(bad.sum())
         if not smask.any():
             raise InputError(f"--mind {f.mind}: every sample was removed")
-    # -- SNP statistics on the remaining samples
+    # -- SNP statistics on the remaining samples, counted from the packed .bed rows (no decoding)
     sidx = np.flatnonzero(smask)
-    founders = _founders(bf.fam, smask)[sidx]
-    all_founders = bool(founders.all())
+    founders = _founders(bf.fam, smask)
+    all_founders = bool((founders == smask).all())
     stats_all = np.zeros((len(cand), 4), dtype=np.int64)
     stats_f = stats_all if all_founders else np.zeros((len(cand), 4), dtype=np.int64)
-    pos = 0
-    for idx, G in tqdm(chunks(sidx), total=-(-len(cand) // chunk), desc="SNP QC", disable=not progress, leave=False):
-        stats_all[pos : pos + len(idx)] = qc.genotype_counts(G)
+    pchunk = 4 * chunk  # packed rows are a quarter of the decoded size
+    for a in tqdm(range(0, len(cand), pchunk), desc="SNP QC", disable=not progress, leave=False):
+        rows = bf.packed(cand[a : a + pchunk])
+        stats_all[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, smask)
         if not all_founders:
-            stats_f[pos : pos + len(idx)] = qc.genotype_counts(np.ascontiguousarray(G[founders]))
-        pos += len(idx)
+            stats_f[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, founders)
     keep = np.ones(len(cand), dtype=bool)
     if f.geno is not None:
         rate = stats_all[:, 3] / len(sidx)
@@ -197,10 +198,15 @@ def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, pro
     fam = bf.fam[sidx]
     snps = bim.with_columns(pl.Series("CHR", res.chrom[vidx].astype(np.int64)))
     chunk = chunk_size_for(len(sidx))
+    all_samples = len(sidx) == bf.n_samples
     with BedWriter(out + ".bed", len(sidx)) as bw, GenoStoreWriter(out + ".geno", fam.select("FID", "IID"), snps) as gw:
         for a in tqdm(range(0, len(vidx), chunk), desc="writing", disable=not progress, leave=False):
-            G = bf.read(snps=vidx[a : a + chunk], samples=sidx, dtype="int8", num_threads=threads)
-            bw.write(G)
+            idx = vidx[a : a + chunk]
+            G = bf.read(snps=idx, samples=None if all_samples else sidx, dtype="int8", num_threads=threads)
+            if all_samples:  # the .bed rows can be copied as they are
+                bw.write_packed(bf.packed(idx))
+            else:
+                bw.write(G)
             gw.write(G)
     write_bim(bim, out + ".bim")
     write_fam(fam, out + ".fam")

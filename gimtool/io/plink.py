@@ -147,6 +147,12 @@ class Bfile:
         v = slice(None) if snps is None else snps
         return self._open().read(index=np.s_[s, v], dtype=dtype, order="C", num_threads=num_threads)
 
+    def packed(self, snps: slice | np.ndarray) -> np.ndarray:
+        """The raw 2-bit rows of the .bed for the given SNPs, shape (m, ceil(n_samples / 4)) uint8."""
+        nb = (self.n_samples + 3) // 4
+        mm = np.memmap(self.bed_path, dtype=np.uint8, mode="r", offset=3, shape=(self.n_snps, nb))
+        return np.asarray(mm[snps])
+
     def iter_chunks(
         self, chunk_size: int, samples=None, dtype: str = "int8", num_threads: int | None = 1,
         start: int = 0, stop: int | None = None,
@@ -195,6 +201,13 @@ class BedWriter:
             raise ValueError(f"expected genotypes of shape ({self.n_samples}, m), got {G.shape}")
         self._fh.write(encode_bed_chunk(np.ascontiguousarray(G, dtype=np.int8)))
         self.n_snps += G.shape[1]
+
+    def write_packed(self, rows: np.ndarray) -> None:
+        """Append SNPs already in .bed form: rows (m, ceil(n_samples / 4)) uint8 for the same samples."""
+        if rows.ndim != 2 or rows.shape[1] != (self.n_samples + 3) // 4 or rows.dtype != np.uint8:
+            raise ValueError(f"expected packed rows of shape (m, {(self.n_samples + 3) // 4}) uint8, got {rows.shape} {rows.dtype}")
+        self._fh.write(np.ascontiguousarray(rows).tobytes())
+        self.n_snps += rows.shape[0]
 
     def close(self) -> None:
         self._fh.close()

@@ -23,6 +23,41 @@ def genotype_counts(G: np.ndarray) -> np.ndarray:
     return np.stack([n0, n1, n2, n - n0 - n1 - n2], axis=1).astype(np.int64)
 
 
+def _pack_mask(sample_mask: np.ndarray) -> np.ndarray:
+    """2-bit mask bytes (0b11 per kept sample) in .bed byte layout, padded to whole uint64 words."""
+    n = len(sample_mask)
+    bits = np.zeros(((n + 3) // 4) * 4, dtype=np.uint8)
+    bits[:n] = sample_mask
+    b = bits.reshape(-1, 4) * 3
+    packed = (b[:, 0] | (b[:, 1] << 2) | (b[:, 2] << 4) | (b[:, 3] << 6)).astype(np.uint8)
+    return np.concatenate([packed, np.zeros((-len(packed)) % 8, dtype=np.uint8)])
+
+
+def packed_genotype_counts(rows: np.ndarray, n_samples: int, sample_mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-SNP counts [n0, n1, n2, n_missing] straight from .bed rows, without decoding.
+
+    rows: (m, ceil(n_samples / 4)) uint8, PLINK 2-bit codes (00 hom A1 = 2 copies, 01 missing,
+    10 het, 11 hom A2 = 0 copies). Codes are counted with popcounts on 64-bit words; samples
+    outside `sample_mask` (n_samples,) bool are masked to 00 and subtracted with the padding.
+    """
+    m, nb = rows.shape
+    assert nb == (n_samples + 3) // 4
+    pad = (-nb) % 8
+    if pad:
+        rows = np.concatenate([rows, np.zeros((m, pad), dtype=np.uint8)], axis=1)
+    w = np.ascontiguousarray(rows).view(np.uint64)  # (m, words)
+    keep = np.ones(n_samples, dtype=bool) if sample_mask is None else np.asarray(sample_mask, dtype=bool)
+    mask = _pack_mask(keep).view(np.uint64)[None, :]
+    lo_bits = np.uint64(0x5555555555555555)
+    lo = w & lo_bits & mask
+    hi = (w >> np.uint64(1)) & lo_bits & mask
+    n_hom_a2 = np.bitwise_count(lo & hi).sum(axis=1, dtype=np.int64)
+    n_missing = np.bitwise_count(lo).sum(axis=1, dtype=np.int64) - n_hom_a2
+    n_het = np.bitwise_count(hi).sum(axis=1, dtype=np.int64) - n_hom_a2
+    n_hom_a1 = int(keep.sum()) - n_missing - n_het - n_hom_a2
+    return np.stack([n_hom_a2, n_het, n_hom_a1, n_missing], axis=1)
+
+
 def sample_missing_counts(G: np.ndarray) -> np.ndarray:
     """Missing genotypes per sample, shape (n_samples,)."""
     return np.count_nonzero(G == MISSING, axis=1)
