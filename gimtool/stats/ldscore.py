@@ -33,6 +33,30 @@ def window_bounds(coords: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.n
     return left.astype(np.int64), right.astype(np.int64)
 
 
+def ldsc_windows(coords: np.ndarray, max_dist: float, chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """The windows LDSC v1 actually sums over (its `--chunk-size`, default 50).
+
+    LDSC processes SNPs in chunks of `chunk` and, for a SNP k, pairs it with every SNP from the
+    window start of k's chunk start, rounded out to whole chunks; SNPs before the first whose exact
+    window leaves SNP 0 behind (rounded up to a chunk) pair with all earlier SNPs. A pair (i < k)
+    is counted iff i >= Lr[k]; Lr is non-decreasing, so every SNP's partners form one contiguous
+    window [left, right). chunk=1 gives the exact windows of :func:`window_bounds`.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    m = len(coords)
+    exact_left, _ = window_bounds(coords, max_dist)
+    lr = np.zeros(m, dtype=np.int64)
+    nz = np.flatnonzero(exact_left > 0)
+    b0 = int(np.ceil((nz[0] if len(nz) else m) / chunk) * chunk)
+    if b0 < m:
+        k = np.arange(b0, m)
+        start = (k // chunk) * chunk
+        width = np.ceil((start - exact_left[start]) / chunk).astype(np.int64) * chunk
+        lr[b0:] = start - width
+    right = np.searchsorted(lr, np.arange(m), side="right").astype(np.int64)
+    return lr, right
+
+
 def standardize(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean-impute, centre and scale genotype columns as LDSC does.
 
@@ -105,6 +129,7 @@ def ld_scores(
     coords: np.ndarray,
     n: int,
     max_dist: float,
+    chunk: int = 50,
     block_size: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> LDScores:
@@ -113,7 +138,8 @@ def ld_scores(
     read_columns(idx) -> genotypes (n, len(idx)) of the reference SNPs idx (int8 or float with
     NaN missing); it is called on increasing contiguous index ranges. chrom, coords: (m,) per
     SNP; within a chromosome coords must be sorted. Monomorphic SNPs are dropped (as LDSC does)
-    before windows are formed. Memory: n x (block + widest window) float32.
+    before windows are formed. chunk: LDSC's chunk size (50 reproduces LDSC v1's LD scores;
+    1 gives exact windows). Memory: n x (block + widest window) float32.
     """
     chrom = np.asarray(chrom)
     coords = np.asarray(coords, dtype=np.float64)
@@ -136,7 +162,7 @@ def ld_scores(
         pos = coords[on]
         if np.any(np.diff(pos) < 0):
             raise ValueError(f"chromosome {c}: positions are not sorted")
-        left, right = window_bounds(pos, max_dist)
+        left, right = ldsc_windows(pos, max_dist, chunk) if chunk > 1 else window_bounds(pos, max_dist)
         l2 = np.empty(len(on))
         cache_lo, cache = 0, np.zeros((n, 0), dtype=np.float32)
         for a in range(0, len(on), block_size):
