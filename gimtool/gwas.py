@@ -1,0 +1,265 @@
+"""The association study behind `gimtool gwas`: inputs aligned to the .fam, the streaming
+built-in scan over SNP chunks, and its results as sumstats frames and a summary.
+
+Numerics live in :mod:`gimtool.stats.assoc`; files are written by the command.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from gimtool.errors import InputError
+from gimtool.io.plink import Bfile
+from gimtool.io.schemas import GWAS_SUMMARY_COLS
+from gimtool.io.tables import align, read_table, select_samples
+from gimtool.stats import assoc
+
+GWS = 5e-8
+CHISQ_MEDIAN_1DF = 0.4549364231195724
+
+
+@dataclass
+class GwasInputs:
+    """Phenotypes and covariates in .fam order (NaN = missing or not in the file)."""
+
+    samples: pl.DataFrame  # FID IID of the .fam
+    y: np.ndarray  # (n_fam, p)
+    c: np.ndarray | None  # (n_fam, q)
+    pheno_names: list[str]
+    covar_names: list[str]
+
+
+def split_names(names: list[str] | None) -> list[str] | None:
+    """`--pheno-name A --pheno-name B` and `--pheno-name A,B` both give [A, B]."""
+    if not names:
+        return None
+    out = [x for n in names for x in n.replace(",", " ").split()]
+    return out or None
+
+
+def _aligned(fam: pl.DataFrame, path, names, what: str, log) -> tuple[np.ndarray, list[str]]:
+    tab = read_table(path, names, what=what)
+    cols = tab.columns[2:]
+    if not cols:
+        raise InputError(f"{path}: no {what} columns after FID IID")
+    al = align(fam, tab)
+    if al.n_matched == 0:
+        raise InputError(
+            f"{path}: no sample IDs in common with the .fam (first {what} ID: "
+            f"{tab['FID'][0]} {tab['IID'][0]}; first .fam ID: {fam['FID'][0]} {fam['IID'][0]})"
+        )
+    msg = al.describe(".fam", f"{what} file")
+    if log:
+        log.info(msg)
+    if al.n_matched < 0.5 * min(al.n_ref, al.n_table) and log:
+        log.warn(f"{path}: few samples in common: {msg}")
+    arr = np.full((fam.height, len(cols)), np.nan)
+    vals = tab.select(cols).to_numpy().astype(np.float64)
+    arr[al.ref_index] = vals[al.table_index]
+    return arr, list(cols)
+
+
+def load_inputs(
+    bf: Bfile,
+    pheno: str | os.PathLike,
+    pheno_names: list[str] | None = None,
+    covar: str | os.PathLike | None = None,
+    covar_names: list[str] | None = None,
+    keep=None,
+    remove=None,
+    log=None,
+) -> GwasInputs:
+    """Read phenotypes (and covariates) and put them in .fam order; --keep/--remove become NaN."""
+    fam = bf.fam.select("FID", "IID")
+    y, pnames = _aligned(fam, pheno, pheno_names, "phenotype", log)
+    c, cnames = (None, [])
+    if covar is not None:
+        c, cnames = _aligned(fam, covar, covar_names, "covariate", log)
+    mask = select_samples(fam, keep, remove, log)
+    y[~mask] = np.nan
+    for j, name in enumerate(pnames):
+        v = y[:, j][np.isfinite(y[:, j])]
+        if len(v) == 0:
+            raise InputError(f"{pheno}: phenotype {name} is NA for every sample in the .fam (leave it out with --pheno-name)")
+        if np.ptp(v) == 0:
+            raise InputError(f"{pheno}: phenotype {name} is constant ({v[0]:g}) on its {len(v)} samples (leave it out with --pheno-name)")
+    return GwasInputs(fam, y, c, pnames, cnames)
+
+
+def inverse_normal_transform(y: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+    """Rank-based inverse normal transform of each phenotype after regressing out the covariates
+    (and an intercept) on its own samples, as transferGWAS and ContIG do. Blom offsets
+    (r − 3/8)/(n + 1/4); ties get their average rank."""
+    from scipy.stats import norm, rankdata
+
+    out = np.full_like(y, np.nan)
+    n = y.shape[0]
+    cc = np.zeros((n, 0)) if c is None else c
+    ok_c = np.all(np.isfinite(cc), axis=1)
+    for j in range(y.shape[1]):
+        m = np.isfinite(y[:, j]) & ok_c
+        w = np.column_stack([np.ones(m.sum()), cc[m]])
+        coef, *_ = np.linalg.lstsq(w, y[m, j], rcond=None)
+        r = y[m, j] - w @ coef
+        rk = rankdata(r)
+        out[m, j] = norm.ppf((rk - 0.375) / (m.sum() + 0.25))
+    return out
+
+
+def prepare(inputs: GwasInputs, pheno_path, covar_path) -> assoc.Prepared:
+    """assoc.prepare with its errors turned into one line naming the file and the columns."""
+    try:
+        return assoc.prepare(inputs.y, inputs.c)
+    except assoc.AssocError as e:
+        msg, idx = e.args
+        if msg.startswith("collinear"):
+            names = ", ".join(inputs.covar_names[i] for i in idx)
+            raise InputError(
+                f"{covar_path}: covariate(s) {names} are constant or collinear with the other covariates "
+                f"(and the intercept) on the samples used; drop them with --covar-name"
+            ) from None
+        names = ", ".join(inputs.pheno_names[i] for i in idx)
+        raise InputError(f"{pheno_path}: phenotype {names}: {msg.split(':', 1)[-1].strip()}") from None
+
+
+def parse_chunk(spec: str | None, n_snps: int) -> tuple[int, int]:
+    """`K/N` (1-based K) -> the SNP index range of the K-th of N near-equal contiguous parts."""
+    if not spec:
+        return 0, n_snps
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise InputError(f"--chunk {spec}: expected K/N with integers, e.g. 3/10") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise InputError(f"--chunk {spec}: expected 1 <= K <= N")
+    bounds = np.linspace(0, n_snps, n + 1).round().astype(int)
+    return int(bounds[k - 1]), int(bounds[k])
+
+
+@dataclass
+class ScanResult:
+    snp_index: np.ndarray  # (m,) rows of the .bim tested (after --maf)
+    beta: np.ndarray  # (m, p)
+    se: np.ndarray
+    p: np.ndarray
+    t: np.ndarray
+    n: np.ndarray
+    freq: np.ndarray
+
+
+def scan(
+    bf: Bfile,
+    prep: assoc.Prepared,
+    start: int = 0,
+    stop: int | None = None,
+    chunk_size: int | None = None,
+    threads: int = 1,
+    device=None,
+    dtype: str = "float64",
+    maf: float = 0.0,
+    progress: bool = True,
+) -> ScanResult:
+    """Stream SNP chunks [start, stop) of `bf` through the association kernel.
+
+    bed-reader decodes the next chunk in a background thread while this one is computed.
+    Memory: a few chunk buffers (n0 × chunk_size) plus the results (m × p × 6 numbers).
+    """
+    stop = bf.n_snps if stop is None else stop
+    n0 = len(prep.samples)
+    if chunk_size is None:
+        # ~16 MB of float64 genotypes per chunk
+        chunk_size = int(np.clip(2_000_000 // max(n0, 1), 64, 8192))
+    samples = None if n0 == bf.n_samples else prep.samples
+    products = assoc.Products(prep, chunk_size, device=device, dtype=dtype)
+    m = stop - start
+    p = prep.n_pheno
+    out = {k: np.empty((m, p)) for k in ("beta", "se", "t", "freq")}
+    out["n"] = np.empty((m, p), dtype=np.int64)
+    out["dof"] = np.empty((m, p), dtype=np.int64)
+    freq0 = np.empty(m)
+
+    def read(a):
+        b = min(a + chunk_size, stop)
+        return a, b, bf.read(snps=slice(a, b), samples=samples, dtype="int8", num_threads=threads)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=m, unit="SNP", unit_scale=True, disable=not progress or None, file=sys.stderr, desc="gwas")
+    starts = list(range(start, stop, chunk_size))
+    with cf.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(read, starts[0]) if starts else None
+        for i in range(len(starts)):
+            a, b, g = fut.result()
+            if i + 1 < len(starts):
+                fut = pool.submit(read, starts[i + 1])
+            r = assoc.scan_chunk(prep, g, products)
+            sl = slice(a - start, b - start)
+            for key in ("beta", "se", "t", "freq", "n", "dof"):
+                out[key][sl] = getattr(r, key)
+            freq0[sl] = r.freq0
+            bar.update(b - a)
+    bar.close()
+    pval = assoc.t_test_p(out["t"], out["dof"].astype(np.float64))
+    idx = np.arange(start, stop)
+    if maf > 0:
+        mf = np.minimum(freq0, 1 - freq0)
+        keep = np.isfinite(mf) & (mf >= maf)
+        idx = idx[keep]
+        out = {k: v[keep] for k, v in out.items()}
+        pval = pval[keep]
+    return ScanResult(idx, out["beta"], out["se"], pval, out["t"], out["n"], out["freq"])
+
+
+def sumstats_frame(bim: pl.DataFrame, res: ScanResult, j: int) -> pl.DataFrame:
+    """Phenotype j's results in the sumstats schema (BETA per copy of the bim's A1 = ALLELE1)."""
+    b = bim[res.snp_index]
+    t = res.t[:, j]
+    return pl.DataFrame(
+        {
+            "SNP": b["SNP"],
+            "CHR": b["CHR"],
+            "BP": b["BP"],
+            "GENPOS": b["CM"],
+            "ALLELE1": b["A1"],
+            "ALLELE0": b["A2"],
+            "A1FREQ": res.freq[:, j],
+            "N": res.n[:, j],
+            "BETA": res.beta[:, j],
+            "SE": res.se[:, j],
+            "CHISQ": t * t,
+            "P": res.p[:, j],
+        }
+    ).with_columns([pl.col(c).fill_nan(None) for c in ("A1FREQ", "BETA", "SE", "CHISQ", "P")])
+
+
+def lambda_gc(p: np.ndarray) -> float:
+    """Median 1-df χ² implied by the P values over its expectation under the null."""
+    from scipy.stats import chi2
+
+    p = p[np.isfinite(p)]
+    if len(p) == 0:
+        return float("nan")
+    return float(chi2.isf(np.median(p), 1) / CHISQ_MEDIAN_1DF)
+
+
+def summary_row(name: str, df: pl.DataFrame, n_pheno: int, n_samples: int | None = None) -> dict:
+    """One row of GWAS_SUMMARY_COLS for a phenotype's sumstats."""
+    p = df["P"].drop_nulls().to_numpy()
+    n = n_samples if n_samples is not None else (int(df["N"].max()) if df["N"].null_count() < df.height else None)
+    row = {
+        "PHENO": name,
+        "N": n,
+        "NSNP": int(len(p)),
+        "LAMBDA_GC": lambda_gc(p),
+        "MIN_P": float(p.min()) if len(p) else None,
+        "N_P5E8": int((p < GWS).sum()),
+        "N_P_BONF": int((p < GWS / max(n_pheno, 1)).sum()),
+    }
+    assert tuple(row) == GWAS_SUMMARY_COLS
+    return row

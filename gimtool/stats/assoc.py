@@ -1,0 +1,371 @@
+"""Linear association of every SNP with every phenotype at once: the model of ``plink2 --glm``.
+
+For phenotype p and SNP j the model is ``y = b0 + C·c + β·g + ε``, fit by least squares on the
+samples where y_p, every covariate and g_j are present, with a t test of β (dof = N − k − 1,
+k = covariates + intercept). Results equal ``plink2 --glm hide-covar`` SNP by SNP, including
+the per-phenotype and per-variant sample sets.
+
+How it stays one matrix product per chunk, and exact:
+
+* Samples S0 = those with every covariate present (and at least one phenotype). One QR of
+  W = [1, C] on S0 gives an orthonormal Q0 (n0 × k).
+* Phenotype p uses S_p ⊆ S0 (its non-missing samples). Its residual yr_p (covariates projected
+  out on S_p by its own QR) is zero outside S_p, so gᵀyr_p over all of S0 *is* the sum over S_p.
+  The genotype side needs Σg², Qᵀg over S_p; these are the S0 sums minus the sums over the few
+  excluded rows E_p = S0 \\ S_p, and the Gram matrix of Q0 on S_p is A_p = I − Q0[E_p]ᵀQ0[E_p].
+  Phenotypes therefore share one product G0ᵀ[Yr | Q0 | 1] however their missingness differs.
+* Missing genotypes are dropped per variant, as PLINK 2 does (OBS_CT varies). A variant with
+  missing calls is corrected the same way, over the union of E_p and its missing samples, with
+  sparse sums over the missing entries; its sample count, A, Qᵀg, Qᵀy and yᵀy are all exact.
+
+From the residual sums (g*ᵀg*, g*ᵀy*, y*ᵀy*) of g and y on the covariates within the sample set:
+β = g*ᵀy* / g*ᵀg*, σ² = (y*ᵀy* − β·g*ᵀy*) / (N − k − 1), SE = sqrt(σ² / g*ᵀg*).
+As PLINK 2 (``--vif 50``), a SNP whose variance inflation factor against the covariates exceeds
+``max_vif`` (nearly constant or collinear with the covariates) gets no result (NaN).
+
+Arrays are samples × SNPs. Kernels here take arrays and return arrays; no files, no printing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MISSING_INT8 = -127
+
+
+class AssocError(ValueError):
+    """A problem with the phenotypes or covariates themselves (the caller names the file)."""
+
+
+@dataclass
+class Prepared:
+    """Everything the chunk scan needs, computed once from phenotypes and covariates.
+
+    All sample-indexed arrays are over S0 (``samples``: indices into the caller's sample list).
+    """
+
+    samples: np.ndarray  # (n0,) int64 indices of S0 in the input rows
+    q0: np.ndarray  # (n0, k) orthonormal basis of [1, C] on S0
+    yr: np.ndarray  # (n0, p) residualized phenotypes, 0 outside each S_p
+    yy: np.ndarray  # (p,) residual sum of squares of each phenotype on its own samples
+    n: np.ndarray  # (p,) |S_p|
+    excl: list[np.ndarray]  # per phenotype: indices (into S0) of E_p
+    a_inv: np.ndarray  # (p, k, k) inverse Gram of Q0 on S_p
+    k: int
+    max_vif: float = 50.0
+    x: np.ndarray = field(init=False)  # (n0, p + k + 1) right-hand side of the one product
+
+    def __post_init__(self):
+        self.x = np.ascontiguousarray(np.concatenate([self.yr, self.q0, np.ones((len(self.samples), 1))], axis=1))
+
+    @property
+    def n_pheno(self) -> int:
+        return self.yr.shape[1]
+
+
+def _orthonormal(w: np.ndarray) -> np.ndarray:
+    q, _ = np.linalg.qr(w)
+    return q
+
+
+def covariate_rank_problem(c: np.ndarray) -> list[int] | None:
+    """Indices of covariates that are constant or linear combinations of the others (with an
+    intercept), or None. c: (n, n_cov) without missing values."""
+    n = c.shape[0]
+    w = np.concatenate([np.ones((n, 1)), c], axis=1)
+    scale = np.sqrt((w**2).sum(0))
+    scale[scale == 0] = 1
+    bad = []
+    kept = [0]
+    for j in range(1, w.shape[1]):
+        trial = w[:, kept + [j]] / scale[kept + [j]]
+        s = np.linalg.svd(trial, compute_uv=False)
+        if s[-1] < 1e-8 * s[0]:
+            bad.append(j - 1)
+        else:
+            kept.append(j)
+    return bad or None
+
+
+def prepare(y: np.ndarray, c: np.ndarray | None, max_vif: float = 50.0) -> Prepared:
+    """Project the covariates (and an intercept) out of each phenotype on its own samples.
+
+    y: (n, p) float, NaN = missing. c: (n, n_cov) float or None, NaN = missing (a sample missing any
+    covariate is dropped for every phenotype, as in PLINK 2).
+    Raises AssocError for collinear covariates (message lists their column indices) and for a
+    phenotype left with too few samples; constant phenotypes get yy == 0 (the caller decides).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    assert y.ndim == 2, f"y must be (n, p), got {y.shape}"
+    n, p = y.shape
+    if c is None:
+        c = np.zeros((n, 0))
+    c = np.asarray(c, dtype=np.float64)
+    assert c.shape[0] == n, f"covariates have {c.shape[0]} rows, phenotypes {n}"
+    ok = np.all(np.isfinite(c), axis=1) & np.any(np.isfinite(y), axis=1)
+    s0 = np.flatnonzero(ok)
+    cs = c[s0]
+    # standardize (as --covar-variance-standardize) so the QR sees well-scaled columns
+    if cs.shape[1]:
+        sd = cs.std(axis=0)
+        cs = (cs - cs.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        bad = covariate_rank_problem(cs)
+        if bad:
+            raise AssocError(f"collinear or constant covariates: columns {bad}", bad)
+    w = np.concatenate([np.ones((len(s0), 1)), cs], axis=1)
+    k = w.shape[1]
+    q0 = _orthonormal(w)
+    ys = y[s0]
+    yr = np.zeros_like(ys)
+    yy = np.zeros(p)
+    nn = np.zeros(p, dtype=np.int64)
+    excl = []
+    a_inv = np.zeros((p, k, k))
+    for j in range(p):
+        m = np.isfinite(ys[:, j])
+        nn[j] = m.sum()
+        if nn[j] < k + 2:
+            raise AssocError(f"phenotype column {j} has {nn[j]} samples with covariates; at least {k + 2} needed", [j])
+        wp = w[m]
+        if np.linalg.matrix_rank(wp) < k:
+            raise AssocError(f"covariates are collinear within the samples of phenotype column {j}", [j])
+        qp = _orthonormal(wp)
+        v = ys[m, j] - qp @ (qp.T @ ys[m, j])
+        yr[m, j] = v
+        yy[j] = v @ v
+        e = np.flatnonzero(~m)
+        excl.append(e)
+        qe = q0[e]
+        a_inv[j] = np.linalg.inv(np.eye(k) - qe.T @ qe)
+    return Prepared(samples=s0, q0=q0, yr=yr, yy=yy, n=nn, excl=excl, a_inv=a_inv, k=k, max_vif=max_vif)
+
+
+@dataclass
+class ChunkResult:
+    """Per SNP × phenotype arrays, shape (m, p); n is int64. freq: A1 frequency on the samples used."""
+
+    beta: np.ndarray
+    se: np.ndarray
+    t: np.ndarray
+    n: np.ndarray
+    freq: np.ndarray
+    dof: np.ndarray
+    freq0: np.ndarray  # (m,) A1 frequency over all S0 samples with a call (for --maf)
+
+
+def _quad(a: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """uᵀ a v for batches: a (k,k) or (m,k,k), u, v (m,k) -> (m,)."""
+    if a.ndim == 2:
+        return np.einsum("mk,kl,ml->m", u, a, v)
+    return np.einsum("mk,mkl,ml->m", u, a, v)
+
+
+class Products:
+    """The dense part of a chunk scan, reusing its buffers: G0ᵀ[Yr | Q0 | 1], Σg², and for each
+    phenotype the sums Q0ᵀg, Σg, Σg² over its excluded rows E_p.
+
+    Reused buffers matter: allocating a fresh chunk-sized array per chunk costs page faults that,
+    on small VMs, take longer than the arithmetic. On CPU this is numpy (BLAS); on CUDA torch.
+    """
+
+    def __init__(self, prep: Prepared, max_m: int, device=None, dtype: str = "float64"):
+        self.n0 = len(prep.samples)
+        self.max_m = max_m
+        self.k = prep.k
+        self.np_dtype = np.dtype(dtype)
+        self.device = None if device is None or str(device) == "cpu" else device
+        ones = np.ones((self.n0, 1))
+        # per phenotype: rows E_p and the matrix [Q0 | 1] on them
+        z = [np.ascontiguousarray(np.concatenate([prep.q0, ones], axis=1)[e]) for e in prep.excl]
+        if self.device is None:
+            self.x = prep.x.astype(self.np_dtype)
+            self.flat = np.empty(self.n0 * max_m, dtype=self.np_dtype)
+            self.gflat = np.empty(max((len(e) for e in prep.excl), default=0) * max_m, dtype=self.np_dtype)
+            self.out = np.empty((max_m, prep.x.shape[1]), dtype=self.np_dtype)
+            self.excl = [(e, zz.astype(self.np_dtype)) for e, zz in zip(prep.excl, z)]
+        else:
+            import torch
+
+            self.tdtype = getattr(torch, dtype)
+            self.x = torch.from_numpy(prep.x).to(device=self.device, dtype=self.tdtype)
+            self.excl = [
+                (torch.from_numpy(e).to(self.device), torch.from_numpy(zz).to(self.device, self.tdtype))
+                for e, zz in zip(prep.excl, z)
+            ]
+
+    def __call__(self, g0: np.ndarray):
+        """g0: (n0, m) int8 or float without missing values (missing already set to 0).
+
+        Returns prod (m, p+k+1), s2 (m,), and per phenotype (ue (m, k), s1e (m,), s2e (m,)).
+        """
+        m = g0.shape[1]
+        assert m <= self.max_m
+        k = self.k
+        if self.device is None:
+            buf = self.flat[: self.n0 * m].reshape(self.n0, m)
+            np.copyto(buf, g0)
+            out = self.out[:m]
+            np.matmul(buf.T, self.x, out=out)
+            s2 = np.einsum("ij,ij->j", buf, buf)
+            ex = []
+            for e, z in self.excl:
+                if len(e) == 0:
+                    ex.append(None)
+                    continue
+                ge = np.take(buf, e, axis=0, out=self.gflat[: len(e) * m].reshape(len(e), m))
+                uz = ge.T @ z
+                ex.append((uz[:, :k].astype(np.float64), uz[:, k].astype(np.float64),
+                           np.einsum("ij,ij->j", ge, ge).astype(np.float64)))
+            return out.astype(np.float64), s2.astype(np.float64), ex
+        import torch
+
+        gt = torch.from_numpy(np.ascontiguousarray(g0)).to(self.device).to(self.tdtype)
+        prod = (gt.T @ self.x).to("cpu", torch.float64).numpy()
+        s2 = (gt * gt).sum(0).to("cpu", torch.float64).numpy()
+        ex = []
+        for e, z in self.excl:
+            if len(e) == 0:
+                ex.append(None)
+                continue
+            ge = gt.index_select(0, e)
+            uz = (ge.T @ z).to("cpu", torch.float64).numpy()
+            ex.append((uz[:, :k], uz[:, k], (ge * ge).sum(0).to("cpu", torch.float64).numpy()))
+        return prod, s2, ex
+
+
+def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) -> ChunkResult:
+    """Association of a SNP chunk with every phenotype.
+
+    g: (n0, m) genotypes of the S0 samples (rows in ``prep.samples`` order): int8 with
+    MISSING_INT8, or float with NaN. `products` does the dense part (CPU float64 by default;
+    float32 loses about 1e-5 relative precision in β).
+    """
+    n0 = len(prep.samples)
+    assert g.ndim == 2 and g.shape[0] == n0, f"genotypes must be ({n0}, m), got {g.shape}"
+    m = g.shape[1]
+    p, k = prep.n_pheno, prep.k
+    if products is None:
+        products = Products(prep, m)
+
+    # missing calls -> 0 so they drop out of every sum; their rows are corrected below
+    if g.dtype == np.int8:
+        # one allocation-free pass decides whether the chunk has any missing call at all
+        if m and g.min() < 0:
+            miss = g == MISSING_INT8
+            g0 = np.where(miss, np.int8(0), g)
+        else:
+            miss, g0 = None, g
+    else:
+        miss = np.isnan(g)
+        g0 = np.where(miss, 0.0, g) if miss.any() else g
+    has_miss = np.flatnonzero(miss.any(axis=0)) if miss is not None else np.zeros(0, dtype=np.int64)
+
+    prod, s2, ex = products(g0)
+    gy0 = prod[:, :p]
+    u0 = prod[:, p : p + k]
+    s1 = prod[:, p + k]
+
+    beta = np.full((m, p), np.nan)
+    se = np.full((m, p), np.nan)
+    nobs = np.zeros((m, p), dtype=np.int64)
+    freq = np.full((m, p), np.nan)
+    gg = np.empty((m, p))
+    gy = np.empty((m, p))
+    yy = np.empty((m, p))
+    gvar = np.empty((m, p))  # total sum of squares of g (for the VIF check)
+
+    if len(has_miss):
+        import scipy.sparse as sp
+
+        mm = sp.csc_matrix(miss[:, has_miss].astype(np.float64))  # (n0, J)
+        mmt = mm.T.tocsr()
+        q = prep.q0
+        qq = (q[:, :, None] * q[:, None, :]).reshape(n0, k * k)
+
+    for j in range(p):
+        e = prep.excl[j]
+        if ex[j] is not None:
+            ue, s1e, s2e = ex[j]
+            u = u0 - ue
+            sum2 = s2 - s2e
+            sum1 = s1 - s1e
+        else:
+            u, sum2, sum1 = u0.copy(), s2.copy(), s1.copy()
+        gg_j = sum2 - _quad(prep.a_inv[j], u, u)
+        gy_j = gy0[:, j].copy()
+        yy_j = np.full(m, prep.yy[j])
+        n_j = np.full(m, prep.n[j], dtype=np.int64)
+        if len(has_miss):
+            # missing calls among this phenotype's samples (rows of E_p are already out)
+            keep = np.ones(n0)
+            keep[e] = 0
+            mk = mmt.multiply(keep[None, :]).tocsr()  # (J, n0)
+            dn = np.asarray(mk.sum(axis=1)).ravel().astype(np.int64)
+            da = (mk @ qq).reshape(-1, k, k)
+            a_j = np.linalg.inv(np.linalg.inv(prep.a_inv[j])[None] - da)
+            yrj = prep.yr[:, j]
+            b = -(mk @ (prep.q0 * yrj[:, None]))  # (J, k)
+            dyy = mk @ (yrj * yrj)
+            uj = u[has_miss]
+            gg_j[has_miss] = sum2[has_miss] - _quad(a_j, uj, uj)
+            gy_j[has_miss] = gy_j[has_miss] - _quad(a_j, uj, b)
+            yy_j[has_miss] = prep.yy[j] - dyy - _quad(a_j, b, b)
+            n_j[has_miss] -= dn
+        gg[:, j], gy[:, j], yy[:, j], nobs[:, j] = gg_j, gy_j, yy_j, n_j
+        with np.errstate(invalid="ignore", divide="ignore"):
+            freq[:, j] = sum1 / (2.0 * n_j)
+            gvar[:, j] = sum2 - sum1 * sum1 / n_j
+
+    dof = nobs - k - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vif = gvar / gg
+        ok = (gg > 0) & (vif <= prep.max_vif) & (dof > 0) & (gvar > 1e-12 * np.maximum(nobs, 1))
+        b_ = gy / gg
+        rss = np.maximum(yy - b_ * gy, 0.0)
+        s_ = np.sqrt(rss / dof / gg)
+    beta[ok] = b_[ok]
+    se[ok] = s_[ok]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = beta / se
+    called = np.full(m, n0, dtype=np.int64)
+    if len(has_miss):
+        called[has_miss] -= miss[:, has_miss].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq0 = s1 / (2.0 * called)
+    return ChunkResult(beta=beta, se=se, t=t, n=nobs, freq=freq, dof=dof, freq0=freq0)
+
+
+def t_test_p(t: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Two-sided P of Student's t with `dof` degrees of freedom (NaN stays NaN)."""
+    from scipy.special import betainc
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = dof / (dof + t * t)
+        return betainc(dof / 2.0, 0.5, x)
+
+
+def linreg_reference(y: np.ndarray, c: np.ndarray | None, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slow, obvious reference: one least-squares fit per SNP and phenotype on its complete cases.
+
+    y (n, p), c (n, q) or None, g (n, m) float with NaN. Returns beta, se, n, each (m, p).
+    """
+    n, p = y.shape
+    m = g.shape[1]
+    c = np.zeros((n, 0)) if c is None else c
+    beta = np.full((m, p), np.nan)
+    se = np.full((m, p), np.nan)
+    nn = np.zeros((m, p), dtype=np.int64)
+    for j in range(m):
+        for i in range(p):
+            ok = np.isfinite(y[:, i]) & np.all(np.isfinite(c), axis=1) & np.isfinite(g[:, j])
+            x = np.column_stack([np.ones(ok.sum()), c[ok], g[ok, j]])
+            coef, *_ = np.linalg.lstsq(x, y[ok, i], rcond=None)
+            r = y[ok, i] - x @ coef
+            dof = ok.sum() - x.shape[1]
+            cov = np.linalg.inv(x.T @ x) * (r @ r) / dof
+            beta[j, i] = coef[-1]
+            se[j, i] = np.sqrt(cov[-1, -1])
+            nn[j, i] = ok.sum()
+    return beta, se, nn
