@@ -76,3 +76,9 @@ IMAGE_LIST_COLS = ("FID", "IID", "PATH")
 SIM_COVAR_COLS = ("FID", "IID", "age", "sex", "ancestry")  # sex 1 = male, 2 = female; ancestry = deme index
 SIM_CAUSAL_COLS = ("SNP", "CHR", "BP", "FACTOR", "BETA", "A1", "A1FREQ", "KIND")  # BETA per copy of A1; KIND strong|polygenic
 SIM_LOCI_COLS = ("LOCUS", "FACTOR", "CHR", "START", "END", "SNP", "BP")  # one row per strong causal SNP, START-END = BP ± 250 kb
+
+# PCA (pcs output): explained variance per component (<out>.explained.tsv); embedding loadings
+# (<out>.loadings.tsv: FEATURE MEAN PC1..PCk, one row per input column, read back by --apply);
+# scores are `FID IID PC1..PCk` (<out>.pcs.tsv, or PLINK 2's `#FID IID PC1..` in <out>.eigenvec).
+PCA_EXPLAINED_COLS = ("PC", "EIGENVALUE", "EXPLAINED", "CUMULATIVE")
+PCA_LOADINGS_COLS = ("FEATURE", "MEAN")
