@@ -1,0 +1,123 @@
+"""Typed hyperparameters of the model core, with the paper's values as defaults.
+
+Section 3.2, section 4 and appendix B of the Genetic InfoMax paper give most numbers; the rest
+(RBF grid, critic width, crop shift, ...) are ours and say so in their comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    # MRI encoder f and decoder h (appendix B)
+    repr_dim: int = 128  # z, the GWAS dimensions
+    readout_dim: int = 128  # attentive readout, used only for reconstruction
+    readout_heads: int = 4
+    conv_channels: tuple[int, int, int] = (32, 64, 128)
+    norm_groups: int = 8  # GroupNorm: independent of the per-process batch, so DDP == one process
+    stem_stride: int = 1  # 2 halves activation memory at 1 mm; the paper uses full resolution
+    # The dense layer reads the last feature maps after adaptive average pooling to this grid, so
+    # one encoder serves random crops, whole volumes and any voxel size (the paper flattens the
+    # maps of a fixed 160^3 crop, which would make a 1-billion-weight layer).
+    flatten_grid: tuple[int, int, int] = (4, 4, 4)
+
+    # Genetic transformer (section 4, appendix B)
+    genetic_dims: tuple[int, int, int] = (32, 64, 128)
+    window: int = 10
+    heads: int = 4
+    pool_rate: int = 10
+    pos_dim: int = 128  # sinusoidal encoding of the bp position
+    pos_proj_dim: int = 16  # per-head width of the left/right position projections (ours)
+    pos_min_period_bp: float = 100.0  # shortest / longest wavelength of the bp encoding (ours)
+    pos_max_period_bp: float = 3.0e8
+    rbf_centres: int = 16  # t_0..t_c of eq. 9, evenly from 0 to rbf_max_cm (ours)
+    rbf_max_cm: float = 2.0
+    mlp_ratio: int = 4
+    blocks_per_stage: int = 1  # each block = window attention + shifted window attention
+    n_chrom_codes: int = 27  # PLINK codes 1..26 (X=23, Y=24, XY=25, MT=26); 0 = unknown
+    genetic_out_dim: int = 128
+    # MLP genetic encoder (ContIG / ablation baseline)
+    mlp_hidden: int = 256
+    # gim's genetic encoder: "transformer" (the paper) or "mlp" (table 2's first rows)
+    genetic_encoder: str = "transformer"
+
+    # Critic and heads
+    critic_hidden: tuple[int, ...] = (256,)
+    critic_dim: int = 128
+    projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
+
+    # Losses
+    lambda_recon: float = 1.0  # lambda of eq. 5
+    temperature: float = 0.1  # InfoNCE / NT-Xent (ContIG)
+    lambda_decor: float = 1.0
+    barlow_offdiag: float = 5e-3
+    genpred_max_snps: int = 10_000  # gen-prediction predicts an even subset of at most this many SNPs
+
+    # Two-view image augmentations (SimCLR, Barlow Twins); fractions of the crop / intensity units
+    aug_max_shift: float = 0.1
+    aug_intensity_scale: float = 0.1
+    aug_intensity_shift: float = 0.1
+    aug_noise_std: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("conv_channels", "flatten_grid", "genetic_dims", "critic_hidden", "projector_dims"):
+            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when a value is out of range."""
+
+        def bad(name: str, expected: str) -> None:
+            raise ValueError(f"model config: {name} = {getattr(self, name)!r}, expected {expected}")
+
+        if len(self.conv_channels) != 3 or min(self.conv_channels) < 1:
+            bad("conv_channels", "three positive channel counts")
+        if any(c % self.norm_groups for c in self.conv_channels):
+            bad("norm_groups", f"a divisor of every conv channel count {self.conv_channels}")
+        if len(self.genetic_dims) < 1 or any(d % self.heads for d in self.genetic_dims):
+            bad("genetic_dims", f"dimensions divisible by heads={self.heads}")
+        if self.readout_dim % self.readout_heads or self.conv_channels[-1] % self.readout_heads:
+            bad("readout_heads", "a divisor of readout_dim and of the last conv channel count")
+        if self.window < 2 or self.window % 2:
+            bad("window", "an even number >= 2 (shifted windows move by window/2)")
+        if self.pool_rate < 2:
+            bad("pool_rate", ">= 2")
+        if self.pos_dim % 2 or self.pos_dim < 2:
+            bad("pos_dim", "an even number")
+        if self.rbf_centres < 2 or self.rbf_max_cm <= 0:
+            bad("rbf_centres", ">= 2 centres and rbf_max_cm > 0")
+        if self.stem_stride not in (1, 2):
+            bad("stem_stride", "1 or 2")
+        if len(self.flatten_grid) != 3 or min(self.flatten_grid) < 1:
+            bad("flatten_grid", "three positive sizes")
+        if self.genetic_encoder not in ("transformer", "mlp"):
+            bad("genetic_encoder", "'transformer' or 'mlp'")
+        if self.temperature <= 0:
+            bad("temperature", "> 0")
+        for name in ("repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):
+            if getattr(self, name) < 1:
+                bad(name, ">= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, numbers), safe for torch.load(weights_only=True) and TOML."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of to_dict; unknown keys are an error (a typo must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+__all__ = ["ModelConfig"]

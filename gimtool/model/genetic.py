@@ -1,0 +1,359 @@
+"""Genetic encoders: the genetics-informed transformer (paper section 4) and an MLP baseline.
+
+Inputs, for B people and L SNPs sorted by chromosome then position (samples x SNPs):
+    geno  (B, L) int8/long, 0/1/2 copies of A1, -127 (any other value) = missing
+    chrom (L,)   integer chromosome codes (1..22, X=23, Y=24, XY=25, MT=26; see chrom_codes)
+    bp    (L,)   base-pair positions
+    cm    (L,)   genetic positions in centimorgans
+    mask  (L,)   optional bool, False = treat the SNP as absent
+Output: (B, genetic_out_dim).
+
+Layout. Each chromosome's run of SNPs is padded to a multiple of
+block = window * pool_rate ** (n_stages - 1), so no window and no pooling group at any stage holds
+two chromosomes, and one chromosome's tokens never depend on another's until the global readout.
+Padding and masked SNPs are invalid tokens: never attended to, left out of pooling and readout.
+Hence the subset property: the output for a subset made of whole chromosomes, or of a crop
+starting at a multiple of `block` within its chromosome, equals the output for the full array
+with everything else masked (tested). Shifted windows can straddle two chromosomes; the attention
+mask forbids every pair on different chromosomes, so the cM term (and all others) never links
+them. Attention is within windows of `window` tokens: time and memory are linear in L.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+MISSING_CLASS = 3
+_CHROM_NAMES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
+
+
+def chrom_codes(values) -> np.ndarray:
+    """PLINK chromosome names or numbers -> int64 codes (1..22, X=23, Y=24, XY=25, MT=26).
+
+    Raises ValueError naming the first unknown value.
+    """
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        s = str(v).strip().upper()
+        if s.startswith("CHR"):
+            s = s[3:]
+        if s in _CHROM_NAMES:
+            out[i] = _CHROM_NAMES[s]
+        elif s.isdigit() and 1 <= int(s) <= 26:
+            out[i] = int(s)
+        else:
+            raise ValueError(f"chromosome {v!r} (SNP {i + 1}) is not 1-26, X, Y, XY or MT")
+    return out
+
+
+def sinusoidal_encoding(bp: torch.Tensor, dim: int, min_period: float, max_period: float) -> torch.Tensor:
+    """(N,) positions in bp -> (N, dim) float32 sin/cos features, wavelengths geometric in [min, max].
+
+    Computed in float64: a float32 bp near 2.5e8 is only exact to 16 bp.
+    """
+    periods = torch.logspace(math.log10(min_period), math.log10(max_period), dim // 2, dtype=torch.float64, device=bp.device)
+    ang = bp.to(torch.float64)[:, None] * (2 * math.pi / periods)[None, :]
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1).to(torch.float32)
+
+
+def rbf_expand(s: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Eq. 9 (with the Gaussian's minus sign): s (...) -> (..., c), exp(-((s - t) / sigma)^2)."""
+    return torch.exp(-(((s[..., None] - centres) / sigma) ** 2))
+
+
+@dataclass
+class StageMeta:
+    """Per-token metadata of one stage (shared by the whole batch). All (L,)."""
+
+    valid: torch.Tensor  # bool
+    chrom: torch.Tensor  # long; padding carries its chromosome's code
+    bp: torch.Tensor  # float64
+    cm: torch.Tensor  # float32
+
+    def __len__(self) -> int:
+        return int(self.valid.shape[0])
+
+    def pad(self, left: int, right: int) -> "StageMeta":
+        """Extra invalid tokens on both ends (chromosome 0, which matches no real chromosome)."""
+
+        def p(t: torch.Tensor, value) -> torch.Tensor:
+            return F.pad(t[None], (left, right), value=value)[0] if t.dtype != torch.bool else F.pad(t[None].to(torch.uint8), (left, right), value=int(value))[0].bool()
+
+        return StageMeta(p(self.valid, False), p(self.chrom, 0), p(self.bp, 0.0), p(self.cm, 0.0))
+
+    def pool(self, rate: int) -> "StageMeta":
+        """Metadata of the tokens after pooling groups of `rate`: mean position of the valid members."""
+        v = self.valid.view(-1, rate)
+        n = v.sum(1)
+        w = v.to(torch.float64)
+        denom = n.clamp(min=1).to(torch.float64)
+        bp = (self.bp.view(-1, rate) * w).sum(1) / denom
+        cm = ((self.cm.view(-1, rate).to(torch.float64) * w).sum(1) / denom).to(torch.float32)
+        return StageMeta(n > 0, self.chrom.view(-1, rate)[:, 0].clone(), bp, cm)
+
+
+@dataclass
+class SnpLayout:
+    index: torch.Tensor  # (Lp,) long: input position of each token, -1 for padding
+    meta: StageMeta  # (Lp,) metadata of the first stage
+
+
+def make_layout(chrom: torch.Tensor, bp: torch.Tensor, cm: torch.Tensor, mask: torch.Tensor | None, block: int) -> SnpLayout:
+    """Pad each chromosome's run of SNPs to a multiple of `block` (see module docstring).
+
+    chrom, bp, cm, mask: (L,). Chromosomes must form contiguous runs (the array is sorted).
+    """
+    L = chrom.shape[0]
+    dev = chrom.device
+    chrom = chrom.long()
+    runs, counts = torch.unique_consecutive(chrom, return_counts=True)
+    if runs.unique().numel() != runs.numel():
+        raise ValueError("SNPs must be sorted by chromosome (a chromosome appears in two separate runs)")
+    padded = (counts + block - 1) // block * block
+    in_start = torch.cumsum(counts, 0) - counts
+    out_start = torch.cumsum(padded, 0) - padded
+    run_of = torch.repeat_interleave(torch.arange(len(runs), device=dev), counts)
+    dest = out_start[run_of] + torch.arange(L, device=dev) - in_start[run_of]
+    Lp = int(padded.sum())
+    index = torch.full((Lp,), -1, dtype=torch.long, device=dev)
+    index[dest] = torch.arange(L, device=dev)
+    valid = torch.zeros(Lp, dtype=torch.bool, device=dev)
+    valid[dest] = True if mask is None else mask.to(device=dev, dtype=torch.bool)
+    tok_bp = torch.zeros(Lp, dtype=torch.float64, device=dev)
+    tok_bp[dest] = bp.to(device=dev, dtype=torch.float64)
+    tok_cm = torch.zeros(Lp, dtype=torch.float32, device=dev)
+    tok_cm[dest] = cm.to(device=dev, dtype=torch.float32)
+    tok_chrom = torch.repeat_interleave(runs, padded)
+    return SnpLayout(index, StageMeta(valid, tok_chrom, tok_bp, tok_cm))
+
+
+class GeneticWindowAttention(nn.Module):
+    """Multi-head self-attention within windows, score = content + bp term + cM RBF term (eq. 7-8).
+
+    forward(x (B, L, dim), meta (L,), shift) with L a multiple of the window.
+    """
+
+    def __init__(self, cfg: ModelConfig, dim: int):
+        super().__init__()
+        self.dim, self.heads, self.window = dim, cfg.heads, cfg.window
+        self.head_dim = dim // cfg.heads
+        self.cfg = cfg
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        p = cfg.pos_proj_dim
+        self.pe_left = nn.Linear(cfg.pos_dim, cfg.heads * p, bias=False)
+        self.pe_right = nn.Linear(cfg.pos_dim, cfg.heads * p, bias=False)
+        nn.init.normal_(self.pe_left.weight, std=(cfg.pos_dim * p) ** -0.25 / 2)
+        nn.init.normal_(self.pe_right.weight, std=(cfg.pos_dim * p) ** -0.25 / 2)
+        self.rbf_pos = nn.Parameter(torch.randn(cfg.heads, cfg.rbf_centres) * 0.1)
+        self.rbf_neg = nn.Parameter(torch.randn(cfg.heads, cfg.rbf_centres) * 0.1)
+        self.register_buffer("rbf_centres", torch.linspace(0.0, cfg.rbf_max_cm, cfg.rbf_centres), persistent=False)
+        self.rbf_sigma = cfg.rbf_max_cm / (cfg.rbf_centres - 1)
+
+    def pair_bias(self, pe_q: torch.Tensor, cm_q: torch.Tensor, pe_k: torch.Tensor, cm_k: torch.Tensor) -> torch.Tensor:
+        """Positional part of the score for query/key groups.
+
+        pe_q (..., Lq, pos_dim), cm_q (..., Lq), pe_k (..., Lk, pos_dim), cm_k (..., Lk)
+        -> (..., heads, Lq, Lk): f_pe + f_RBF of eq. 8 (no masking).
+        """
+        H, p = self.heads, self.cfg.pos_proj_dim
+        left = self.pe_left(pe_q).unflatten(-1, (H, p))
+        right = self.pe_right(pe_k).unflatten(-1, (H, p))
+        b_pe = torch.einsum("...ihp,...jhp->...hij", left, right)
+        d = cm_q[..., :, None] - cm_k[..., None, :]  # p_i^gen - p_j^gen
+        phi = rbf_expand(d.abs(), self.rbf_centres, self.rbf_sigma)  # (..., Lq, Lk, c)
+        b_rbf = torch.where(
+            (d >= 0)[..., None],
+            torch.einsum("...ijc,hc->...ijh", phi, self.rbf_pos),
+            torch.einsum("...ijc,hc->...ijh", phi, self.rbf_neg),
+        )
+        return b_pe + b_rbf.movedim(-1, -3)
+
+    def window_bias(self, meta: StageMeta, pe: torch.Tensor) -> torch.Tensor:
+        """(nW, heads, w, w) additive bias for consecutive windows of `meta` (length a multiple of w)."""
+        w = self.window
+        nW = len(meta) // w
+        bias = self.pair_bias(pe.view(nW, w, -1), meta.cm.view(nW, w), pe.view(nW, w, -1), meta.cm.view(nW, w))
+        chrom = meta.chrom.view(nW, w)
+        allowed = meta.valid.view(nW, 1, w) & (chrom[:, :, None] == chrom[:, None, :])
+        # Every query may see itself, so no softmax row is empty (padding queries are discarded later).
+        allowed = allowed | torch.eye(w, dtype=torch.bool, device=allowed.device)
+        return bias.masked_fill(~allowed[:, None], float("-inf"))
+
+    def forward(self, x: torch.Tensor, meta: StageMeta, shift: bool) -> torch.Tensor:
+        B, L, C = x.shape
+        w, H, hd = self.window, self.heads, self.head_dim
+        if L % w or len(meta) != L:
+            raise ValueError(f"window attention: length {L} must be a multiple of {w} and match metadata ({len(meta)})")
+        if shift:
+            half = w // 2
+            x = F.pad(x, (0, 0, half, w - half))
+            meta = meta.pad(half, w - half)
+        pe = sinusoidal_encoding(meta.bp, self.cfg.pos_dim, self.cfg.pos_min_period_bp, self.cfg.pos_max_period_bp)
+        nW = x.shape[1] // w
+        bias = self.window_bias(meta, pe)  # (nW, H, w, w), shared by the batch
+        qkv = self.qkv(x).view(B, nW, w, 3, H, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, H, w, hd)
+        q, k, v = (t.reshape(B, nW * H, w, hd) for t in qkv)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, nW * H, w, w).to(q.dtype))
+        o = o.view(B, nW, H, w, hd).permute(0, 1, 3, 2, 4).reshape(B, nW * w, C)
+        if shift:
+            o = o[:, half : half + L]
+        return self.proj(o)
+
+
+class SwinBlock1d(nn.Module):
+    """Pre-norm transformer block: (shifted) window attention then MLP; invalid tokens kept at 0."""
+
+    def __init__(self, cfg: ModelConfig, dim: int, shift: bool):
+        super().__init__()
+        self.shift = shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = GeneticWindowAttention(cfg, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, cfg.mlp_ratio * dim), nn.GELU(), nn.Linear(cfg.mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor, meta: StageMeta) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), meta, self.shift)
+        x = x + self.mlp(self.norm2(x))
+        return x * meta.valid[None, :, None].to(x.dtype)
+
+
+class AttentionPool1d(nn.Module):
+    """Down-sampling by `rate`: learnable-query attention within each group of `rate` tokens."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int, out_dim: int):
+        super().__init__()
+        self.rate, self.heads, self.head_dim = cfg.pool_rate, cfg.heads, in_dim // cfg.heads
+        self.norm = nn.LayerNorm(in_dim)
+        self.query = nn.Parameter(torch.randn(cfg.heads, self.head_dim) * self.head_dim**-0.5)
+        self.kv = nn.Linear(in_dim, 2 * in_dim)
+        self.out = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor, meta: StageMeta) -> tuple[torch.Tensor, StageMeta]:
+        B, L, C = x.shape
+        r, H, hd = self.rate, self.heads, self.head_dim
+        nP = L // r
+        kv = self.kv(self.norm(x)).view(B, nP, r, 2, H, hd).permute(3, 0, 1, 4, 2, 5)  # (2, B, nP, H, r, hd)
+        k, v = (t.reshape(B, nP * H, r, hd) for t in kv)
+        q = self.query.view(1, 1, H, 1, hd).expand(B, nP, H, 1, hd).reshape(B, nP * H, 1, hd).to(k.dtype)
+        valid = meta.valid.view(nP, r)
+        # A group with no valid member attends uniformly; its output is invalid and zeroed below.
+        allowed = valid | ~valid.any(1, keepdim=True)
+        mask = torch.zeros(nP, r, dtype=k.dtype, device=k.device).masked_fill(~allowed, float("-inf"))
+        mask = mask[:, None, None, :].expand(nP, H, 1, r).reshape(1, nP * H, 1, r)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nP*H, 1, hd)
+        pooled = meta.pool(r)
+        o = self.out(o.view(B, nP, H * hd))
+        return o * pooled.valid[None, :, None].to(o.dtype), pooled
+
+
+class GlobalReadout1d(nn.Module):
+    """Learnable-query multi-head attention over all valid tokens of one stage: (B, L, C) -> (B, C)."""
+
+    def __init__(self, cfg: ModelConfig, dim: int):
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, dim // cfg.heads
+        self.norm = nn.LayerNorm(dim)
+        self.query = nn.Parameter(torch.randn(cfg.heads, self.head_dim) * self.head_dim**-0.5)
+        self.kv = nn.Linear(dim, 2 * dim)
+
+    def forward(self, x: torch.Tensor, meta: StageMeta) -> torch.Tensor:
+        B, L, C = x.shape
+        H, hd = self.heads, self.head_dim
+        k, v = self.kv(self.norm(x)).view(B, L, 2, H, hd).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
+        q = self.query.view(1, H, 1, hd).expand(B, H, 1, hd).to(k.dtype)
+        mask = torch.zeros(L, dtype=k.dtype, device=k.device).masked_fill(~meta.valid, float("-inf"))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.view(1, 1, 1, L))
+        return o.reshape(B, C)
+
+
+def _check_snp_inputs(geno: torch.Tensor, chrom: torch.Tensor, bp: torch.Tensor, cm: torch.Tensor, mask: torch.Tensor | None) -> None:
+    if geno.dim() != 2:
+        raise ValueError(f"genotypes must be (samples, SNPs); got shape {tuple(geno.shape)}")
+    L = geno.shape[1]
+    for name, t in (("chrom", chrom), ("bp", bp), ("cm", cm)) + ((("mask", mask),) if mask is not None else ()):
+        if t.dim() != 1 or t.shape[0] != L:
+            raise ValueError(f"{name} must be ({L},) to match genotypes {tuple(geno.shape)}; got {tuple(t.shape)}")
+
+
+def genotype_classes(geno: torch.Tensor) -> torch.Tensor:
+    """int8/long genotypes -> long classes 0, 1, 2, and 3 for missing (-127 or anything else)."""
+    g = geno.long()
+    return torch.where((g >= 0) & (g <= 2), g, torch.full_like(g, MISSING_CLASS))
+
+
+class GeneticTransformer(nn.Module):
+    """The genetics-informed transformer: embedding, window stages joined by pooling, readouts."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        dims = cfg.genetic_dims
+        self.block = cfg.window * cfg.pool_rate ** (len(dims) - 1)
+        self.geno_embed = nn.Embedding(4, dims[0])
+        self.chrom_embed = nn.Embedding(cfg.n_chrom_codes, dims[0])
+        self.stages = nn.ModuleList(
+            nn.ModuleList(SwinBlock1d(cfg, d, shift=bool(i % 2)) for i in range(2 * cfg.blocks_per_stage)) for d in dims
+        )
+        self.pools = nn.ModuleList(AttentionPool1d(cfg, dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        self.readouts = nn.ModuleList(GlobalReadout1d(cfg, d) for d in dims)
+        self.head = nn.Sequential(nn.LayerNorm(sum(dims)), nn.Linear(sum(dims), cfg.genetic_out_dim))
+
+    def forward(
+        self,
+        geno: torch.Tensor,
+        chrom: torch.Tensor,
+        bp: torch.Tensor,
+        cm: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, L) genotypes with (L,) chrom, bp, cm [, mask] -> (B, genetic_out_dim)."""
+        _check_snp_inputs(geno, chrom, bp, cm, mask)
+        dev = self.geno_embed.weight.device
+        chrom = chrom.to(dev).long()
+        if chrom.numel() and (int(chrom.min()) < 0 or int(chrom.max()) >= self.cfg.n_chrom_codes):
+            raise ValueError(f"chromosome codes must be in 0..{self.cfg.n_chrom_codes - 1}; got {int(chrom.min())}..{int(chrom.max())}")
+        layout = make_layout(chrom, bp.to(dev), cm.to(dev), None if mask is None else mask.to(dev), self.block)
+        meta = layout.meta
+        if not bool(meta.valid.any()):
+            raise ValueError("genetic encoder: no SNP left (all masked or none given)")
+        cls = genotype_classes(geno.to(dev))[:, layout.index.clamp(min=0)]
+        x = self.geno_embed(cls) + self.chrom_embed(meta.chrom)[None]
+        x = x * meta.valid[None, :, None].to(x.dtype)
+        summaries = []
+        for s, blocks in enumerate(self.stages):
+            for blk in blocks:
+                x = blk(x, meta)
+            summaries.append(self.readouts[s](x, meta))
+            if s < len(self.pools):
+                x, meta = self.pools[s](x, meta)
+        return self.head(torch.cat(summaries, dim=1))
+
+
+class MLPGeneticEncoder(nn.Module):
+    """Baseline: a two-layer MLP on the centred allele counts of a fixed SNP array (ContIG-style).
+
+    Missing genotypes count as 1 (the centre). Needs exactly the n_snps it was built for.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_snps: int):
+        super().__init__()
+        self.n_snps = n_snps
+        self.net = nn.Sequential(nn.Linear(n_snps, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, cfg.genetic_out_dim))
+
+    def forward(self, geno, chrom=None, bp=None, cm=None, mask=None) -> torch.Tensor:
+        if geno.dim() != 2 or geno.shape[1] != self.n_snps:
+            raise ValueError(f"MLP genetic encoder was built for {self.n_snps} SNPs; got genotypes {tuple(geno.shape)}")
+        g = geno.to(self.net[0].weight.device).long()
+        x = torch.where((g >= 0) & (g <= 2), g, torch.ones_like(g)).to(self.net[0].weight.dtype) - 1.0
+        if mask is not None:
+            x = x * mask.to(x.device, x.dtype)[None]
+        return self.net(x)

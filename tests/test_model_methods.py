@@ -1,0 +1,85 @@
+"""Every training method: builds, its loss is finite and falls over a few steps, it embeds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gimtool.model import METHODS, LossModule, ModelConfig, Stage, get_method
+
+SHAPE = (16, 16, 16)
+N_SNPS = 300
+
+
+def tiny_cfg() -> ModelConfig:
+    return ModelConfig(
+        repr_dim=16, readout_dim=16, readout_heads=2, conv_channels=(4, 8, 8), norm_groups=2,
+        flatten_grid=(2, 2, 2), genetic_dims=(8, 8, 16), heads=2, window=4, pool_rate=3, pos_dim=16,
+        pos_proj_dim=4, rbf_centres=4, genetic_out_dim=16, mlp_hidden=16, critic_hidden=(32,),
+        critic_dim=16, projector_dims=(32, 16), mlp_ratio=2,
+    )
+
+
+def tiny_batch(B: int = 8, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    chrom = torch.tensor([1] * 170 + [2] * 130)
+    bp = torch.cat([torch.arange(170) * 5000 + 10_000, torch.arange(130) * 7000 + 50_000])
+    cm = bp.double() / 1e6
+    geno = torch.randint(0, 3, (B, N_SNPS), generator=g).to(torch.int8)
+    geno[0, :5] = -127
+    # Images that depend on the genotypes, so the trans-modal losses have something to learn.
+    image = torch.randn(B, 1, *SHAPE, generator=g) * 0.3
+    image[:, 0, :8] += geno[:, :8].float().view(B, 8, 1, 1)
+    return {"image": image, "geno": geno, "chrom": chrom, "bp": bp, "cm": cm}
+
+
+def test_unknown_method_lists_names():
+    with pytest.raises(ValueError, match="unknown method 'nope'.*gim.*random-init"):
+        get_method("nope")
+
+
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.trains])
+def test_method_loss_falls(name):
+    torch.manual_seed(0)
+    method = get_method(name)
+    modules = method.build(tiny_cfg(), SHAPE, N_SNPS)
+    assert "encoder" in modules
+    stage = method.stages(3)[-1]
+    assert set(stage.trainable) <= set(modules.keys())
+    params = [p for n in stage.trainable for p in modules[n].parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    batch = tiny_batch()
+    # A fixed generator for the two-view augmentations keeps the comparison of losses fair.
+    losses = []
+    for step in range(8):
+        torch.manual_seed(1)
+        loss, metrics = LossModule(method, modules)(batch, stage)
+        assert torch.isfinite(loss)
+        assert all(isinstance(v, float) for v in metrics.values()) and "loss" in metrics
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    z = method.embed(modules, batch["image"])
+    assert z.shape == (8, 16)
+
+
+def test_random_init_does_not_train():
+    m = get_method("random-init")
+    assert not m.trains and m.stages(5) == []
+    modules = m.build(tiny_cfg(), SHAPE, 0)
+    assert m.embed(modules, torch.zeros(2, 1, *SHAPE)).shape == (2, 16)
+
+
+def test_gim_stages():
+    st = get_method("gim").stages({"frozen-genetic": 2, "genetic-augment": 1, "co-train": 1})
+    assert [s.name for s in st] == ["frozen-genetic", "genetic-augment", "co-train"]
+    assert [s.epochs for s in st] == [2, 1, 1]
+    assert "genetic" not in st[0].trainable and "genetic" not in st[1].trainable and "genetic" in st[2].trainable
+    assert [s.genetic_augment for s in st] == [False, True, True]
+    assert sum(s.epochs for s in get_method("gim").stages(7)) == 7
+    assert [s.epochs for s in get_method("gim").stages({})] == [200, 100, 50]
+    with pytest.raises(ValueError, match="gim stages are"):
+        get_method("gim").stages({"warmup": 3})
+    assert get_method("autoencoder").stages(4) == [Stage("train", 4, ("encoder", "decoder"))]
