@@ -46,8 +46,14 @@ H2_SUMMARY_COLS = ("METHOD", "N_PHENO", "H2_MEAN", "H2_SD", "INTERCEPT_MEAN", "I
 # LD scores in LDSC's format (<prefix>.l2.ldscore.gz, with .l2.M and .l2.M_5_50).
 LDSCORE_COLS = ("CHR", "SNP", "BP", "L2")
 
-# Mutual information (mi output), one row per model/repeat.
-MI_COLS = ("NAME", "MI_VAL", "MI_VAL_SE", "MI_TRAIN", "MI_TRAIN_SE", "N_TRAIN", "N_VAL", "REPEATS")
+# Mutual information (mi output <out>.mi.tsv), one row per embedding file (model). MI_* are JSE
+# estimates in nats (2 ln 2 - converged loss, at most 2 ln 2), mean over REPEATS seeds with their
+# standard error; VAL = pairs the critic never saw, TRAIN = the pairs it was trained on.
+MI_COLS = ("NAME", "FILE", "N_DIMS", "N_TRAIN", "N_VAL", "N_SNPS", "REPEATS", "MI_VAL", "MI_VAL_SE", "MI_TRAIN",
+           "MI_TRAIN_SE", "BEST_EPOCH")
+# mi curves (<out>.curves.tsv), one row per (model, repeat, epoch); losses are whole-part JSE losses,
+# BATCH_LOSS the mean minibatch loss during the epoch.
+MI_CURVE_COLS = ("NAME", "REPEAT", "EPOCH", "BATCH_LOSS", "TRAIN_LOSS", "VAL_LOSS", "MI_TRAIN", "MI_VAL")
 
 # Genetic map (BOLT-LMM / HapMap format), header row present.
 GENMAP_COLS = ("chr", "position", "COMBINED_rate(cM/Mb)", "Genetic_Map(cM)")
