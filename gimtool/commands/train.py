@@ -25,7 +25,7 @@ def command(
     val_keep: Annotated[Optional[Path], typer.Option("--val-keep", help="Validation people (FID IID per line), disjoint from --keep.")] = None,
     method: Annotated[Optional[str], typer.Option("--method", help="Training method: gim, autoencoder, autoencoder-attention, gen-prediction, barlow-twins, simclr, simclr-jse, infonce, decorrelated-infonce, random-init (default gim).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with hyperparameters (flags override it).")] = None,
-    epochs: Annotated[Optional[str], typer.Option("--epochs", help="Epochs per stage: one number for every stage, or one per stage (gim: 200,100,50).")] = None,
+    epochs: Annotated[Optional[str], typer.Option("--epochs", help="Epochs: one number per stage (gim: 200,100,50, the default), or the total as one number, split over the stages (gim 4:2:1).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Global mini-batch size (default 12).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Starting learning rate of the cosine schedule (default 1e-3).")] = None,
     crop_mm: Annotated[Optional[float], typer.Option("--crop-mm", help="Side of the random 3D crops in mm (default 160).")] = None,
@@ -56,10 +56,10 @@ def command(
 
         try:
             m = get_method(cfg.method)
-        except KeyError as e:
+        except ValueError as e:
             from gimtool.errors import InputError
 
-            raise InputError(f"--method {cfg.method}: {e.args[0] if e.args else 'unknown method'}") from None
+            raise InputError(f"--method {cfg.method}: {e}") from None
         log.input("images", images)
         if geno is not None:
             log.input("geno", geno)

@@ -10,7 +10,7 @@ a ``[model]`` table with the field names of ``gimtool.model.config.ModelConfig``
     method = "gim"
     lr = 1e-3
     batch_size = 12
-    epochs = [200, 100, 50]     # one number per stage of the method, or a single number for all
+    epochs = [200, 100, 50]     # one number per stage of the method, or the total as one number
     crop_mm = 160.0
     [model]
     ...
@@ -54,8 +54,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     min_lr: float = 0.0
     batch_size: int = 12
-    # epochs per stage: one number for every stage, or a list with one number per stage
-    epochs: int | list[int] = field(default_factory=lambda: [200, 100, 50])
+    # epochs: None = the method's defaults (gim: the paper's 200, 100, 50; one-stage methods:
+    # the same 350-epoch budget); an int = the total, split over the stages by the method
+    # (gim 4:2:1); a list = one number per stage
+    epochs: int | list[int] | None = None
     # random 3D crops of crop_mm millimetres per side (160 voxels at 1 mm, 40 at 4 mm),
     # clipped to the grid; validation and embedding use the centre crop of the same size
     crop_mm: float = 160.0
@@ -98,7 +100,7 @@ class TrainConfig:
         if not (isinstance(self.geno_aug_fraction, (int, float)) and 0 < self.geno_aug_fraction <= 1):
             raise bad("geno_aug_fraction", "a fraction in (0, 1]")
         ep = self.epochs
-        ok = (isinstance(ep, int) and not isinstance(ep, bool) and ep >= 0) or (
+        ok = ep is None or (isinstance(ep, int) and not isinstance(ep, bool) and ep >= 0) or (
             isinstance(ep, list) and ep and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in ep)
         )
         if not ok:
@@ -111,7 +113,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain nested dict (saved in checkpoints; loads with weights_only=True)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
-        d["epochs"] = list(self.epochs) if isinstance(self.epochs, list) else self.epochs
+        d["epochs"] = list(self.epochs) if isinstance(self.epochs, (list, tuple)) else self.epochs
         m = self.model
         d["model"] = m.to_dict() if hasattr(m, "to_dict") else dataclasses.asdict(m)
         return d
@@ -146,7 +148,7 @@ class TrainConfig:
         """The resolved config as TOML text (repeatable with --config)."""
         d = self.to_dict()
         model = d.pop("model")
-        lines = [f"{k} = {_toml_value(v)}" for k, v in d.items()]
+        lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
         lines.append("")
         lines.append("[model]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in model.items() if v is not None]
@@ -230,10 +232,16 @@ def parse_epochs(text: str | None) -> int | list[int] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
-def stage_epochs(cfg: TrainConfig, stage_names: list[str]) -> dict[str, int]:
-    """Map the config's epochs onto the method's stage names."""
+# one-stage methods get the same budget as gim's three stages (paper: 200 + 100 + 50)
+DEFAULT_SINGLE_STAGE_EPOCHS = 350
+
+
+def stage_epochs(cfg: TrainConfig, stage_names: list[str]) -> dict[str, int] | int:
+    """What to pass to Method.stages(): the config's epochs mapped onto the method's stages."""
+    if cfg.epochs is None:
+        return {} if len(stage_names) > 1 else {n: DEFAULT_SINGLE_STAGE_EPOCHS for n in stage_names}
     if isinstance(cfg.epochs, int):
-        return {n: cfg.epochs for n in stage_names}
+        return cfg.epochs
     if len(cfg.epochs) != len(stage_names):
         raise InputError(
             f"config key 'epochs': {len(cfg.epochs)} numbers given, but method {cfg.method!r} has "

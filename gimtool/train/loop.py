@@ -177,7 +177,8 @@ def _plot_history(path: Path, df: pl.DataFrame) -> None:
 
 
 def _mean_metrics(sums: dict, n: float, prefix: str) -> dict:
-    return {f"{prefix}_{k.upper()}": (v / n if n else float("nan")) for k, v in sums.items()}
+    # the loop's own loss column is authoritative; a method's 'loss' metric repeats it
+    return {f"{prefix}_{k.upper()}": (v / n if n else float("nan")) for k, v in sums.items() if k != "loss"}
 
 
 def train(cfg: TrainConfig, method, data: RunData, out: str | Path, resume: bool = False, log=None,
@@ -390,5 +391,6 @@ def _validate(method, modules, loader, stage, cfg, device, dist: Dist, keys) -> 
     out = {"VAL_LOSS": tot / n if n else float("nan")}
     for j, k in enumerate(keys):
         c = red[2 + len(keys) + j]
-        out[f"VAL_{k.upper()}"] = red[2 + j] / c if c else float("nan")
+        if k != "loss":
+            out[f"VAL_{k.upper()}"] = red[2 + j] / c if c else float("nan")
     return out
