@@ -4,7 +4,8 @@ Each NIfTI (.nii/.nii.gz; 3D, or 4D with one volume; any orientation, integer or
 on the FSL MNI152 grid (182x218x182 at --voxel 1, 91x109x91 at --voxel 2) through its affine,
 or through an FSL FLIRT matrix (--flirt-mat or a MAT column, FSL's scaled-voxel convention, with
 --ref the FLIRT reference; default FSL's MNI152 grid), trilinearly; then z-scored inside the
-brain (--mask, else non-zero voxels) after percentile clipping, and stored as float16 or uint8.
+brain (--mask, else non-zero voxels) after percentile clipping (outside the brain: the z of the
+low clipping point), and stored as float16 or uint8.
 
 Writes STORE/ (manifest.tsv with QC columns, the volume array, meta.json, failed.tsv, qc.png,
 mean.nii.gz, nifti/ with --write-nifti) and STORE.log.
@@ -139,7 +140,7 @@ def _run(log, out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtyp
         tasks.append((k, fid, iid, path, mat))
 
     intensity = {"method": "zscore-in-mask", "mask": str(mask) if mask else "nonzero", "clip_percentiles": list(lohi),
-                 "interp": interp, "antialias": antialias, "background": 0.0}
+                 "interp": interp, "antialias": antialias, "background": "z-score of the low clipping point"}
     writer = StoreWriter(out, shape, affine, (voxel,) * 3, IMAGE_QC_COLS, dtype=dtype,
                          scale=(1 / 32, -4.0) if dtype == "uint8" else None, intensity=intensity, resume=resume)
     try:
@@ -182,7 +183,8 @@ def _run(log, out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtyp
             vols = writer.volumes()
             decode = (lambda b: from_uint8(b)) if dtype == "uint8" else None
             mean = cohort_mean(vols, decode=decode)
-            qc_mask = mask_arr if mask_arr is not None else mean != 0
+            # background is one value per scan, so the mean image's corner value marks it
+            qc_mask = mask_arr if mask_arr is not None else np.abs(mean - mean[0, 0, 0]) > 1e-3
             corr = correlations(vols, mean, qc_mask, decode=decode)
             flags = flag_outliers(corr, qc_threshold)
             save_volume(writer.work / "mean.nii.gz", mean.astype(np.float32), affine)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# uint8 code c stands for (c - 128) / 32: z-scores from -4 to +3.97 in steps of 1/32, and 0
-# (background, the brain mean) exactly representable.
+# uint8 code c stands for (c - 128) / 32: z-scores from -4 to +3.97 in steps of 1/32 (the
+# clipped z-scores of a T1 brain lie well inside), 0 exactly representable.
 UINT8_SCALE = (1.0 / 32.0, -4.0)
 
 
@@ -20,7 +20,10 @@ def brain_mask(volume: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
 def zscore(volume: np.ndarray, mask: np.ndarray, clip: tuple[float, float] = (0.5, 99.5)) -> tuple[np.ndarray, dict]:
     """Clip to the in-mask percentiles `clip`, then z-score with the in-mask mean and SD.
 
-    Returns (float32 volume: z inside the mask, 0 outside; dict of the raw in-mask statistics).
+    Returns (float32 volume; dict of the raw in-mask statistics). Outside the mask every voxel
+    takes the z-score of the low clipping point, the value the darkest brain voxels get: the
+    brain's edge then has no step, and a rim voxel that one scan's mask includes and another's
+    excludes (partial volume, a coarser scan) looks nearly the same in both.
     Raises ValueError when the mask is empty or the clipped intensities are constant.
     """
     assert volume.shape == mask.shape, (volume.shape, mask.shape)
@@ -33,7 +36,7 @@ def zscore(volume: np.ndarray, mask: np.ndarray, clip: tuple[float, float] = (0.
     sd = float(c.std(dtype=np.float64))
     if not sd > 0:
         raise ValueError("intensities inside the brain mask are constant after clipping")
-    out = np.zeros(volume.shape, dtype=np.float32)
+    out = np.full(volume.shape, (lo - mean) / sd, dtype=np.float32)
     out[mask] = (c - mean) / sd
     stats = {
         "RAW_MEAN": float(vals.mean(dtype=np.float64)),

@@ -16,7 +16,7 @@ import numpy as np
 from gimtool.errors import GimtoolError, InputError
 from gimtool.imaging.geometry import flirt_voxel_map, world_voxel_map
 from gimtool.imaging.normalize import UINT8_SCALE, brain_mask, to_uint8, zscore
-from gimtool.imaging.resample import fov_coverage, resample
+from gimtool.imaging.resample import fov_coverage, resample, smooths
 
 
 @dataclass
@@ -69,11 +69,13 @@ def conform_file(fid: str, iid: str, path: str, mat_path: str | None, cfg: Confo
     if cover == 0.0:
         raise InputError(f"{path}: placed by {how}, the image does not overlap the target grid; expected an image in (or a matrix to) MNI space")
     out = resample(vol.data, vmap, cfg.shape, order=cfg.order, antialias=cfg.antialias)
-    if cfg.mask is None:
-        # the scan's own support, resampled without smoothing: pre-smoothing and interpolation
-        # would otherwise grow a rim of near-zero voxels around a skull-stripped brain
+    if cfg.mask is None and cfg.antialias and smooths(vmap):
+        # the scan's own support, resampled without smoothing: pre-smoothing would otherwise
+        # grow a rim of near-zero voxels around a skull-stripped brain
         support = resample((vol.data != 0).astype(np.float32), vmap, cfg.shape, order=0, antialias=False)
         mask = brain_mask(out, support)
+    elif cfg.mask is None:
+        mask = brain_mask(out)
     else:
         mask = brain_mask(out, cfg.mask)
     try:

@@ -33,15 +33,51 @@ def resample(
     assert data.ndim == 3, data.shape
     m = np.asarray(voxel_map, dtype=np.float64)
     assert m.shape == (4, 4), m.shape
-    if antialias and order > 0:
-        sigma = antialias_sigma(m)
-        if np.any(sigma > 0.1):
-            data = ndimage.gaussian_filter(data, sigma=sigma, mode="constant", cval=0.0, truncate=3.0)
+    if antialias and order > 0 and smooths(m):
+        data = ndimage.gaussian_filter(data, sigma=antialias_sigma(m), mode="constant", cval=0.0, truncate=3.0)
+    data, m = _axis_aligned(data, m)
+    # a diagonal map takes scipy's separable zoom-and-shift path, several times faster than the
+    # general one that computes every coordinate
+    matrix = np.diag(m[:3, :3]).copy() if _is_diagonal(m) else m[:3, :3]
     out = ndimage.affine_transform(
-        data, m[:3, :3], offset=m[:3, 3], output_shape=tuple(out_shape), order=order,
+        data, matrix, offset=m[:3, 3], output_shape=tuple(out_shape), order=order,
         mode="grid-constant", cval=0.0, prefilter=order > 1, output=np.float32,
     )
     return out
+
+
+def smooths(voxel_map: np.ndarray) -> bool:
+    """Whether :func:`resample` pre-smooths for this voxel map (target coarser than the source)."""
+    return bool(np.any(antialias_sigma(voxel_map) > 0.1))
+
+
+def _is_diagonal(m: np.ndarray) -> bool:
+    a = np.abs(m[:3, :3])
+    return bool(np.all(a - np.diag(np.diag(a)) <= 1e-9 * a.max()))
+
+
+def _axis_aligned(data: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """When the map only permutes and flips axes (plus scaling), reorder the source so that the
+    map becomes diagonal with positive steps; otherwise return both unchanged."""
+    a = np.abs(m[:3, :3])
+    big = a > 1e-9 * a.max()
+    if not (np.all(big.sum(axis=0) == 1) and np.all(big.sum(axis=1) == 1)):
+        return data, m
+    perm = [int(np.flatnonzero(big[:, j])[0]) for j in range(3)]  # target axis j reads source axis perm[j]
+    t = np.zeros((4, 4))
+    t[3, 3] = 1
+    for j, src in enumerate(perm):
+        t[src, j] = 1  # new source index along j = old index along perm[j]
+    d = np.transpose(data, perm)
+    m2 = np.linalg.inv(t) @ m
+    for j in range(3):
+        if m2[j, j] < 0:
+            n = d.shape[j]
+            d = np.flip(d, axis=j)
+            f = np.eye(4)
+            f[j, j], f[j, 3] = -1, n - 1
+            m2 = f @ m2
+    return np.ascontiguousarray(d), m2
 
 
 def fov_coverage(voxel_map: np.ndarray, src_shape: tuple[int, int, int], out_shape: tuple[int, int, int], stride: int = 4) -> float:

@@ -165,9 +165,13 @@ def array_file_name(dtype: str) -> str:
 
 def _same_geometry(a: dict, b: dict) -> str | None:
     """None when two store metas describe the same grid and encoding, else what differs."""
-    for key in ("shape", "dtype", "scale", "intensity"):
+    for key in ("shape", "dtype", "scale"):
         if a.get(key) != b.get(key):
             return f"{key} {b.get(key)} (this run: {a.get(key)})"
+    ia, ib = a.get("intensity") or {}, b.get("intensity") or {}
+    for k in sorted(set(ia) | set(ib)):
+        if ia.get(k) != ib.get(k):
+            return f"intensity setting {k}={ib.get(k)!r} (this run: {ia.get(k)!r})"
     if not np.allclose(np.asarray(a["affine"], float), np.asarray(b["affine"], float)):
         return "grid affine"
     return None
