@@ -23,6 +23,15 @@ from tests.conftest import gimtool
 REF = Path(__file__).parent / "data" / "ldsc_ref"
 
 
+def cli(capsys, *args):
+    """Run the CLI in this process (faster than a subprocess for the error cases): (exit code, stderr)."""
+    from gimtool.cli import main
+
+    capsys.readouterr()
+    code = main(["h2", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
 # --- LD scores against a brute-force numpy reference ---------------------------------------------
 
 
@@ -175,44 +184,43 @@ def test_ldscore_files_roundtrip_and_per_chromosome(tmp_path):
 # --- bad input -----------------------------------------------------------------------------------
 
 
-def test_sumstats_missing_column(h2_run, tmp_path):
+def test_sumstats_missing_column(h2_run, tmp_path, capsys):
     bad = tmp_path / "bad.sumstats.gz"
     with gzip.open(bad, "wt") as fh:
         fh.write("SNP\tCHR\tBP\tALLELE1\tALLELE0\tBETA\n")
         fh.write("rs1\t22\t100\tA\tG\t0.1\n")
-    p = gimtool("h2", "--ref-ld", h2_run, "--sumstats", bad, "--out", tmp_path / "o", check=False)
-    assert p.returncode != 0
-    err = p.stderr
+    code, err = cli(capsys, "--ref-ld", h2_run, "--sumstats", bad, "--out", tmp_path / "o")
+    assert code != 0
     assert "bad.sumstats.gz" in err and "SE" in err and "ALLELE1" in err  # expected and found columns
 
 
-def test_little_overlap_is_an_error_with_counts(h2_run, tmp_path):
+def test_little_overlap_is_an_error_with_counts(h2_run, tmp_path, capsys):
     ss = pl.read_csv(REF / "gwas.PHENO.glm.linear.gz", separator="\t")
     few = ss.head(150)
     renamed = ss.slice(150).with_columns(("x" + pl.col("ID")).alias("ID"))
     path = tmp_path / "few.glm.linear"
     pl.concat([few, renamed]).write_csv(path, separator="\t")
     out = tmp_path / "o"
-    p = gimtool("h2", "--ref-ld", h2_run, "--sumstats", path, "--out", out, check=False)
-    assert p.returncode != 0 and "only 150 of its 11751 SNPs" in p.stderr
+    code, err = cli(capsys, "--ref-ld", h2_run, "--sumstats", path, "--out", out)
+    assert code != 0 and "only 150 of its 11751 SNPs" in err
     log = Path(str(out) + ".log").read_text()
     assert "150 (1.3%) merged with the reference LD scores (11751 SNPs)" in log and "status: failed" in log
 
 
-def test_low_overlap_warns(h2_run, tmp_path):
+def test_low_overlap_warns(h2_run, tmp_path, capsys):
     ss = pl.read_csv(REF / "gwas.PHENO.glm.linear.gz", separator="\t")
     path = tmp_path / "half.glm.linear"
     half = ss.with_columns(pl.when(pl.int_range(pl.len()) % 3 != 0).then("x" + pl.col("ID")).otherwise(pl.col("ID")).alias("ID"))
     half.write_csv(path, separator="\t")
     out = tmp_path / "o"
-    p = gimtool("h2", "--ref-ld", h2_run, "--sumstats", path, "--out", out)
-    assert "overlap the reference LD scores" in p.stderr
+    code, err = cli(capsys, "--ref-ld", h2_run, "--sumstats", path, "--out", out)
+    assert code == 0 and "overlap the reference LD scores" in err
     assert "(33.3%) merged" in Path(str(out) + ".log").read_text()
 
 
-def test_needs_one_ld_source(tmp_path):
-    p = gimtool("h2", "--sumstats", REF / "gwas.PHENO.glm.linear.gz", "--out", tmp_path / "o", check=False)
-    assert p.returncode != 0 and "--bfile REF" in p.stderr and "--ref-ld" in p.stderr
+def test_needs_one_ld_source(tmp_path, capsys):
+    code, err = cli(capsys, "--sumstats", REF / "gwas.PHENO.glm.linear.gz", "--out", tmp_path / "o")
+    assert code != 0 and "--bfile REF" in err and "--ref-ld" in err
 
 
 def test_ldsc_backend_absent_says_how_to_install(h2_run, tmp_path):
