@@ -172,7 +172,7 @@ def greml_inputs(bf, pheno: str, pheno_names: list[str] | None, covar: str | Non
     n_fam = fam.height
     al = align(fam, P)
     Y = np.full((n_fam, len(names)), np.nan)
-    Y[al.ref_index] = P.select(names).to_numpy().astype(np.float64)
+    Y[al.ref_index] = P.select(names).to_numpy().astype(np.float64)[al.table_index]
     log.info(al.describe(f"{bf.fam_path}", pheno))
     keep = sample_mask.copy()
     covn: list[str] = []
@@ -182,14 +182,14 @@ def greml_inputs(bf, pheno: str, pheno_names: list[str] | None, covar: str | Non
         covn = [c for c in C.columns if c not in ("FID", "IID")]
         alc = align(fam, C)
         Xc = np.full((n_fam, len(covn)), np.nan)
-        Xc[alc.ref_index] = C.select(covn).to_numpy().astype(np.float64)
+        Xc[alc.ref_index] = C.select(covn).to_numpy().astype(np.float64)[alc.table_index]
         miss = np.isnan(Xc).any(axis=1)
         log.info(f"{covar}: {len(covn)} covariates; {int((keep & miss).sum())} people without every covariate dropped")
         keep &= ~miss
     keep &= ~np.isnan(Y).all(axis=1)
     idx = np.flatnonzero(keep)
     X = np.column_stack([np.ones(len(idx)), Xc[idx]])
-    if len(idx) and np.linalg.matrix_rank(X) < X.shape[1]:
+    if len(idx) >= X.shape[1] + 2 and np.linalg.matrix_rank(X) < X.shape[1]:
         const = [c for j, c in enumerate(covn) if np.ptp(Xc[idx, j]) == 0]
         what = f"constant covariate(s) {', '.join(const)}" if const else "linearly dependent covariates"
         raise InputError(f"{covar}: {what} among the {len(idx)} people analysed; drop them (--covar-name)")
