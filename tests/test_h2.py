@@ -235,3 +235,16 @@ def test_ldsc_backend_absent_says_how_to_install(h2_run, tmp_path):
                         str(REF / "gwas.PHENO.glm.linear.gz"), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env)
     assert p.returncode != 0 and "not found on PATH" in p.stderr and "install LDSC" in p.stderr
+
+
+def test_backend_parsers_read_real_tool_output():
+    from gimtool.backends.bolt_reml import parse_bolt_reml
+    from gimtool.backends.ldsc import parse_ldsc_log
+
+    d = parse_ldsc_log((REF / "ldsc_h2_free.log").read_text(), REF / "ldsc_h2_free.log")
+    assert (d["h2"], d["h2_se"], d["intercept"], d["intercept_se"], d["ratio"], d["n_snp"]) == (
+        0.2999, 0.2151, 1.0212, 0.0351, 0.2456, 11751)
+    d = parse_ldsc_log((REF / "ldsc_h2_fixed1.log").read_text(), REF / "ldsc_h2_fixed1.log")
+    assert d["h2"] == 0.4048 and d["intercept"] == 1.0 and np.isnan(d["intercept_se"]) and np.isnan(d["ratio"])
+    r = parse_bolt_reml((REF.parent / "bolt_reml_tail.out").read_text())
+    assert (r.h2, r.h2_se) == (0.567389, 0.187904)
