@@ -57,7 +57,7 @@ def _aligned(fam: pl.DataFrame, path, names, what: str, log) -> tuple[np.ndarray
     msg = al.describe(".fam", f"{what} file")
     if log:
         log.info(msg)
-    if al.n_matched < 0.5 * min(al.n_ref, al.n_table) and log:
+    if al.n_matched < 0.5 * max(al.n_ref, al.n_table) and log:
         log.warn(f"{path}: few samples in common: {msg}")
     arr = np.full((fam.height, len(cols)), np.nan)
     vals = tab.select(cols).to_numpy().astype(np.float64)
