@@ -22,6 +22,13 @@ from tests.conftest import gimtool
 
 # -- helpers -------------------------------------------------------------------------------------
 
+def gimtool_inproc(*args) -> int:
+    """Run the CLI in this process (saves the interpreter start-up of `gimtool(...)`); returns the exit code."""
+    from gimtool.cli import main
+
+    return main([str(a) for a in args])
+
+
 def reorient(data: np.ndarray, affine: np.ndarray, perm=(0, 1, 2), flips=()) -> tuple[np.ndarray, np.ndarray]:
     """The same image stored in another voxel order: axes permuted by `perm`, then `flips` reversed.
 
@@ -140,6 +147,19 @@ def test_resample_matches_slow_trilinear_reference():
     for t in [(0, 0, 0), (3, 4, 5), (5, 6, 7), (2, 1, 6)]:
         p = m[:3, :3] @ np.array(t, float) + m[:3, 3]
         assert out[t] == pytest.approx(tri(p), abs=1e-5), t
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_axis_aligned_fast_path_matches_scipy(order):
+    # (no coordinate falls exactly half-way between voxels, where nearest-neighbour rounding may differ)
+    rng = np.random.default_rng(2)
+    src = rng.normal(size=(17, 18, 19)).astype(np.float32)
+    for m in (np.diag([1.5, -0.7, 1.2, 1.0]) + np.array([[0, 0, 0, 0.3], [0, 0, 0, 15.13], [0, 0, 0, 0.2], [0, 0, 0, 0]]),
+              np.diag([2.0, 2, 2, 1]) + np.array([[0, 0, 0, -3.4], [0, 0, 0, 0.6], [0, 0, 0, -1], [0, 0, 0, 0]]),
+              np.array([[0, 0, -1.0, 16], [1.0, 0, 0, -2], [0, 1.0, 0, 3], [0, 0, 0, 1]])):
+        fast = resample(src, m, (12, 13, 14), order=order, antialias=False)
+        slow = ndimage.affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=(12, 13, 14), order=order, mode="grid-constant")
+        np.testing.assert_allclose(fast, slow, atol=1e-5)
 
 
 def test_permuted_small_volume_resamples_identically():
@@ -322,7 +342,7 @@ def test_flirt_mat_option_pattern_and_default_reference(template, tmp_path):
     nib.save(nib.Nifti1Image(one, ras1), tmp_path / "s1_T1.nii.gz")
     (tmp_path / "s1.mat").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
     out = tmp_path / "pat"
-    gimtool("prep-mri", "--dir", tmp_path, "--pattern", "{IID}_T1.nii.gz", "--flirt-mat", "{IID}.mat", "--voxel", "2", "--out", out)
+    assert gimtool_inproc("prep-mri", "--dir", tmp_path, "--pattern", "{IID}_T1.nii.gz", "--flirt-mat", "{IID}.mat", "--voxel", "2", "--out", out) == 0
     st = ImageStore(out)
     assert corr(st.volume(0), plain) > 0.99
     assert "FSL MNI152_T1_1mm grid" in (tmp_path / "pat.log").read_text()
@@ -330,7 +350,7 @@ def test_flirt_mat_option_pattern_and_default_reference(template, tmp_path):
 
 # -- failures, resume, store ------------------------------------------------------------------------
 
-def test_bad_scans_go_to_failed_tsv_and_exit_nonzero(variants, tmp_path):
+def test_bad_scans_go_to_failed_tsv_and_exit_nonzero(variants, tmp_path, capsys):
     d, paths = variants
     (tmp_path / "trunc.nii.gz").write_bytes(paths["ras"].read_bytes()[:20000])
     (tmp_path / "text.nii.gz").write_text("not an image")
@@ -363,36 +383,36 @@ def test_bad_scans_go_to_failed_tsv_and_exit_nonzero(variants, tmp_path):
     assert "does not overlap the target grid" in reasons["far"]
     log = (tmp_path / "st.log").read_text()
     assert "failed: F trunc" in log and "status: failed" in log
-    p = gimtool("prep-mri", "--images", lst, "--voxel", "4", "--out", out, "--allow-failures", check=False)
-    assert p.returncode == 0 and "Warning: 7 of 9 scans failed" in p.stderr
+    capsys.readouterr()
+    assert gimtool_inproc("prep-mri", "--images", lst, "--voxel", "4", "--out", out, "--allow-failures") == 0
+    assert "Warning: 7 of 9 scans failed" in capsys.readouterr().err
 
 
-def test_id_listed_twice_is_an_error(variants, tmp_path):
+def test_id_listed_twice_is_an_error(variants, tmp_path, capsys):
     d, paths = variants
     lst = tmp_path / "l.tsv"
     lst.write_text(f"FID IID PATH\nF a {paths['ras']}\nF b {paths['las']}\nF a {paths['lps']}\n")
-    p = gimtool("prep-mri", "--images", lst, "--voxel", "4", "--out", tmp_path / "st", check=False)
-    assert p.returncode == 1
-    assert "l.tsv: line 4: sample (FID F, IID a) listed twice, first on line 2" in p.stderr
+    assert gimtool_inproc("prep-mri", "--images", lst, "--voxel", "4", "--out", tmp_path / "st") == 1
+    assert "l.tsv: line 4: sample (FID F, IID a) listed twice, first on line 2" in capsys.readouterr().err
     assert not (tmp_path / "st").exists()
 
 
-def test_resume_after_complete_store_and_after_interruption(variants, tmp_path):
+def test_resume_after_complete_store_and_after_interruption(variants, tmp_path, capsys):
     d, paths = variants
     lst = tmp_path / "l.tsv"
     lst.write_text(f"F a {paths['ras']}\nF b {paths['las']}\n")
     out = tmp_path / "st"
-    gimtool("prep-mri", "--images", lst, "--voxel", "4", "--out", out)
+    assert gimtool_inproc("prep-mri", "--images", lst, "--voxel", "4", "--out", out) == 0
     first = ImageStore(out).volume(1)
     lst.write_text(f"F a {paths['ras']}\nF b {paths['las']}\nF c {paths['lps']}\n")
-    gimtool("prep-mri", "--images", lst, "--voxel", "4", "--out", out, "--resume")
+    assert gimtool_inproc("prep-mri", "--images", lst, "--voxel", "4", "--out", out, "--resume") == 0
     st = ImageStore(out)
     assert st.manifest["IID"].to_list() == ["a", "b", "c"]
     np.testing.assert_array_equal(st.volume(1), first)
     assert "2 listed scans already in the store, 1 to process" in (tmp_path / "st.log").read_text()
     # different settings cannot be resumed into this store
-    p = gimtool("prep-mri", "--images", lst, "--voxel", "2", "--out", out, "--resume", check=False)
-    assert p.returncode == 1 and "cannot --resume" in p.stderr
+    assert gimtool_inproc("prep-mri", "--images", lst, "--voxel", "2", "--out", out, "--resume") == 1
+    assert "cannot --resume" in capsys.readouterr().err
 
     # an interrupted run: one volume finished, the next half written, its progress line torn
     out2 = tmp_path / "st2"
@@ -404,7 +424,7 @@ def test_resume_after_complete_store_and_after_interruption(variants, tmp_path):
     w._fh.write(b"\x01" * 1000)
     w._progress.write("F\tb\t/x")
     w.close()
-    gimtool("prep-mri", "--images", lst, "--voxel", "4", "--out", out2, "--resume")
+    assert gimtool_inproc("prep-mri", "--images", lst, "--voxel", "4", "--out", out2, "--resume") == 0
     st2 = ImageStore(out2)
     assert st2.manifest["IID"].to_list() == ["a", "b", "c"]
     np.testing.assert_array_equal(st2.volumes[:], st.volumes[:])

@@ -36,14 +36,48 @@ def resample(
     if antialias and order > 0 and smooths(m):
         data = ndimage.gaussian_filter(data, sigma=antialias_sigma(m), mode="constant", cval=0.0, truncate=3.0)
     data, m = _axis_aligned(data, m)
-    # a diagonal map takes scipy's separable zoom-and-shift path, several times faster than the
-    # general one that computes every coordinate
-    matrix = np.diag(m[:3, :3]).copy() if _is_diagonal(m) else m[:3, :3]
+    if _is_diagonal(m) and order in (0, 1):
+        # axis-aligned maps (every scan already in MNI space, in any storage order) separate into
+        # three 1D interpolations, many times faster than scipy's per-voxel path
+        return _separable(data, np.diag(m[:3, :3]), m[:3, 3], tuple(out_shape), order)
+    matrix = m[:3, :3]
     out = ndimage.affine_transform(
         data, matrix, offset=m[:3, 3], output_shape=tuple(out_shape), order=order,
         mode="grid-constant", cval=0.0, prefilter=order > 1, output=np.float32,
     )
     return out
+
+
+def _separable(data: np.ndarray, step, offset, out_shape, order: int) -> np.ndarray:
+    """Resample with source coordinate step[a] * j + offset[a] along each axis a (zero outside,
+    like scipy's mode 'grid-constant')."""
+    out = data
+    for ax in range(3):
+        n = out.shape[ax]
+        x = step[ax] * np.arange(out_shape[ax], dtype=np.float64) + offset[ax]
+        # one slab of zeros on each side; coordinates beyond them read zeros too
+        padded = np.pad(out, [(1, 1) if a == ax else (0, 0) for a in range(3)])
+        x = np.clip(x, -1.0, float(n)) + 1.0
+        if order == 0:
+            idx = np.floor(x + 0.5).astype(np.intp)
+            out = np.take(padded, np.minimum(idx, n + 1), axis=ax)
+            continue
+        i0 = np.floor(x).astype(np.intp)
+        f = (x - i0).astype(np.float32)
+        i1 = np.minimum(i0 + 1, n + 1)
+        shape = [1, 1, 1]
+        shape[ax] = -1
+        f = f.reshape(shape)
+        if np.all(f == 0):
+            out = np.take(padded, i0, axis=ax)
+        else:
+            lo = np.take(padded, i0, axis=ax)
+            hi = np.take(padded, i1, axis=ax)
+            lo *= 1 - f
+            hi *= f
+            lo += hi
+            out = lo
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def smooths(voxel_map: np.ndarray) -> bool:
