@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from gimtool.imaging.geometry import flirt_voxel_map, fsl_mni152_reference, fsl_scaled_voxel, world_voxel_map
-from gimtool.imaging.qc import centre_of_mass
+from gimtool.imaging.qc import centre_of_mass, cohort_qc
 from gimtool.imaging.resample import resample
 from gimtool.io.grids import mni_grid
 from gimtool.io.imagestore import ImageStore, StoreWriter
@@ -173,6 +173,21 @@ def test_permuted_small_volume_resamples_identically():
         b, baff = reorient(a, aff, perm, flips)
         got = resample(b, world_voxel_map(baff, target), (8, 10, 12), antialias=False)
         np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_cohort_qc_flags_the_odd_volume_and_matches_numpy():
+    rng = np.random.default_rng(3)
+    base = np.zeros((7, 8, 9), np.float32)
+    base[2:5, 2:6, 2:7] = rng.normal(size=(3, 4, 5))
+    vols = np.stack([base + 0.1 * rng.normal(size=base.shape).astype(np.float32) * (base != 0) for _ in range(5)])
+    vols[3][base != 0] = rng.normal(size=int((base != 0).sum()))  # a scan unlike the others
+    vols = vols.astype(np.float16)
+    mean, corr, flags, worst = cohort_qc(vols, threshold=0.8, n_worst=2)
+    np.testing.assert_allclose(mean, vols.astype(np.float64).mean(axis=0), atol=1e-5)
+    m = np.abs(mean - mean[0, 0, 0]) > 1e-3
+    for i in range(5):
+        assert corr[i] == pytest.approx(np.corrcoef(vols[i].astype(float)[m], mean[m])[0, 1], abs=1e-6)
+    assert flags.tolist() == [False, False, False, True, False] and worst[0] == 3
 
 
 def test_fsl_scaled_voxel_flips_x_for_neurological_storage():

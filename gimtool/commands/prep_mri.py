@@ -177,31 +177,25 @@ def _run(log, out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtyp
         # -- cohort QC -------------------------------------------------------------------------------
         with log.timed("cohort QC"):
             from gimtool.imaging.normalize import from_uint8
-            from gimtool.imaging.qc import cohort_mean, correlations, flag_outliers, qc_figure
+            from gimtool.imaging.qc import cohort_qc, qc_figure
             from gimtool.io.nifti import save_volume
 
             vols = writer.volumes()
-            decode = (lambda b: from_uint8(b)) if dtype == "uint8" else None
-            mean = cohort_mean(vols, decode=decode)
-            # background is one value per scan, so the mean image's corner value marks it
-            qc_mask = mask_arr if mask_arr is not None else np.abs(mean - mean[0, 0, 0]) > 1e-3
-            corr = correlations(vols, mean, qc_mask, decode=decode)
-            flags = flag_outliers(corr, qc_threshold)
-            save_volume(writer.work / "mean.nii.gz", mean.astype(np.float32), affine)
-            order = np.argsort(np.nan_to_num(corr, nan=-2.0))[: min(N_QC_FIGURE, n)]
+            decode = from_uint8 if dtype == "uint8" else (lambda b: np.asarray(b, dtype=np.float32))
+            mean, corr, flags, worst = cohort_qc(vols, qc_threshold, mask_arr, decode, N_QC_FIGURE)
+            save_volume(writer.work / "mean.nii.gz", mean, affine)
             shown = []
-            for i in order:
+            for i in worst:
                 r = writer.rows[i]
                 tag = "OUTLIER " if flags[i] else ""
-                v = vols[i].astype(np.float32) if decode is None else decode(vols[i])
-                shown.append((f"{tag}{r['FID']} {r['IID']}\nr={corr[i]:.3f}", v))
-            fig = qc_figure(mean.astype(np.float32), shown)
+                shown.append((f"{tag}{r['FID']} {r['IID']}\nr={corr[i]:.3f}", decode(vols[i])))
+            fig = qc_figure(mean, shown)
             fig.savefig(writer.work / "qc.png", dpi=80)
             import matplotlib.pyplot as plt
 
             plt.close(fig)
             del vols
-        qc_cols = [c for c in IMAGE_QC_COLS]
+        qc_cols = list(IMAGE_QC_COLS)
         manifest = pl.DataFrame(
             {"FID": [str(r["FID"]) for r in writer.rows], "IID": [str(r["IID"]) for r in writer.rows],
              "SOURCE": [str(r["SOURCE"]) for r in writer.rows],

@@ -50,6 +50,24 @@ def flag_outliers(corr: np.ndarray, threshold: float) -> np.ndarray:
     return ~(corr >= threshold)
 
 
+def cohort_qc(volumes: np.ndarray, threshold: float, mask: np.ndarray | None = None, decode=None, n_worst: int = 3):
+    """Mean image, each volume's correlation with it, outlier flags, and the worst volumes.
+
+    `volumes` (n, D, H, W) as stored; `decode` turns stored values into float32; `mask` (D, H, W)
+    the voxels to correlate over (default: where the mean image differs from its corner voxel,
+    i.e. everything but the background). Returns (mean float32 (D, H, W), corr (n,), flags (n,)
+    bool, indices of the n_worst lowest correlations, worst first).
+    """
+    mean = cohort_mean(volumes, decode=decode)
+    if mask is None:
+        # the background is one value per volume, so the mean's corner value marks it
+        mask = np.abs(mean - mean[0, 0, 0]) > 1e-3
+    corr = correlations(volumes, mean, mask, decode=decode)
+    flags = flag_outliers(corr, threshold)
+    worst = np.argsort(np.nan_to_num(corr, nan=-2.0), kind="stable")[: min(n_worst, len(corr))]
+    return mean.astype(np.float32), corr, flags, worst
+
+
 def centre_of_mass(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Intensity-weighted centre of mass of the positive voxels, in mm (RAS)."""
     w = np.clip(np.asarray(volume, dtype=np.float64), 0, None)
