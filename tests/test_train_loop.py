@@ -134,9 +134,10 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("kill_after", [1, 3])  # mid-stage (optimizer state restored) and at a stage boundary... +1
-def test_kill_and_resume_equals_uninterrupted(cohort, tmp_path, kill_after):
-    cfg = _cfg(epochs=[2, 2])
+def test_kill_and_resume_equals_uninterrupted(cohort, tmp_path):
+    # killed in the middle of stage 2: the stage's optimizer and scheduler state must be restored
+    kill_after = 2
+    cfg = _cfg(epochs=[1, 2])
     data = _data(cfg, cohort)
     train(cfg, StandIn(), data, tmp_path / "full", progress=False)
 

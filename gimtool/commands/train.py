@@ -44,6 +44,10 @@ def command(
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+    else:  # one process reports; the others only warn
+        import logging
+
+        logging.getLogger("gimtool").setLevel(logging.WARNING)
     log_path = out / "train.log" if is_main else out / f".train.rank{os.environ.get('RANK')}.log"
     with RunLog(str(out), "train", log_path=log_path) as log:
         cfg = load_config(config, {

@@ -219,7 +219,15 @@ class _KeyedDataset(torch.utils.data.Dataset):
 
 
 def make_loader(ds: PairDataset, sampler: KeyedBatches, collate: Collate, workers: int, pin: bool = False):
-    """A DataLoader over keyed batches (each element of `sampler` is one batch's key list)."""
+    """A DataLoader over keyed batches (each element of `sampler` is one batch's key list).
+
+    Under torch.distributed the workers start from a fork server: forking a process that already
+    runs gloo/NCCL threads can deadlock the child. Workers persist across epochs (the keyed
+    sampler runs in the main process, so persistence changes no batch).
+    """
+    import torch.distributed as dist
+
+    ctx = "forkserver" if workers and dist.is_available() and dist.is_initialized() else None
     return torch.utils.data.DataLoader(
         _KeyedDataset(ds),
         sampler=sampler,
@@ -227,5 +235,6 @@ def make_loader(ds: PairDataset, sampler: KeyedBatches, collate: Collate, worker
         collate_fn=collate,
         num_workers=workers,
         pin_memory=pin,
-        persistent_workers=False,
+        persistent_workers=workers > 0,
+        multiprocessing_context=ctx,
     )
