@@ -152,14 +152,19 @@ def _chrom_sorted_index(bim: pl.DataFrame) -> np.ndarray:
 
 
 def _factors(cfg: CohortConfig, G: np.ndarray, bim: pl.DataFrame, rng: np.random.Generator):
-    """Latent factors: strong loci (distinct, >= 1 Mb apart, MAF >= 5 %) + a polygenic background."""
+    """Latent factors: strong loci (distinct, 1 Mb apart where the genome allows, MAF >= 5 %) + a
+    polygenic background."""
     from gimtool.sim.traits import pick_distinct_loci, simulate_traits
 
     n, m = G.shape
     h2 = cfg.h2_per_factor()
     freq = np.where(G >= 0, G, 0).sum(0) / (2 * np.maximum((G >= 0).sum(0), 1))
     maf = np.minimum(freq, 1 - freq)
-    strong = pick_distinct_loci(bim, cfg.n_factors * cfg.n_causal, rng, maf=maf, min_maf=0.05)
+    n_loci = cfg.n_factors * cfg.n_causal
+    span = bim.group_by("CHR").agg((pl.col("BP").max() - pl.col("BP").min()).alias("L"))["L"].sum()
+    # 1 Mb apart when the genome allows it, closer on the small genomes of test cohorts
+    spacing = int(min(1_000_000, span / max(2 * n_loci, 1)))
+    strong = pick_distinct_loci(bim, n_loci, rng, min_distance_bp=spacing, maf=maf, min_maf=0.05)
     strong = rng.permutation(strong).reshape(cfg.n_factors, cfg.n_causal) if cfg.n_causal else np.zeros((cfg.n_factors, 0), int)
     causal, weights, kinds = [], [], []
     for f in range(cfg.n_factors):

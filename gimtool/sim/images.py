@@ -114,7 +114,7 @@ class ImageSimulator:
         self.affine = np.asarray(affine, dtype=np.float64)
         self.factors = factors
         self.nuis = nuisance or NuisanceParams()
-        self.tmpl = torch.from_numpy(template.data)[None]  # (1, 4, X, Y, Z)
+        self.tmpl = torch.from_numpy(template.data)[None]  # (1, 3, X, Y, Z)
         self.tmpl_shape = template.data.shape[1:]
         # world mm -> grid_sample's normalized coordinates, whose last axis runs (W, H, D) =
         # template (Z, Y, X): fold the index scaling and the axis reversal into one affine
@@ -167,7 +167,7 @@ class ImageSimulator:
     def factor_masks(self, threshold: float = 0.1) -> np.ndarray:
         """(F, D, H, W) bool: where each factor changes the image by at least `threshold` of its
         largest change (displacement magnitude or intensity gain), inside the brain."""
-        brain = self.template_on_grid()[1:].sum(0) > 0.5
+        brain = self.template_on_grid()[2] > 0.5
         out = []
         for f in range(len(self.factors)):
             mag = self.factor_disp[f].norm(dim=-1) + self.factor_gain[f].abs()
@@ -176,19 +176,19 @@ class ImageSimulator:
         return np.stack(out) if out else np.zeros((0,) + self.shape, dtype=bool)
 
     def template_on_grid(self) -> np.ndarray:
-        """(4, D, H, W) template channels (T1, GM, WM, CSF) on the target grid, no deformation."""
+        """(3, D, H, W) template channels (T1, GM, brain) on the target grid, no deformation."""
         return self._sample(self.xyz[None])[0].numpy()
 
     # -- rendering -----------------------------------------------------------------------------
     def _sample(self, pts: torch.Tensor) -> torch.Tensor:
-        """Sample the template at world points pts (B, D, H, W, 3) mm -> (B, 4, D, H, W)."""
+        """Sample the template at world points pts (B, D, H, W, 3) mm -> (B, 3, D, H, W)."""
         A, t = self._to_norm
         grid = pts @ A.T + t
         B = pts.shape[0]
         D, H, W = pts.shape[1:4]
         grid = grid.reshape(1, B * D, H, W, 3)
         out = F.grid_sample(self.tmpl, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        return out.reshape(4, B, D, H, W).transpose(0, 1)
+        return out.reshape(out.shape[1], B, D, H, W).transpose(0, 1)
 
     def render(self, z: np.ndarray, age_z: np.ndarray, male: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """Volumes (B, D, H, W) float32 for B people.
@@ -234,9 +234,8 @@ class ImageSimulator:
         p = self.xyz[None] + u
         aff = torch.from_numpy(affs)
         p = torch.einsum("bxyzc,bdc->bxyzd", p, aff[:, :, :3]) + aff[:, None, None, None, :, 3]
-        ch = self._sample(p)  # (B, 4, D, H, W)
-        t1, gm = ch[:, 0], ch[:, 1]
-        brain = ch[:, 1:].sum(1)
+        ch = self._sample(p)  # (B, 3, D, H, W)
+        t1, gm, brain = ch[:, 0], ch[:, 1], ch[:, 2]
         g = torch.einsum("bf,fxyz->bxyz", z_t, self.factor_gain) - n.age_contrast * age_t[:, None, None, None]
         img = t1 * (1 + g * gm)
         cx, cy, cz = (torch.from_numpy(x.astype(np.float32)) for x in self._bias_bases)

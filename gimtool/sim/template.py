@@ -31,7 +31,7 @@ _LOADERS = {"t1": "load_mni152_template", "gm": "load_mni152_gm_template", "wm":
 class Template:
     """Template channels on the template's 1 mm grid.
 
-    data: (4, X, Y, Z) float32 channels T1 (0-1), GM, WM, CSF probabilities (brain only).
+    data: (3, X, Y, Z) float32 channels: T1 (0-1), GM probability, brain (GM + WM + CSF).
     affine: (4, 4) voxel -> RAS mm of the template grid (1 mm, or a multiple of it for coarse
     targets).
     brain: (X, Y, Z) float32 brain mask (GM + WM + CSF), 0-1.
@@ -41,7 +41,7 @@ class Template:
     affine: np.ndarray
     brain: np.ndarray
 
-    CHANNELS = ("t1", "gm", "wm", "csf")
+    CHANNELS = ("t1", "gm", "brain")
 
 
 def _nilearn_data_dir() -> Path | None:
@@ -87,8 +87,7 @@ def load_template(voxel: float = 1.0) -> Template:
     tissue = gm + wm
     scale = np.where(tissue > 1, 1 / np.maximum(tissue, 1e-6), 1.0)
     gm, wm = gm * scale, wm * scale
-    csf = np.clip(brain - gm - wm, 0, 1)
-    data = np.stack([t1, gm, wm, csf]).astype(np.float32)
+    data = np.stack([t1, gm]).astype(np.float32)
     # anti-aliasing for a coarse target: a box average over k^3 voxels (k = voxel // 2), then the
     # Gaussian that brings the total blur to FWHM ~ sqrt(voxel^2 - 1) mm, on the k-times smaller
     # grid; sampling that grid loses nothing and is much faster than sampling the 1 mm one
@@ -105,8 +104,7 @@ def load_template(voxel: float = 1.0) -> Template:
         if sigma_mm2 > 0:
             sigma = np.sqrt(sigma_mm2) / k
             chans = np.stack([gaussian_filter(ch, sigma, truncate=3.0) for ch in chans]).astype(np.float32)
-    data, brain = np.ascontiguousarray(chans[:4]), np.ascontiguousarray(chans[4])
-    return Template(data=data, affine=affine, brain=brain)
+    return Template(data=np.ascontiguousarray(chans), affine=affine, brain=np.ascontiguousarray(chans[2]))
 
 
 # Region centres (RAS mm, MNI) for factor effects: the structures imaging GWAS report most.
