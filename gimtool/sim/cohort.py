@@ -47,7 +47,7 @@ class CohortConfig:
 
     n_samples: int = 800
     n_chromosomes: int = 3
-    chrom_length_mb: float = 8.0
+    chrom_length_mb: float = 6.0
     n_snps: int | None = 15_000
     demes: int = 1
     growth: str = "recent"
