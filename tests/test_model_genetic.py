@@ -95,8 +95,7 @@ def test_window_attention_never_links_chromosomes():
             torch.testing.assert_close(a[:, :7], b[:, :7])
             assert not torch.allclose(a[:, 7:], b[:, 7:])
         # the bias itself: every cross-chromosome pair in a window is -inf, no same-chromosome pair is
-        pe = sinusoidal_encoding(meta.bp, 16, 100.0, 3e8)
-        bias = att.window_bias(meta, pe)  # windows [0..3], [4..7], ...: window 1 holds 4,5,6 (chr3) and 7 (chr4)
+        bias = att.window_bias(meta)  # windows [0..3], [4..7], ...: window 1 holds 4,5,6 (chr3) and 7 (chr4)
         assert torch.isinf(bias[1, :, :3, 3]).all() and torch.isinf(bias[1, :, 3, :3]).all()
         assert torch.isfinite(bias[1, :, :3, :3]).all()
 

@@ -69,3 +69,16 @@ def test_config_validation_and_roundtrip():
         ModelConfig(window=7)
     with pytest.raises(ValueError, match="genetic_encoder"):
         ModelConfig(genetic_encoder="cnn")
+
+
+def test_genetic_subset():
+    from gimtool.model.augment import genetic_subset
+
+    g = torch.Generator().manual_seed(0)
+    draws = [genetic_subset(10_000, g) for _ in range(200)]
+    assert all(len(d) == 987 and bool((d[1:] > d[:-1]).all()) and int(d.max()) < 10_000 for d in draws)
+    crops = [d for d in draws if int(d[-1] - d[0]) == 986]
+    assert 20 < len(crops) < 70  # p = 0.2 of crops
+    even = [d for d in draws if int(d[-1] - d[0]) != 986]
+    assert all(int((d[1:] - d[:-1]).max()) <= 11 for d in even)  # spread over the whole array
+    assert genetic_subset(5, g).tolist() in ([0], [1], [2], [3], [4])

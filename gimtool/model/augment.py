@@ -54,3 +54,31 @@ def augment(image: torch.Tensor, cfg: ModelConfig, generator: torch.Generator | 
 
 def two_views(image: torch.Tensor, cfg: ModelConfig, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     return [augment(image, cfg, generator), augment(image, cfg, generator)]
+
+
+# Paper appendix B: with p = 0.2 a random crop, else an even down-sampling to 65,000 of the
+# 658,720 array SNPs. Both keep the same share of the array, so the numbers scale with it.
+PAPER_SUBSET_SNPS = 65_000
+PAPER_ARRAY_SNPS = 658_720
+
+
+def genetic_subset(
+    n_snps: int,
+    generator: torch.Generator | None = None,
+    p_crop: float = 0.2,
+    fraction: float = PAPER_SUBSET_SNPS / PAPER_ARRAY_SNPS,
+) -> torch.Tensor:
+    """Sorted SNP indices (long) of one genetic augmentation draw over an array of n_snps.
+
+    With probability p_crop a contiguous crop at a random start, otherwise an even down-sampling
+    with a random offset; both keep round(fraction * n_snps) SNPs (at least 1).
+    """
+    if n_snps < 1:
+        raise ValueError(f"genetic_subset: n_snps must be >= 1; got {n_snps}")
+    k = max(1, min(n_snps, round(fraction * n_snps)))
+    u = torch.rand(2, generator=generator)
+    if float(u[0]) < p_crop:
+        start = int(float(u[1]) * (n_snps - k + 1))
+        return torch.arange(start, start + k)
+    step = n_snps / k
+    return (torch.arange(k, dtype=torch.float64) * step + float(u[1]) * step).floor().long().clamp(max=n_snps - 1)

@@ -77,6 +77,12 @@ class StageMeta:
     chrom: torch.Tensor  # long; padding carries its chromosome's code
     bp: torch.Tensor  # float64
     cm: torch.Tensor  # float32
+    pe: torch.Tensor | None = None  # (L, pos_dim) sinusoidal encoding of bp, computed once per stage
+
+    def encoding(self, cfg: ModelConfig) -> torch.Tensor:
+        if self.pe is None:
+            self.pe = sinusoidal_encoding(self.bp, cfg.pos_dim, cfg.pos_min_period_bp, cfg.pos_max_period_bp)
+        return self.pe
 
     def __len__(self) -> int:
         return int(self.valid.shape[0])
@@ -158,30 +164,23 @@ class GeneticWindowAttention(nn.Module):
         self.register_buffer("rbf_centres", torch.linspace(0.0, cfg.rbf_max_cm, cfg.rbf_centres), persistent=False)
         self.rbf_sigma = cfg.rbf_max_cm / (cfg.rbf_centres - 1)
 
-    def pair_bias(self, pe_q: torch.Tensor, cm_q: torch.Tensor, pe_k: torch.Tensor, cm_k: torch.Tensor) -> torch.Tensor:
-        """Positional part of the score for query/key groups.
+    def rbf_bias(self, cm_q: torch.Tensor, cm_k: torch.Tensor) -> torch.Tensor:
+        """f_RBF of eq. 8: cm_q (..., Lq), cm_k (..., Lk) -> (..., heads, Lq, Lk).
 
-        pe_q (..., Lq, pos_dim), cm_q (..., Lq), pe_k (..., Lk, pos_dim), cm_k (..., Lk)
-        -> (..., heads, Lq, Lk): f_pe + f_RBF of eq. 8 (no masking).
+        W+ applies where p_i^gen - p_j^gen >= 0 (i the query), W- elsewhere.
         """
-        H, p = self.heads, self.cfg.pos_proj_dim
-        left = self.pe_left(pe_q).unflatten(-1, (H, p))
-        right = self.pe_right(pe_k).unflatten(-1, (H, p))
-        b_pe = torch.einsum("...ihp,...jhp->...hij", left, right)
-        d = cm_q[..., :, None] - cm_k[..., None, :]  # p_i^gen - p_j^gen
+        H = self.heads
+        d = cm_q[..., :, None] - cm_k[..., None, :]
         phi = rbf_expand(d.abs(), self.rbf_centres, self.rbf_sigma)  # (..., Lq, Lk, c)
-        b_rbf = torch.where(
-            (d >= 0)[..., None],
-            torch.einsum("...ijc,hc->...ijh", phi, self.rbf_pos),
-            torch.einsum("...ijc,hc->...ijh", phi, self.rbf_neg),
-        )
-        return b_pe + b_rbf.movedim(-1, -3)
+        both = phi @ torch.cat([self.rbf_pos, self.rbf_neg]).t()  # (..., Lq, Lk, 2H): one product for both signs
+        b = torch.where((d >= 0)[..., None], both[..., :H], both[..., H:])
+        return b.movedim(-1, -3)
 
-    def window_bias(self, meta: StageMeta, pe: torch.Tensor) -> torch.Tensor:
-        """(nW, heads, w, w) additive bias for consecutive windows of `meta` (length a multiple of w)."""
+    def window_bias(self, meta: StageMeta) -> torch.Tensor:
+        """(nW, heads, w, w) additive bias (cM term and mask) for consecutive windows of `meta`."""
         w = self.window
         nW = len(meta) // w
-        bias = self.pair_bias(pe.view(nW, w, -1), meta.cm.view(nW, w), pe.view(nW, w, -1), meta.cm.view(nW, w))
+        bias = self.rbf_bias(meta.cm.view(nW, w), meta.cm.view(nW, w))
         chrom = meta.chrom.view(nW, w)
         allowed = meta.valid.view(nW, 1, w) & (chrom[:, :, None] == chrom[:, None, :])
         # Every query may see itself, so no softmax row is empty (padding queries are discarded later).
@@ -190,19 +189,30 @@ class GeneticWindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, meta: StageMeta, shift: bool) -> torch.Tensor:
         B, L, C = x.shape
-        w, H, hd = self.window, self.heads, self.head_dim
+        w, H, hd, p = self.window, self.heads, self.head_dim, self.cfg.pos_proj_dim
         if L % w or len(meta) != L:
             raise ValueError(f"window attention: length {L} must be a multiple of {w} and match metadata ({len(meta)})")
+        pe = meta.encoding(self.cfg)
+        left, right = self.pe_left(pe), self.pe_right(pe)  # (L, H*p)
         if shift:
             half = w // 2
             x = F.pad(x, (0, 0, half, w - half))
+            left = F.pad(left, (0, 0, half, w - half))
+            right = F.pad(right, (0, 0, half, w - half))
             meta = meta.pad(half, w - half)
-        pe = sinusoidal_encoding(meta.bp, self.cfg.pos_dim, self.cfg.pos_min_period_bp, self.cfg.pos_max_period_bp)
         nW = x.shape[1] // w
-        bias = self.window_bias(meta, pe)  # (nW, H, w, w), shared by the batch
         qkv = self.qkv(x).view(B, nW, w, 3, H, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, H, w, hd)
         q, k, v = (t.reshape(B, nW * H, w, hd) for t in qkv)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, nW * H, w, w).to(q.dtype))
+
+        def per_head(t: torch.Tensor) -> torch.Tensor:  # (Lw, H*p) -> (B, nW*H, w, p)
+            return t.view(nW, w, H, p).permute(0, 2, 1, 3).reshape(1, nW * H, w, p).expand(B, -1, -1, -1).to(q.dtype)
+
+        # The bp term of eq. 8 is a dot product of left/right projections, like the content term:
+        # appending them to q and k lets one attention kernel compute both (scale applied to q only).
+        q = torch.cat([q * hd**-0.5, per_head(left)], dim=-1)
+        k = torch.cat([k, per_head(right)], dim=-1)
+        bias = self.window_bias(meta)  # (nW, H, w, w), shared by the batch
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, nW * H, w, w).to(q.dtype), scale=1.0)
         o = o.view(B, nW, H, w, hd).permute(0, 1, 3, 2, 4).reshape(B, nW * w, C)
         if shift:
             o = o[:, half : half + L]

@@ -22,6 +22,7 @@ def _check_square(scores: torch.Tensor) -> int:
 def jse_loss(scores: torch.Tensor) -> torch.Tensor:
     """Eq. 2 with D = sigmoid(T): mean softplus(-T_pos) + mean over off-diagonal softplus(T_neg)."""
     B = _check_square(scores)
+    scores = scores.float()  # softplus of bf16 scores under autocast loses the small terms
     eye = torch.eye(B, dtype=torch.bool, device=scores.device)
     pos = F.softplus(-scores.diagonal()).mean()
     neg = F.softplus(scores.masked_select(~eye)).mean()
@@ -36,6 +37,7 @@ def jse_mi(loss: torch.Tensor | float) -> torch.Tensor | float:
 def info_nce(scores: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
     """Cross-modal InfoNCE on (already temperature-scaled) logits (B, B): CE of rows [and columns]."""
     B = _check_square(scores)
+    scores = scores.float()
     target = torch.arange(B, device=scores.device)
     rows = F.cross_entropy(scores, target)
     return 0.5 * (rows + F.cross_entropy(scores.t(), target)) if symmetric else rows
