@@ -199,3 +199,20 @@ def test_mlp_encoder():
     assert enc(geno).shape == (4, 16)
     with pytest.raises(ValueError, match="built for 30 SNPs"):
         enc(geno[:, :20])
+
+
+def test_chunked_blocks_equal_whole_sequence():
+    torch.manual_seed(5)
+    chrom, bp, cm = _snps(50, 70, 30)
+    geno = torch.randint(0, 3, (2, 150)).to(torch.int8)
+    whole = GeneticTransformer(cfg(genetic_chunk_tokens=10**6)).train()
+    chunked = GeneticTransformer(cfg(genetic_chunk_tokens=40, checkpoint_genetic=False)).train()
+    chunked.load_state_dict(whole.state_dict())
+    ya, yb = whole(geno, chrom, bp, cm), chunked(geno, chrom, bp, cm)
+    torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    for (n, pa), pb in zip(whole.named_parameters(), chunked.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-5, rtol=1e-4, msg=n)
+    meta = StageMeta(torch.ones(10, dtype=torch.bool), torch.tensor([1] * 3 + [2] * 3 + [3] * 4), torch.zeros(10), torch.zeros(10))
+    assert meta.chunks(6) == [(0, 6), (6, 10)] and meta.chunks(2) == [(0, 3), (3, 6), (6, 10)] and meta.chunks(99) == [(0, 10)]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 
@@ -86,6 +87,23 @@ class StageMeta:
 
     def __len__(self) -> int:
         return int(self.valid.shape[0])
+
+    def slice(self, a: int, b: int) -> "StageMeta":
+        pe = None if self.pe is None else self.pe[a:b]
+        return StageMeta(self.valid[a:b], self.chrom[a:b], self.bp[a:b], self.cm[a:b], pe)
+
+    def chunks(self, max_tokens: int) -> list[tuple[int, int]]:
+        """Token ranges [a, b) made of whole chromosome runs, each at most max_tokens long unless
+        one chromosome alone is longer."""
+        change = (torch.nonzero(self.chrom[1:] != self.chrom[:-1]).flatten() + 1).tolist()
+        bounds = [0] + change + [len(self)]
+        out, a = [], 0
+        for i in range(1, len(bounds)):
+            if bounds[i] - a > max_tokens and bounds[i - 1] > a:
+                out.append((a, bounds[i - 1]))
+                a = bounds[i - 1]
+        out.append((a, len(self)))
+        return out
 
     def pad(self, left: int, right: int) -> "StageMeta":
         """Extra invalid tokens on both ends (chromosome 0, which matches no real chromosome)."""
@@ -338,13 +356,24 @@ class GeneticTransformer(nn.Module):
         cls = genotype_classes(geno.to(dev))[:, layout.index.clamp(min=0)]
         x = self.geno_embed(cls) + self.chrom_embed(meta.chrom)[None]
         x = x * meta.valid[None, :, None].to(x.dtype)
+        recompute = self.cfg.checkpoint_genetic and self.training and torch.is_grad_enabled()
+
+        def run(fn, *args):
+            return checkpoint(fn, *args, use_reentrant=False) if recompute else fn(*args)
+
         summaries = []
         for s, blocks in enumerate(self.stages):
+            meta.encoding(self.cfg)  # computed once, outside the recomputed region
+            spans = meta.chunks(self.cfg.genetic_chunk_tokens)
+            parts = [meta.slice(a, b) for a, b in spans]
             for blk in blocks:
-                x = blk(x, meta)
-            summaries.append(self.readouts[s](x, meta))
+                if len(spans) == 1:
+                    x = run(blk, x, meta)
+                else:
+                    x = torch.cat([run(blk, x[:, a:b], m) for (a, b), m in zip(spans, parts)], dim=1)
+            summaries.append(run(self.readouts[s], x, meta))
             if s < len(self.pools):
-                x, meta = self.pools[s](x, meta)
+                x, meta = run(self.pools[s], x, meta)
         return self.head(torch.cat(summaries, dim=1))
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 
@@ -101,9 +102,14 @@ class MRIEncoder(nn.Module):
         """(B, 1, D, H, W) -> last feature maps (B, C3, ~D/4, ~H/4, ~W/4)."""
         if image.dim() != 5 or image.shape[1] != 1:
             raise ValueError(f"MRI encoder expects images of shape (B, 1, D, H, W); got {tuple(image.shape)}")
-        x = self.block1(self.stem(image))
-        x = self.block2(self.down1(x))
-        x = self.block3(self.down2(x))
+        recompute = self.cfg.checkpoint_mri and self.training and torch.is_grad_enabled()
+
+        def run(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            return checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+
+        x = run(self.block1, self.stem(image))
+        x = run(self.block2, self.down1(x))
+        x = run(self.block3, self.down2(x))
         return F.silu(self.final_norm(x))
 
     def forward(self, image: torch.Tensor) -> EncoderOutput:
@@ -147,11 +153,16 @@ class MRIDecoder(nn.Module):
         shape3 = self._scaled(shape2, 2)
         x = self.project(code).view(B, -1, *self.grid)
         x = F.interpolate(x, size=shape3, mode="trilinear", align_corners=False)
-        x = self.block3(x)
+        recompute = self.cfg.checkpoint_mri and self.training and torch.is_grad_enabled()
+
+        def run(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            return checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+
+        x = run(self.block3, x)
         x = F.interpolate(self.up2(x), size=shape2, mode="trilinear", align_corners=False)
-        x = self.block2(x)
+        x = run(self.block2, x)
         x = F.interpolate(self.up1(x), size=shape1, mode="trilinear", align_corners=False)
-        x = self.block1(x)
+        x = run(self.block1, x)
         x = self.head(F.silu(self.head_norm(x)))
         if x.shape[2:] != out_shape:
             x = F.interpolate(x, size=out_shape, mode="trilinear", align_corners=False)
