@@ -88,7 +88,7 @@ def command(
     loci_kb: Annotated[float, typer.Option("--loci-kb", help="Loci: SNPs closer than this (kb) share a locus.")] = 250.0,
     maf: Annotated[float, typer.Option("--maf", help="Loci: minimum minor allele frequency.")] = 0.01,
     compare: Annotated[Optional[List[str]], typer.Option("--compare", help="Loci tables of other methods; marks this set's unique loci (implies --loci).")] = None,
-    threads: options.Threads = 1,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Accepted for PLINK-style scripts; clumping runs on one thread.")] = 1,
 ) -> None:
     from gimtool.errors import InputError
     from gimtool.runlog import RunLog
@@ -111,7 +111,9 @@ def command(
         raise InputError(f"--maf {maf}: expected 0 <= maf <= 0.5")
     loci = loci or bool(others)
 
-    options.set_threads(threads)
+    # clumping is single-threaded numpy (bit operations, no BLAS); options.set_threads would
+    # import torch, which costs more than the whole clumping
+    del threads
     import numpy as np
     import polars as pl
 

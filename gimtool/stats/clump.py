@@ -51,6 +51,7 @@ class Clump:
     member_snp: np.ndarray  # (k,) members with P < p2, in SP2 order
     member_file: np.ndarray  # (k,)
     member_r2: np.ndarray  # (k,) signed r² with the index SNP (1 for its own entries in other files)
+    member_p: np.ndarray  # (k,)
 
     @property
     def total(self) -> int:
@@ -246,6 +247,7 @@ def _make_clump(r: int, absorbed: np.ndarray, ar2: np.ndarray, entries: Entries,
         member_snp=ent_snp[listed],
         member_file=entries.file[ent][listed],
         member_r2=ent_r2[listed],
+        member_p=entries.p[ent][listed],
     )
 
 
@@ -294,8 +296,10 @@ def clump_sumstats(
     labels = labels or [f"sumstats {k}" for k in range(1, len(frames) + 1)]
     m = bim.height
     ref = pl.DataFrame({"SNP": bim["SNP"], "ROW": np.arange(m, dtype=np.int64)})
-    dup_ref = ref.filter(pl.col("SNP").is_duplicated())
-    ref = ref.unique("SNP", keep="first", maintain_order=True)
+    n_dup_ref = 0
+    if bim["SNP"].n_unique() != m:
+        n_dup_ref = int(ref["SNP"].is_duplicated().sum())
+        ref = ref.unique("SNP", keep="first", maintain_order=True)
     snp_all, file_all, p_all, stats = [], [], [], []
     for k, (df, label) in enumerate(zip(frames, labels), 1):
         d = df.select(pl.col("SNP").cast(pl.Utf8), pl.col("P").cast(pl.Float64))
@@ -317,7 +321,10 @@ def clump_sumstats(
         file_all.append(np.full(found.height, k, dtype=np.int64))
         p_all.append(found["P"].to_numpy().astype(np.float64))
     entries = group_entries(m, np.concatenate(snp_all), np.concatenate(file_all), np.concatenate(p_all))
-    chrom = bim.select(pl.col("CHR").rank("dense"))["CHR"].to_numpy().astype(np.int64)
+    # runs of equal CHR; a chromosome split over several runs is caught by _position_key
+    chrom = bim["CHR"].rle_id().to_numpy().astype(np.int64)
+    if m and bim["CHR"].n_unique() != int(chrom[-1]) + 1:
+        raise ReferenceOrderError("reference chromosomes are not contiguous blocks")
     bp = bim["BP"].to_numpy().astype(np.int64)
     try:
         _position_key(chrom, bp)
@@ -342,21 +349,19 @@ def clump_sumstats(
     rows = []
     mem = {"INDEX": [], "SNP": [], "F": [], "KB": [], "R2": [], "P": []}
     for c in clumps:
-        sp2 = ",".join(f"{names[s]}({f})" for s, f in zip(c.member_snp.tolist(), c.member_file.tolist())) or "NONE"
+        ms, mf = c.member_snp.tolist(), c.member_file.tolist()
+        sp2 = ",".join(f"{names[s]}({f})" for s, f in zip(ms, mf)) or "NONE"
         rows.append((chr_str[c.index], c.file, names[c.index], int(bp[c.index]), c.p, c.total, *map(int, c.histo), sp2))
-        for s, f, rr in zip(c.member_snp.tolist(), c.member_file.tolist(), c.member_r2.tolist()):
-            e = np.arange(entries.start[s], entries.start[s + 1])
-            pe = entries.p[e[entries.file[e] == f][0]]
-            mem["INDEX"].append(names[c.index])
-            mem["SNP"].append(names[s])
-            mem["F"].append(f)
-            mem["KB"].append((int(bp[s]) - int(bp[c.index])) / 1000)
-            mem["R2"].append(abs(rr))
-            mem["P"].append(float(pe))
+        mem["INDEX"].extend([names[c.index]] * len(ms))
+        mem["SNP"].extend(names[s] for s in ms)
+        mem["F"].extend(mf)
+        mem["KB"].extend(((bp[c.member_snp] - bp[c.index]) / 1000).tolist())
+        mem["R2"].extend(np.abs(c.member_r2).tolist())
+        mem["P"].extend(c.member_p.tolist())
     from gimtool.io.schemas import CLUMP_COLS, CLUMP_MEMBER_COLS
 
     dtypes = (pl.Utf8, pl.Int64, pl.Utf8, pl.Int64, pl.Float64) + (pl.Int64,) * 6 + (pl.Utf8,)
     table = pl.DataFrame(rows, schema=dict(zip(CLUMP_COLS, dtypes)), orient="row")
     members = pl.DataFrame(mem, schema=dict(zip(CLUMP_MEMBER_COLS, (pl.Utf8, pl.Utf8, pl.Int64, pl.Float64, pl.Float64, pl.Float64))))
     return ClumpReport(clumps, table, members, stats, int(np.sum(entries.min_p <= p1)), int(need.size), n_pairs,
-                       int(dup_ref.height))
+                       n_dup_ref)

@@ -35,6 +35,11 @@ _bits = (1 << np.arange(4)).astype(np.uint16)
 _LUT_HOM1 = ((_codes == 0) * _bits).sum(1).astype(np.uint8)
 _LUT_HET = ((_codes == 2) * _bits).sum(1).astype(np.uint8)
 _LUT_OBS = ((_codes != 1) * _bits).sum(1).astype(np.uint8)
+# two .bed bytes (a little-endian uint16, 8 samples) -> one dense byte: one gather per plane
+_v16 = np.arange(65536, dtype=np.uint32)
+_LUT16 = {name: (lut[_v16 & 0xFF] | (lut[_v16 >> 8] << 4)).astype(np.uint8)
+          for name, lut in (("hom1", _LUT_HOM1), ("het", _LUT_HET), ("obs", _LUT_OBS))}
+del _v16
 
 
 @dataclass
@@ -106,13 +111,13 @@ def planes_from_bed(packed: np.ndarray, n_samples: int, keep: np.ndarray | None 
         raise ValueError(f"expected .bed rows of shape (k, {nb}), got {packed.shape}")
     if nb % 2:
         packed = np.concatenate([packed, np.full((packed.shape[0], 1), 0b01010101, dtype=np.uint8)], axis=1)
-    lo, hi = packed[:, 0::2], packed[:, 1::2]
+    pairs = np.ascontiguousarray(packed).view("<u2")
 
     def plane(lut):
-        return _to_words(lut[lo] | (lut[hi] << 4))
+        return _to_words(lut[pairs])
 
     mask = _sample_mask_words(n_samples, keep)
-    return _finish(plane(_LUT_HOM1), plane(_LUT_HET), plane(_LUT_OBS), mask)
+    return _finish(plane(_LUT16["hom1"]), plane(_LUT16["het"]), plane(_LUT16["obs"]), mask)
 
 
 def planes_from_int8(G: np.ndarray, keep: np.ndarray | None = None) -> Planes:
