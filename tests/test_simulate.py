@@ -65,6 +65,19 @@ def test_genotypes_are_plink_like(gwas_cohort):
     assert 0.15 < np.mean(maf < 0.1) < 0.7 and np.mean(maf > 0.3) > 0.1
 
 
+def test_recombination_map_rate_and_hotspots():
+    from gimtool.sim.genotypes import recombination_map
+
+    edges, rates = recombination_map(20_000_000, np.random.default_rng(0), mean_cm_per_mb=1.2, hotspot_share=0.6)
+    widths = np.diff(edges)
+    assert edges[0] == 0 and edges[-1] == 20_000_000 and np.all(widths > 0)
+    mass = rates * widths
+    assert mass.sum() * 100 == pytest.approx(1.2 * 20, rel=1e-9)  # cM over 20 Mb
+    hot = widths == 2_000
+    # ~60 % of crossovers in hotspots covering a few % of the sequence
+    assert 0.5 < mass[hot].sum() / mass.sum() < 0.7 and widths[hot].sum() / edges[-1] < 0.05
+
+
 def test_genetic_map_file_matches_bim(gwas_cohort):
     gm = read_genetic_map(gwas_cohort / "genetic_map.txt")
     bim = Bfile(gwas_cohort / "geno").bim

@@ -134,7 +134,9 @@ def _genotypes(cfg: CohortConfig, log) -> tuple[np.ndarray, pl.DataFrame, pl.Dat
         cm = cm * 100.0
         log.info(f"{bf.bim_path}: column 3 looks like Morgans (max {per_chr_max.max():.3g}); converted to cM")
     bim = bim.with_columns(pl.Series("CM", cm))
-    if not np.all(np.diff(cm[_chrom_sorted_index(bim)]) >= -1e-9):
+    order = _chrom_sorted_index(bim)
+    same_chr = bim["CHR"].to_numpy()[order][1:] == bim["CHR"].to_numpy()[order][:-1]
+    if np.any(same_chr & (np.diff(cm[order]) < -1e-9)):
         raise InputError(f"{bf.bim_path}: genetic positions (column 3) decrease along a chromosome")
     gm = bim.select(pl.col("CHR").alias(GENMAP_COLS[0]), pl.col("BP").alias(GENMAP_COLS[1]),
                     pl.col("CM").alias(GENMAP_COLS[3])).unique(subset=[GENMAP_COLS[0], GENMAP_COLS[1]], keep="first", maintain_order=True)
