@@ -62,8 +62,10 @@ def test_roundtrip(tmp_path):
     )
     write_sumstats(df, tmp_path / "s.sumstats.gz")
     back = read_sumstats(tmp_path / "s.sumstats.gz")
-    assert back["BETA"].to_list() == [0.123456789012, -1e-3]
-    assert back["P"].to_list() == [1e-300, None]
+    assert back["BETA"].to_list() == [0.1234568, -1e-3]  # 7 significant digits
+    assert back["P"][0] == pytest.approx(1e-300, rel=1e-12) and back["P"][1] is None
+    write_sumstats(df, tmp_path / "full.sumstats.gz", sig_digits=None)
+    assert read_sumstats(tmp_path / "full.sumstats.gz")["BETA"].to_list() == [0.123456789012, -1e-3]
     assert back["CHISQ"][1] is None
     assert back["CHR"].to_list() == ["1", "X"]
 

@@ -128,11 +128,14 @@ def command(
         from gimtool import plots
 
         with log.timed("write outputs"):
+            import concurrent.futures as cf
+
+            # formatting and gzip release the GIL: phenotypes are written in parallel
+            with cf.ThreadPoolExecutor(max(1, threads)) as pool:
+                list(pool.map(lambda nm: write_sumstats(frames[nm], f"{out}.{nm}.sumstats.gz"), names))
             for nm in names:
                 df = frames[nm]
-                path = f"{out}.{nm}.sumstats.gz"
-                write_sumstats(df, path)
-                log.output(f"sumstats {nm}", path)
+                log.output(f"sumstats {nm}", f"{out}.{nm}.sumstats.gz")
                 row = gwas.summary_row(nm, df, len(names), n_used.get(nm))
                 rows.append(row)
                 if not no_plots:
