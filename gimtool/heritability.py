@@ -43,15 +43,19 @@ def reference_positions(bim: pl.DataFrame, wind_cm: float | None, wind_kb: float
 
 
 def compute_ldscores(bfile: str, wind_cm: float | None, wind_kb: float | None, log, threads: int = 1,
-                     chunk: int = 50, progress: bool = True):
+                     chunk: int = 50, progress: bool = True, keep=None, remove=None):
     """LD scores of a reference fileset: (table CHR SNP BP L2, M, M_5_50)."""
     from tqdm.auto import tqdm
 
     from gimtool.io.plink import Bfile
+    from gimtool.io.tables import select_samples
     from gimtool.stats.ldscore import ld_scores
 
     bf = Bfile(bfile)
     log.input("reference bed", bf.bed_path)
+    samples = np.flatnonzero(select_samples(bf.fam.select("FID", "IID"), keep, remove, log))
+    if len(samples) < 3:
+        raise InputError(f"{bf.fam_path}: {len(samples)} reference people left after --keep/--remove; LD scores need at least 3")
     pos, width, desc = reference_positions(bf.bim, wind_cm, wind_kb, log, str(bf.bim_path))
     chrom = bf.bim["CHR"].to_numpy()
     # LDSC needs each chromosome's SNPs in position order
@@ -60,10 +64,11 @@ def compute_ldscores(bfile: str, wind_cm: float | None, wind_kb: float | None, l
         if np.any(np.diff(p) < 0):
             raise InputError(f"{bf.bim_path}: chromosome {c}: SNPs are not sorted by position ({desc.split()[1]})")
     bar = tqdm(total=bf.n_snps, desc="LD scores", unit="SNP", disable=None if progress else True, leave=False)
-    res = ld_scores(lambda idx: bf.read(snps=idx, num_threads=threads), chrom, pos, bf.n_samples, width,
+    sel = None if len(samples) == bf.n_samples else samples
+    res = ld_scores(lambda idx: bf.read(snps=idx, samples=sel, num_threads=threads), chrom, pos, len(samples), width,
                     chunk=chunk, progress=bar.update)
     bar.close()
-    log.info(f"LD scores: {res.M} SNPs, {bf.n_samples} people, window {desc} (LDSC chunking {chunk}); "
+    log.info(f"LD scores: {res.M} SNPs, {len(samples)} people, window {desc} (LDSC chunking {chunk}); "
              f"{res.n_monomorphic} monomorphic SNPs dropped; M = {res.M}, M_5_50 = {res.M_5_50}")
     bim = bf.bim[res.index]
     table = pl.DataFrame({"CHR": bim["CHR"], "SNP": bim["SNP"], "BP": bim["BP"], "L2": res.l2})

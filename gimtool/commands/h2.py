@@ -96,7 +96,7 @@ def command(
         log.info(f"method {method}, backend {backend}")
         if method == "ldsc":
             _run_ldsc(out, log, backend, _split(sumstats) + _split(files), bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb,
-                      _intercept(intercept), n_samples, use_m, threads)
+                      _intercept(intercept), n_samples, use_m, threads, keep, remove)
         else:
             if sumstats or files:
                 raise InputError("--sumstats is for --method ldsc; GREML reads --bfile and --pheno")
@@ -125,7 +125,8 @@ def _report(out, log, df, method):
     log.info(f"h2 over {r['N_PHENO']} phenotype(s): mean {mean} sd {sd}")
 
 
-def _run_ldsc(out, log, backend, paths, bfile, ref_ld, w_ld, wind_cm, wind_kb, intercept, n_samples, use_all_m, threads):
+def _run_ldsc(out, log, backend, paths, bfile, ref_ld, w_ld, wind_cm, wind_kb, intercept, n_samples, use_all_m, threads,
+              keep=None, remove=None):
     from gimtool import heritability as H
     from gimtool.errors import InputError
     from gimtool.io.ldscore import read_ldscore, write_ldscore
@@ -137,7 +138,8 @@ def _run_ldsc(out, log, backend, paths, bfile, ref_ld, w_ld, wind_cm, wind_kb, i
         raise InputError("--method ldsc needs exactly one of --bfile REF (compute LD scores) and --ref-ld PREFIX (reuse them)")
     if bfile is not None:
         with log.timed("LD scores"):
-            table, M, M550 = H.compute_ldscores(bfile, 1.0 if wind_cm is None else wind_cm, wind_kb, log, threads)
+            table, M, M550 = H.compute_ldscores(bfile, 1.0 if wind_cm is None else wind_cm, wind_kb, log, threads,
+                                                keep=keep, remove=remove)
         for p in write_ldscore(out, table, M, M550):
             log.output("LD scores", p)
         ref_prefix = out
