@@ -5,8 +5,8 @@
    scans with a FLIRT matrix; reference: nilearn.image.resample_img (trilinear) plus the same
    z-scoring, one process, per scan.
 2. Reading from the store (page cache warm): random 160^3 crops at 1 mm and whole 2 mm volumes,
-   decoded to float32 and raw (float16, decoded later on the accelerator), in one process and
-   through a torch DataLoader with 2 workers; reference: the same crops read from per-subject
+   decoded to float32 and raw (float16, decoded later on the accelerator), one by one, in batches
+   of 12 by ImageStore.crop_batch (2 threads), and through a torch DataLoader with 2 workers; reference: the same crops read from per-subject
    uncompressed NIfTI files through nibabel's array proxy.
 
 Usage: python benchmarks/bench_prep_mri.py [--n 8] [--out benchmarks/results/prep_mri.md]
@@ -68,8 +68,8 @@ def make_cohort(d: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
     return d / "mni.tsv", d / "native.tsv"
 
 
-def run_prep(lst: Path, out: Path, voxel: float, threads: int = 2, extra=()) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, largest child) of one `gimtool prep-mri` run."""
+def run_prep(lst: Path, out: Path, voxel: float, threads: int = 2, extra=()) -> tuple[float, float, float]:
+    """Wall seconds, seconds of the conform stage (from the log) and peak RSS (MB, largest child so far)."""
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "gimtool", "prep-mri", "--images", str(lst), "--voxel", str(voxel),
                         "--threads", str(threads), "--out", str(out), "--qc-threshold", "0", *extra],
@@ -77,7 +77,9 @@ def run_prep(lst: Path, out: Path, voxel: float, threads: int = 2, extra=()) -> 
     dt = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(p.stderr)
-    return dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    log = Path(f"{out}.log").read_text()
+    conform = float(log.split("time conform: ")[1].split(" s")[0])
+    return dt, conform, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def nilearn_reference(lst: Path, voxel: float, k: int) -> float:
@@ -103,7 +105,7 @@ def bench_reads(store_path: Path, nifti_dir: Path | None, n_reads: int, crop: in
 
     st = ImageStore(store_path)
     rng = np.random.default_rng(seed)
-    _ = np.asarray(st.volumes[:]).sum()  # warm the page cache
+    _ = st.volumes.view(np.uint8).sum(dtype=np.uint64)  # warm the page cache
     res = {}
     idx = rng.integers(0, st.n, n_reads)
     if crop:
@@ -114,6 +116,13 @@ def bench_reads(store_path: Path, nifti_dir: Path | None, n_reads: int, crop: in
             for i, s in zip(idx, starts):
                 st.crop(int(i), s, size, raw=raw)
             res["raw float16" if raw else "float32"] = n_reads / (time.perf_counter() - t)
+        batch = 12
+        buf = {True: np.empty((batch, crop, crop, crop), st.dtype), False: np.empty((batch, crop, crop, crop), np.float32)}
+        for raw in (True, False):
+            t = time.perf_counter()
+            for a in range(0, n_reads - batch + 1, batch):
+                st.crop_batch(idx[a : a + batch], starts[a : a + batch], size, raw=raw, threads=2, out=buf[raw])
+            res[f"crop_batch(12, threads=2), {'raw float16' if raw else 'float32'}"] = (n_reads // batch * batch) / (time.perf_counter() - t)
         if nifti_dir is not None:
             files = [nifti_dir / f"{f}_{i}.nii" for f, i in st.samples.iter_rows()]
             for f in files:
@@ -161,12 +170,16 @@ def bench_loader(store_path: Path, crop: int, n: int, workers: int = 2, batch: i
     import torch
     from torch.utils.data import DataLoader
 
-    dl = DataLoader(_CropSet(store_path, crop, n), batch_size=batch, num_workers=workers, persistent_workers=False)
-    t = time.perf_counter()
-    got = 0
+    # forkserver: workers forked from a process whose BLAS/OpenMP threads are running can hang
+    dl = DataLoader(_CropSet(store_path, crop, n), batch_size=batch, num_workers=workers, persistent_workers=False,
+                    multiprocessing_context="forkserver")
+    got, t = 0, None
     for b in dl:
+        # (decoding to float32 belongs on the accelerator: b.cuda().float())
+        if t is None:  # steady state: worker start-up (imports) is not counted
+            t = time.perf_counter()
+            continue
         got += b.shape[0]
-        b.float()  # the decode step, as it would run on the accelerator
     return got / (time.perf_counter() - t)
 
 
@@ -187,14 +200,14 @@ def main() -> None:
         mni, native = make_cohort(d, args.n)
         say("## Preprocessing (subjects/s, `--threads 2`, wall time of the whole command incl. start-up and cohort QC)")
         say("")
-        say("| cohort | grid | gimtool s/scan | gimtool scans/s | peak RSS MB | nilearn resample_img s/scan (1 process) | ratio nilearn/gimtool |")
-        say("| --- | --- | --- | --- | --- | --- | --- |")
+        say("| cohort | grid | gimtool command s/scan | conform stage s/scan | scans/s (conform stage) | peak RSS MB | nilearn resample_img s/scan (1 process) | ratio nilearn / gimtool conform |")
+        say("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for key, name, lst in (("mni", "on MNI 1 mm grid", mni), ("nat", "native + FLIRT .mat", native)):
             for voxel in (1.0, 2.0):
-                dt, rss = run_prep(lst, d / f"st_{key}_{voxel:g}", voxel)
-                per = dt / args.n
-                ref = nilearn_reference(lst, voxel, min(3, args.n)) if name.startswith("on") else float("nan")
-                say(f"| {name} | {voxel:g} mm | {per:.2f} | {1 / per:.2f} | {rss:.0f} | {ref:.2f} | {ref / per:.2f} |")
+                dt, conform, rss = run_prep(lst, d / f"st_{key}_{voxel:g}", voxel)
+                per, cper = dt / args.n, conform / args.n
+                ref = nilearn_reference(lst, voxel, min(3, args.n)) if key == "mni" else float("nan")
+                say(f"| {name} | {voxel:g} mm | {per:.2f} | {cper:.2f} | {1 / cper:.2f} | {rss:.0f} | {ref:.2f} | {ref / cper:.2f} |")
         say("")
         say("(nilearn cannot apply FLIRT matrices, so it has no native-space row.)")
         say("")
@@ -217,7 +230,7 @@ def main() -> None:
             say(f"| random 160^3 crop, 1 mm | {k} | {v:.0f} |")
         base = r["nibabel .nii proxy (reference)"]
         loader = bench_loader(st1, 160, args.reads)
-        say(f"| random 160^3 crop, torch DataLoader 2 workers, batch 12 | raw float16 -> .float() | {loader:.0f} |")
+        say(f"| random 160^3 crop, torch DataLoader 2 workers, batch 12 (steady state) | raw float16 | {loader:.0f} |")
         r2 = bench_reads(d / "st_mni_2", None, args.reads * 5, None)
         for k, v in r2.items():
             say(f"| whole 2 mm volume (91x109x91) | {k} | {v:.0f} |")

@@ -465,6 +465,15 @@ def test_store_reader_crop_uint8_and_nifti_writeback(variants, tmp_path):
     np.testing.assert_array_equal(st.decode(raw), c)
     with pytest.raises(ValueError, match="does not fit"):
         st.crop(0, (40, 0, 0), (10, 10, 10))
+    starts = [(3, 4, 5), (0, 0, 0), (36, 44, 34)]
+    for threads in (1, 2):
+        b = st.crop_batch([1, 0, 1], starts, (10, 11, 12), raw=False, threads=threads)
+        assert b.shape == (3, 10, 11, 12) and b.dtype == np.float32
+        for k, (i, s0) in enumerate(zip([1, 0, 1], starts)):
+            np.testing.assert_array_equal(b[k], st.crop(i, s0, (10, 11, 12)))
+    rb = st.crop_batch([1, 0, 1], starts, (10, 11, 12), raw=True)
+    assert rb.dtype == np.uint8
+    np.testing.assert_array_equal(st.decode(rb[0]), c)
     assert st.index("F", "b") == 1
     st.to_nifti(1, tmp_path / "b.nii.gz")
     img = nib.load(tmp_path / "b.nii.gz")
