@@ -60,8 +60,9 @@ GENMAP_COLS = ("chr", "position", "COMBINED_rate(cM/Mb)", "Genetic_Map(cM)")
 
 # Image store manifest (prep-mri output); QC columns follow.
 IMAGE_MANIFEST_COLS = ("FID", "IID", "SOURCE")
-# prep-mri input list (header optional; MAT = per-subject FSL FLIRT matrix, optional).
-IMAGE_LIST_COLS = ("FID", "IID", "PATH", "MAT")
+# prep-mri input list (header optional), plus an optional MAT column (per-subject FSL FLIRT matrix).
+IMAGE_LIST_COLS = ("FID", "IID", "PATH")
+IMAGE_LIST_MAT_COL = "MAT"
 # Per-subject QC computed while conforming (raw intensities inside the brain mask, on the target
 # grid; FOV_COVERAGE = share of the target grid inside the scan's field of view).
 IMAGE_QC_COLS = ("RAW_MEAN", "RAW_SD", "RAW_P01", "RAW_P99", "BRAIN_VOXELS", "FOV_COVERAGE", "NONFINITE_VOXELS")
