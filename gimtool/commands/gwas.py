@@ -24,6 +24,27 @@ import typer
 
 from gimtool import options
 
+class _Cpu:
+    type = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+def _limit_cpu_threads(threads: int) -> None:
+    """BLAS and OpenMP thread counts, set before numpy is imported (torch is not needed on CPU)."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 Backend = Annotated[str, typer.Option("--backend", help="builtin (linear regression, plink2 --glm model) or bolt (BOLT-LMM --lmm).")]
 
 
@@ -48,6 +69,7 @@ def command(
     device: options.Device = "cpu",
     threads: options.Threads = 1,
 ) -> None:
+    _limit_cpu_threads(threads)  # before numpy loads its BLAS
     import numpy as np
     import polars as pl
 
@@ -64,8 +86,8 @@ def command(
         raise InputError(f"--pheno-transform {pheno_transform}: expected none or int")
     if precision not in ("double", "single"):
         raise InputError(f"--precision {precision}: expected double or single")
-    options.set_threads(threads)
-    dev = options.resolve_device(device)
+    # torch (seconds to import) is loaded only when a GPU is asked for
+    dev = options.resolve_device(device) if device != "cpu" else _Cpu()
     if backend == "bolt" and (chunk or dev.type != "cpu"):
         raise InputError("--chunk and --device cuda apply to the built-in backend only")
 

@@ -40,6 +40,9 @@ def command(
     threads: options.Threads = 1,
     seed: options.Seed = 1,
 ) -> None:
+    from gimtool.commands.gwas import _limit_cpu_threads
+
+    _limit_cpu_threads(threads)
     import numpy as np
     import polars as pl
 
@@ -54,7 +57,6 @@ def command(
 
     if (pheno is None) == (bfile is None):
         raise InputError("give exactly one of --pheno (embeddings) or --bfile (genotypes)")
-    options.set_threads(threads)
 
     def write_explained(eigenvalues, explained, log):
         df = pl.DataFrame({"PC": [f"PC{i + 1}" for i in range(len(eigenvalues))], "EIGENVALUE": eigenvalues,
