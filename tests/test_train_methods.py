@@ -15,7 +15,7 @@ from gimtool.train.embedding import embed_volumes, load_model
 from gimtool.train.data import Collate, KeyedBatches, PairDataset, make_loader
 from gimtool.train.loop import build_modules, prepare_data, train
 from gimtool.io.imagestore import ImageStore
-from tests.conftest import gimtool
+from tests.test_embed import gimtool
 from tests.test_train_data import ids_of, make_geno_store, make_image_store, write_ids
 
 # small but valid for the genetic transformer: windows of 4, pooling by 4
@@ -86,7 +86,7 @@ def test_method_trains_and_embeds(name, cohort, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_gim_then_embed(cohort, tmp_path):
+def test_cli_train_gim_then_embed(cohort, tmp_path, capsys):
     d, ids = cohort
     cfg = tmp_path / "small.toml"
     model = "\n".join(f"{k} = {v if not isinstance(v, list) else '[' + ', '.join(map(str, v)) + ']'}" for k, v in SMALL_MODEL.items())
@@ -114,8 +114,9 @@ def test_cli_train_gim_then_embed(cohort, tmp_path):
     assert c.height == 20 and not np.allclose(c["z1"].to_numpy()[16:], e["z1"].to_numpy())
     # a store on another grid is refused, both grids shown
     make_image_store(tmp_path / "img2", ids, shape=(8, 10, 8), voxel=2.0)
-    p = gimtool("embed", "--checkpoint", out / "model.pt", "--images", tmp_path / "img2", "--out", tmp_path / "x", check=False)
-    assert p.returncode == 1
-    assert "trained on image grid shape (8, 10, 8), voxel (4.0, 4.0, 4.0) mm" in p.stderr
-    assert "the image store has shape (8, 10, 8), voxel (2.0, 2.0, 2.0) mm" in p.stderr
+    capsys.readouterr()
+    assert gimtool("embed", "--checkpoint", out / "model.pt", "--images", tmp_path / "img2", "--out", tmp_path / "x", check=False) == 1
+    err = capsys.readouterr().err
+    assert "trained on image grid shape (8, 10, 8), voxel (4.0, 4.0, 4.0) mm" in err
+    assert "the image store has shape (8, 10, 8), voxel (2.0, 2.0, 2.0) mm" in err
     assert not (tmp_path / "x.tsv").exists()
