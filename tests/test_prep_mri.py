@@ -481,3 +481,45 @@ def test_store_reader_crop_uint8_and_nifti_writeback(variants, tmp_path):
     np.testing.assert_allclose(img.affine, st.affine)
     # the mean image is written for viewing too
     assert nib.load(out / "mean.nii.gz").shape == (46, 55, 46)
+
+
+def test_dir_reads_images_tsv_and_mask_sets_the_brain(template, variants, tmp_path):
+    d, paths = variants
+    a, taff = template
+    (tmp_path / "images.tsv").write_text(f"FID\tIID\tPATH\nF\ta\t{paths['ras']}\nF\tb\t{paths['int16scaled']}\n")
+    # a brain mask in MNI space (1 mm, template grid): a box inside the brain, so it differs from the support
+    mask = np.zeros(a.shape, np.uint8)
+    mask[60:140, 70:170, 50:140] = 1
+    nib.save(nib.Nifti1Image(mask, taff), tmp_path / "mask.nii.gz")
+    out = tmp_path / "st"
+    assert gimtool_inproc("prep-mri", "--dir", tmp_path, "--mask", tmp_path / "mask.nii.gz", "--voxel", "4", "--out", out) == 0
+    st = ImageStore(out)
+    assert st.manifest["IID"].to_list() == ["a", "b"]
+    shape, aff = mni_grid(4.0)
+    m = np.linalg.inv(taff) @ aff
+    on_grid = ndimage.affine_transform(mask.astype(np.float32), m[:3, :3], offset=m[:3, 3], output_shape=shape, order=1) >= 0.5
+    assert st.manifest["BRAIN_VOXELS"].to_list() == [int(on_grid.sum())] * 2
+    v = st.volume(0)
+    assert abs(v[on_grid].mean()) < 1e-2 and abs(v[on_grid].std() - 1) < 1e-2
+    assert np.all(v[~on_grid] == v[~on_grid][0])  # everything outside the mask is background
+    assert json.loads((out / "meta.json").read_text())["intensity"]["mask"].endswith("mask.nii.gz")
+
+
+@pytest.mark.slow
+def test_reads_a_simulated_cohort(tmp_path):
+    # the simulator writes DIR/images.tsv (FID IID PATH, relative) on the same MNI grid
+    sim = tmp_path / "sim"
+    assert gimtool_inproc("simulate", "--preset", "tiny", "--out", sim) == 0
+    lst = pl.read_csv(sim / "images.tsv", separator="\t")
+    img = nib.load(sim / lst["PATH"][0])
+    voxel = float(img.header.get_zooms()[0])
+    out = tmp_path / "st"
+    assert gimtool_inproc("prep-mri", "--dir", sim, "--voxel", voxel, "--out", out, "--threads", "2") == 0
+    st = ImageStore(out)
+    assert st.n == lst.height and st.samples["IID"].to_list() == lst["IID"].cast(pl.Utf8).to_list()
+    np.testing.assert_allclose(st.affine, img.affine)  # the same grid: conforming is a copy
+    src = img.get_fdata(dtype=np.float32)
+    brain = src != 0
+    v = st.volume(0)
+    assert corr(v, src, brain) > 0.999  # z-scoring is affine up to the 0.5 % clipped tails
+    assert np.all(v[~brain] == v[~brain][0])
