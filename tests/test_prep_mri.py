@@ -13,6 +13,7 @@ import pytest
 from scipy import ndimage
 
 from gimtool.imaging.geometry import flirt_voxel_map, fsl_mni152_reference, fsl_scaled_voxel, world_voxel_map
+from gimtool.imaging.normalize import from_uint8, to_uint8, zscore
 from gimtool.imaging.qc import centre_of_mass, cohort_qc
 from gimtool.imaging.resample import resample
 from gimtool.io.grids import mni_grid
@@ -188,6 +189,26 @@ def test_cohort_qc_flags_the_odd_volume_and_matches_numpy():
     for i in range(5):
         assert corr[i] == pytest.approx(np.corrcoef(vols[i].astype(float)[m], mean[m])[0, 1], abs=1e-6)
     assert flags.tolist() == [False, False, False, True, False] and worst[0] == 3
+
+
+def test_zscore_clips_then_standardises_inside_the_mask():
+    rng = np.random.default_rng(4)
+    v = np.zeros((7, 8, 9), np.float32)
+    m = np.zeros(v.shape, bool)
+    m[1:6, 2:7, 1:8] = True
+    v[m] = rng.normal(100, 10, size=int(m.sum()))
+    v[3, 4, 4] = 1e6  # a hot voxel must not set the scale
+    z, stats = zscore(v, m, clip=(1, 99))
+    vals = v[m]
+    lo, hi = np.percentile(vals, [1, 99])
+    c = np.clip(vals, lo, hi)
+    np.testing.assert_allclose(z[m], (c - c.mean()) / c.std(), rtol=1e-5, atol=1e-5)
+    assert np.all(z[~m] == np.float32((lo - c.mean()) / c.std()))
+    assert stats["BRAIN_VOXELS"] == int(m.sum()) and stats["RAW_P99"] == pytest.approx(np.percentile(vals, 99))
+    codes = to_uint8(z)
+    assert np.abs(from_uint8(codes) - np.clip(z, -4, 3.97)).max() <= 1 / 64 + 1e-6
+    with pytest.raises(ValueError, match="empty"):
+        zscore(v, np.zeros(v.shape, bool))
 
 
 def test_fsl_scaled_voxel_flips_x_for_neurological_storage():
