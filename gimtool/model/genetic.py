@@ -109,7 +109,9 @@ class StageMeta:
         """Extra invalid tokens on both ends (chromosome 0, which matches no real chromosome)."""
 
         def p(t: torch.Tensor, value) -> torch.Tensor:
-            return F.pad(t[None], (left, right), value=value)[0] if t.dtype != torch.bool else F.pad(t[None].to(torch.uint8), (left, right), value=int(value))[0].bool()
+            if t.dtype == torch.bool:
+                return F.pad(t.to(torch.uint8), (left, right), value=int(value)).bool()
+            return F.pad(t, (left, right), value=value)
 
         return StageMeta(p(self.valid, False), p(self.chrom, 0), p(self.bp, 0.0), p(self.cm, 0.0))
 

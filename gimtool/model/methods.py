@@ -103,7 +103,7 @@ class Method:
 
     def embed(self, modules: nn.ModuleDict, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) -> (B, repr_dim): the GWAS dimensions only."""
-        return modules["encoder"](image).z
+        return modules["encoder"].embed(image)
 
 
 # ---- reconstruction ------------------------------------------------------------------------------

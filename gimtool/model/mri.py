@@ -112,6 +112,10 @@ class MRIEncoder(nn.Module):
         x = run(self.block3, self.down2(x))
         return F.silu(self.final_norm(x))
 
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) -> z (B, repr_dim) without the reconstruction-only readout."""
+        return self.dense(self.pool(self.features(image)).flatten(1))
+
     def forward(self, image: torch.Tensor) -> EncoderOutput:
         x = self.features(image)
         z = self.dense(self.pool(x).flatten(1))
