@@ -60,25 +60,38 @@ def read_fam(path: str | os.PathLike) -> pl.DataFrame:
 
 
 def read_bim(path: str | os.PathLike) -> pl.DataFrame:
-    """Read a .bim: CHR (str) SNP CM (float) BP (int) A1 A2."""
+    """Read a .bim: CHR (str) SNP CM (float) BP (int) A1 A2.
+
+    Tab-separated files (what PLINK writes) are parsed by polars; anything else (spaces) falls
+    back to a line-by-line reader that names the first bad line.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: .bim file not found")
+    with open(path) as fh:
+        first = fh.readline()
+    if first.count("\t") == 5 and len(first.split()) == 6:
+        try:
+            df = pl.read_csv(
+                path, separator="\t", has_header=False, new_columns=list(BIM_COLS), quote_char=None,
+                schema_overrides={"CHR": pl.Utf8, "SNP": pl.Utf8, "CM": pl.Float64, "BP": pl.Int64, "A1": pl.Utf8, "A2": pl.Utf8},
+            )
+            if df.width == 6 and df.null_count().sum_horizontal().item() == 0:
+                return df
+        except (pl.exceptions.ComputeError, pl.exceptions.PolarsError):
+            pass  # the slow path below says which line is wrong
     rows = _split_lines(path, 6, " ".join(BIM_COLS))
     if not rows:
         raise InputError(f"{path}: .bim file has no SNPs")
     df = pl.DataFrame(rows, schema=list(BIM_COLS), orient="row")
-    try:
-        df = df.with_columns(pl.col("CM").cast(pl.Float64), pl.col("BP").cast(pl.Int64))
-    except pl.exceptions.InvalidOperationError:
-        for col, dtype in (("CM", float), ("BP", int)):
-            for i, v in enumerate(df[col].to_list()):
-                try:
-                    dtype(v)
-                except ValueError:
-                    raise InputError(f"{path}: line {i + 1}: column {col} must be numeric, found {v!r}") from None
-        raise
-    return df
+    for col, conv in (("CM", float), ("BP", int)):
+        vals = df[col].to_list()
+        for i, v in enumerate(vals):
+            try:
+                conv(v)
+            except ValueError:
+                raise InputError(f"{path}: line {i + 1}: column {col} must be numeric, found {v!r}") from None
+    return df.with_columns(pl.col("CM").cast(pl.Float64), pl.col("BP").cast(pl.Int64))
 
 
 class Bfile:
