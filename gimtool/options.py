@@ -36,13 +36,17 @@ def resolve_device(device: str):
 
 
 def set_threads(threads: int) -> None:
-    """Limit numeric libraries to `threads` CPU threads (torch, and BLAS via threadpoolctl if present)."""
+    """Limit numeric libraries to `threads` CPU threads.
+
+    Sets the thread variables that BLAS, OpenMP and polars read when they start, and torch's
+    pool if torch is already loaded (importing torch here would cost seconds for commands that
+    never use it; when it is imported later, OMP_NUM_THREADS governs it).
+    """
     import os
+    import sys
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
-
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
+        os.environ[var] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover
-        pass
