@@ -248,3 +248,26 @@ def test_backend_parsers_read_real_tool_output():
     assert d["h2"] == 0.4048 and d["intercept"] == 1.0 and np.isnan(d["intercept_se"]) and np.isnan(d["ratio"])
     r = parse_bolt_reml((REF.parent / "bolt_reml_tail.out").read_text())
     assert (r.h2, r.h2_se) == (0.567389, 0.187904)
+
+
+def test_ld_scores_on_kept_people_only(eur2122, tmp_path, capsys):
+    from gimtool.io.plink import Bfile
+
+    bf = Bfile(eur2122)
+    keep = tmp_path / "keep.txt"
+    bf.fam.select("FID", "IID").head(150).write_csv(keep, separator="\t", include_header=False)
+    out = tmp_path / "k"
+    code, err = cli(capsys, "--bfile", eur2122, "--keep", keep, "--ld-wind-kb", "100", "--out", out)
+    assert code == 0, err
+    got = read_ldscore(out).table
+    sel = np.flatnonzero(bf.bim["CHR"].to_numpy() == "22")[:300]
+    G = bf.read(snps=sel, samples=np.arange(150))
+    ref = brute_ld_scores(G, np.zeros(len(sel)), bf.bim["BP"].to_numpy()[sel].astype(float), 100_000, 50)
+    mine = got.filter(pl.col("CHR") == "22").head(300)
+    # LDSC's chunking (50 SNPs) stretches windows by up to two chunks: compare SNPs whose stretched
+    # window cannot reach past the 300 SNPs of the reference computation
+    bp = bf.bim["BP"].to_numpy()[sel]
+    inner = (np.arange(300) < 150) & (bp < bp[-1] - 100_000)
+    assert inner.sum() > 100
+    np.testing.assert_allclose(mine["L2"].to_numpy()[inner], ref[inner], atol=1.1e-3)
+    assert "150 people" in Path(str(out) + ".log").read_text()
