@@ -52,7 +52,7 @@ class FactorSpec:
 
 @dataclass
 class NuisanceParams:
-    deform_mm: float = 2.5        # SD of the individual smooth displacement (non-heritable)
+    deform_mm: float = 2.5        # RMS (per axis) of the individual smooth displacement (non-heritable)
     deform_terms: int = 4         # DCT terms per axis of that displacement (smoothness)
     misreg_mm: float = 0.7        # SD of the residual translation
     misreg_deg: float = 0.7       # SD of the residual rotation about each axis
@@ -179,6 +179,15 @@ class ImageSimulator:
         """(3, D, H, W) template channels (T1, GM, brain) on the target grid, no deformation."""
         return self._sample(self.xyz[None])[0].numpy()
 
+    @staticmethod
+    def _dct_power(fall: np.ndarray) -> float:
+        """Mean square over the grid of a field with unit-variance coefficients times `fall`: a
+        cosine term averages to 1/2 in square along each axis where it is not constant."""
+        k = np.arange(fall.shape[0])
+        half = np.where(k > 0, 0.5, 1.0)
+        w = half[:, None, None] * half[None, :, None] * half[None, None, :]
+        return float((fall**2 * w).sum()) + 1e-12
+
     # -- rendering -----------------------------------------------------------------------------
     def _sample(self, pts: torch.Tensor) -> torch.Tensor:
         """Sample the template at world points pts (B, D, H, W, 3) mm -> (B, 3, D, H, W)."""
@@ -214,7 +223,7 @@ class ImageSimulator:
             fall = 1.0 / (1.0 + k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
             fall[0, 0, 0] = 0.0
             cf = rng.standard_normal((3,) + fall.shape) * fall
-            cf *= n.deform_mm / math.sqrt(float((fall**2).sum()) / 8 + 1e-12)
+            cf *= n.deform_mm / math.sqrt(self._dct_power(fall))
             coef[b] = cf
             bf = rng.standard_normal((3, 3, 3)) * n.bias / 3
             bf[0, 0, 0] = 0.0
