@@ -33,7 +33,7 @@ def command(
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Folder of scans; with --pattern, files are matched by name, else DIR/images.tsv is read.")] = None,
     pattern: Annotated[Optional[str], typer.Option("--pattern", help="File pattern under --dir with {IID} (and optionally {FID}), e.g. '{IID}_T1.nii.gz'. Without {FID}, FID = IID.")] = None,
     voxel: Annotated[float, typer.Option("--voxel", min=0.5, help="Target voxel size in mm on the MNI152 field of view (1: 182x218x182; 2: 91x109x91; 4: 46x55x46).")] = 1.0,
-    flirt_mat: Annotated[Optional[str], typer.Option("--flirt-mat", help="FSL FLIRT matrix (scan -> --ref) for every scan, or a pattern with {IID}/{FID}; a MAT column in the list takes precedence.")] = None,
+    flirt_mat: Annotated[Optional[str], typer.Option("--flirt-mat", help="FSL FLIRT matrix (scan -> --ref) for every scan, or a pattern with {IID}/{FID} (relative to --dir, else to the working directory); a MAT column in the list takes precedence.")] = None,
     ref: Annotated[Optional[Path], typer.Option("--ref", help="The FLIRT reference image the matrices were made for (header only is read). Default: FSL's MNI152_T1_1mm grid.")] = None,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Brain mask in MNI space (NIfTI); z-scoring uses its voxels. Default: each scan's non-zero voxels.")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Stored type: float16, or uint8 (z = code/32 - 4; scale in meta.json).")] = "float16",
@@ -151,6 +151,10 @@ def _run(log, out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtyp
         tasks = [t for t in tasks if (t[1], t[2]) not in done]
         if resume:
             log.info(f"--resume: {len(skip)} listed scans already in the store, {len(tasks)} to process")
+            listed = {(t[1], t[2]) for t in skip}
+            extra = len(done - listed)
+            if extra:
+                log.info(f"--resume: {extra} volumes in the store are not in this list; they are kept")
         if write_nifti:
             writer.nifti_dir.mkdir(exist_ok=True)
         cfg = ConformConfig(shape=shape, affine=affine, dtype=dtype, order=orders[interp], antialias=antialias, clip=lohi,

@@ -125,5 +125,7 @@ def conform_many(tasks: list[tuple[int, str, str, str, str | None]], cfg: Confor
         return
     import multiprocessing as mp
 
-    with mp.get_context().Pool(processes=threads, initializer=_init, initargs=(cfg,)) as pool:
+    # forkserver: a child forked from a parent whose thread pools (polars, BLAS) are running can
+    # deadlock; the server process starts clean
+    with mp.get_context("forkserver").Pool(processes=threads, initializer=_init, initargs=(cfg,)) as pool:
         yield from pool.imap(_work, tasks, chunksize=1)
