@@ -83,3 +83,34 @@ def test_gim_stages():
     with pytest.raises(ValueError, match="gim stages are"):
         get_method("gim").stages({"warmup": 3})
     assert get_method("autoencoder").stages(4) == [Stage("train", 4, ("encoder", "decoder"))]
+
+
+def test_gim_frozen_stage_leaves_genetic_encoder_without_gradients():
+    torch.manual_seed(0)
+    m = get_method("gim")
+    modules = m.build(tiny_cfg(), SHAPE, N_SNPS)
+    first, _, last = m.stages(3)
+    loss, metrics = m.loss(modules, tiny_batch(), first)
+    loss.backward()
+    assert all(p.grad is None for p in modules["genetic"].parameters())
+    assert all(p.grad is not None for p in modules["critic"].parameters())
+    assert set(metrics) == {"loss", "jse", "recon", "mi"}
+    assert metrics["loss"] == pytest.approx(metrics["jse"] + metrics["recon"], rel=1e-5)
+    modules.zero_grad()
+    m.loss(modules, tiny_batch(), last)[0].backward()
+    assert all(p.grad is not None for p in modules["genetic"].parameters())
+
+
+def test_gim_accepts_a_snp_subset_and_bf16_autocast():
+    torch.manual_seed(0)
+    m = get_method("gim")
+    modules = m.build(tiny_cfg(), SHAPE, N_SNPS)
+    batch = tiny_batch(4)
+    idx = torch.arange(10, 250, 3)  # an even down-sampling, as the genetic augmentation draws
+    sub = dict(batch, geno=batch["geno"][:, idx], chrom=batch["chrom"][idx], bp=batch["bp"][idx], cm=batch["cm"][idx])
+    stage = m.stages(3)[-1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = m.loss(modules, sub, stage)
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in modules.parameters() if p.grad is not None)
