@@ -111,13 +111,8 @@ def test_trains_loss_falls_history_and_checkpoint(cohort, tmp_path):
     assert ck["config"]["epochs"] == [6, 2] and ck["config"]["model"]["repr_dim"] == 128
     assert ck["grid"]["shape"] == [8, 10, 8] and ck["n_snps"] == 200 and len(ck["history"]) == 8
     assert ck["snp_hash"] == data.snp_hash
-    # the frozen stage did not touch the genetic module
-    fresh = StandIn().build(None, (6, 6, 6), 200)
-    torch.manual_seed(5)
-    fresh = StandIn().build(None, (6, 6, 6), 200)
-    ck_first = ckpt_mod.load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ck_first["position"] == {"stage": 2, "epoch": 0, "global_epoch": 8}
-    assert not torch.equal(ck["modules"]["gen.weight"], fresh["gen"].weight)  # trained in stage 2
+    last = ckpt_mod.load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["position"] == {"stage": 2, "epoch": 0, "global_epoch": 8} and not last["complete"]
 
 
 def test_frozen_stage_leaves_frozen_modules(cohort, tmp_path):
