@@ -82,3 +82,14 @@ def test_genetic_subset():
     even = [d for d in draws if int(d[-1] - d[0]) != 986]
     assert all(int((d[1:] - d[:-1]).max()) <= 11 for d in even)  # spread over the whole array
     assert genetic_subset(5, g).tolist() in ([0], [1], [2], [3], [4])
+
+
+def test_seeded_views_do_not_depend_on_the_batch():
+    x = torch.randn(3, 1, 9, 10, 11)
+    seeds = torch.tensor([11, 22, 33])
+    a = two_views(x, cfg(), seeds=seeds)
+    b = two_views(x[1:], cfg(), seeds=seeds[1:])
+    assert torch.equal(a[0][1:], b[0]) and torch.equal(a[1][1:], b[1])
+    assert not torch.equal(a[0], a[1])
+    with pytest.raises(ValueError, match=r"seeds must be \(3,\)"):
+        two_views(x, cfg(), seeds=seeds[:2])

@@ -52,8 +52,28 @@ def augment(image: torch.Tensor, cfg: ModelConfig, generator: torch.Generator | 
     return gaussian_noise(x, cfg.aug_noise_std, generator)
 
 
-def two_views(image: torch.Tensor, cfg: ModelConfig, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    return [augment(image, cfg, generator), augment(image, cfg, generator)]
+def two_views(
+    image: torch.Tensor,
+    cfg: ModelConfig,
+    generator: torch.Generator | None = None,
+    seeds: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """Two random views of each volume.
+
+    With `seeds` (B,) each person's views come from a generator seeded by their seed, so they do
+    not depend on the batch they are in: a run split over processes augments exactly as one
+    process does. Otherwise all draws come from `generator` (or the global RNG).
+    """
+    if seeds is None:
+        return [augment(image, cfg, generator), augment(image, cfg, generator)]
+    if seeds.shape != (image.shape[0],):
+        raise ValueError(f"augmentation seeds must be ({image.shape[0]},); got {tuple(seeds.shape)}")
+    v1, v2 = [], []
+    for b in range(image.shape[0]):
+        g = torch.Generator().manual_seed(int(seeds[b]))
+        v1.append(augment(image[b : b + 1], cfg, g))
+        v2.append(augment(image[b : b + 1], cfg, g))
+    return [torch.cat(v1), torch.cat(v2)]
 
 
 # Paper appendix B: with p = 0.2 a random crop, else an even down-sampling to 65,000 of the

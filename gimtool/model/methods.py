@@ -11,6 +11,8 @@ Batch (on the model's device):
     'geno'   (B, L) int8 (-127 missing), when needs_genotypes
     'chrom', 'bp', 'cm'  (L,) for the SNPs in 'geno' (chrom as integer codes)
     'snp_mask' optional (L,) bool
+    'aug_seed' optional (B,) int64: per-person seeds of the two-view augmentations (batch-split
+             invariant, see model.augment.two_views); without it the global torch RNG is used
 Metrics are plain floats; 'mi' is the JSE estimate 2 ln 2 - L_JSE on this batch where defined.
 Losses that couple samples (JSE, InfoNCE, Barlow Twins, decorrelation) see the global batch
 under torch.distributed (model.distributed.gather_rows).
@@ -49,7 +51,7 @@ def _cfg(modules: nn.ModuleDict) -> ModelConfig:
 def _views(batch: dict, cfg: ModelConfig) -> list[torch.Tensor]:
     views = batch.get("views")
     if views is None:
-        return augment.two_views(batch["image"], cfg)
+        return augment.two_views(batch["image"], cfg, seeds=batch.get("aug_seed"))
     if len(views) != 2:
         raise ValueError(f"batch['views'] must hold 2 views; got {len(views)}")
     return list(views)
