@@ -229,6 +229,9 @@ def main() -> None:
         for k, v in r.items():
             say(f"| random 160^3 crop, 1 mm | {k} | {v:.0f} |")
         base = r["nibabel .nii proxy (reference)"]
+        run_prep(mni, d / "st_mni_1_u8", 1.0, extra=("--dtype", "uint8"))
+        for k, v in bench_reads(d / "st_mni_1_u8", None, args.reads, 160).items():
+            say(f"| random 160^3 crop, 1 mm, uint8 store | {k.replace('raw float16', 'raw uint8')} | {v:.0f} |")
         loader = bench_loader(st1, 160, args.reads)
         say(f"| random 160^3 crop, torch DataLoader 2 workers, batch 12 (steady state) | raw float16 | {loader:.0f} |")
         r2 = bench_reads(d / "st_mni_2", None, args.reads * 5, None)
