@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -54,6 +53,7 @@ def _train_critic(x: torch.Tensor, y: torch.Tensor, steps: int = 150) -> float:
         return float(L.jse_mi(L.jse_loss(critic(x[-B:], y[-B:]))))
 
 
+@pytest.mark.slow
 def test_mi_estimate_near_zero_without_dependence_and_positive_with_it():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2000, 4, generator=g)
@@ -131,6 +131,7 @@ def _gather_worker(rank: int, world: int, init: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gather_rows_gives_single_process_gradient(tmp_path):
     out = str(tmp_path / "grad.pt")
     mp.spawn(_gather_worker, args=(2, f"file://{tmp_path / 'init'}", out), nprocs=2, join=True)
