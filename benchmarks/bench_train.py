@@ -65,6 +65,7 @@ def bench(d: Path, name: str, epochs, args) -> list[dict]:
         # the first epoch of a run includes warm-up; report the best epoch of each stage
         rows.append({"method": name, "stage": st, "samples_per_s": float(s["SAMPLES_PER_S"].max()), "wall_s": wall,
                      "crop": "x".join(map(str, data.crop)), "n_snps": data.n_snps})
+        print(f"  {name} {st}: {rows[-1]['samples_per_s']:.3f} samples/s", flush=True)
     return rows
 
 
