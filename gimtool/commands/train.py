@@ -71,7 +71,7 @@ def command(
             log.input("config", config)
         train_ids = read_ids(keep, "--keep list") if keep is not None else None
         val_ids = read_ids(val_keep, "--val-keep list") if val_keep is not None else None
-        data = prepare_data(cfg, m, images, geno if m.needs_genotypes or geno is not None else None, train_ids, val_ids, log)
+        data = prepare_data(cfg, m, images, geno, train_ids, val_ids, log)
         log.info(f"config: {cfg.to_dict()}")
         with log.timed("training"):
             final = train(cfg, m, data, out, resume=resume, log=log, progress=not no_progress)
