@@ -48,6 +48,7 @@ def _store_path(geno: str) -> Path:
 
 def _plot(curves, path: Path) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -65,11 +66,13 @@ def _plot(curves, path: Path) -> None:
             col = f"C{r % 10}"
             row[0].plot(ep, c["MI_VAL"].to_numpy(), "-", color=col, label=f"validation, seed {r + 1}")
             row[0].plot(ep, c["MI_TRAIN"].to_numpy(), "--", color=col, label=f"training, seed {r + 1}")
+            b = int(np.argmin(c["VAL_LOSS"].to_numpy()))
+            row[0].plot([ep[b]], [c["MI_VAL"][b]], "o", color=col, ms=5)
             row[1].plot(ep, c["VAL_LOSS"].to_numpy(), "-", color=col)
             row[1].plot(ep, c["TRAIN_LOSS"].to_numpy(), "--", color=col)
         row[0].axhline(0.0, color="grey", lw=0.5)
         row[0].set(xlabel="epoch", ylabel="JSE MI estimate (nats)", title=f"{name}: MI (max {MAX_MI:.3f})")
-        row[0].legend(fontsize=7)
+        row[0].legend(fontsize=7, title="dot: best validation epoch", title_fontsize=7)
         row[1].set(xlabel="epoch", ylabel="JSE loss", title=f"{name}: loss (solid validation, dashed training)")
     fig.tight_layout()
     fig.savefig(path, dpi=90, format="png")
@@ -191,7 +194,11 @@ def command(
                              f"MI validation {run.mi_val:.4f}, training {run.mi_train:.4f}")
                     for c in run.curves:
                         curve_rows.append({"NAME": name, "REPEAT": r + 1, **c})
-                log.info(f"{name}: MI validation {mv:.4f} (SE {mv_se:.4f}), training {mt:.4f} (SE {mt_se:.4f})")
+                se = (lambda x: "n/a, one repeat" if np.isnan(x) else f"{x:.4f}")
+                log.info(f"{name}: MI validation {mv:.4f} (SE {se(mv_se)}), training {mt:.4f} (SE {se(mt_se)})")
+                if all(r.best_epoch == 0 for r in res.runs):
+                    log.warn(f"{name}: the critic never did better on validation pairs than untrained; no information "
+                             "detected with these people and SNPs (more people, fewer SNPs or --genetic-encoder mlp may help)")
         finally:
             bar.close()
 
