@@ -85,7 +85,8 @@ def main() -> None:
         f"gimtool h2 --method greml (all {a.phenos} phenotypes, one process incl. start-up): {t_gim:.1f} s",
         f"bolt --reml: {t_bolt:.1f} s for {len(bolt_rows)} phenotype(s), {t_bolt / k:.1f} s each; "
         f"{a.phenos} phenotypes: {t_bolt_all:.0f} s{extrap}",
-        f"**speed ratio (BOLT / gimtool, {a.phenos} phenotypes): {t_bolt_all / t_gim:.1f}x**",
+        (f"**speed ratio (BOLT / gimtool, {a.phenos} phenotypes): {t_bolt_all / t_gim:.1f}x**" if bolt_rows
+         else "bolt not run (--bolt-phenos 0): no ratio"),
         "",
         "gimtool timings: " + "; ".join(ln for ln in log.splitlines() if ln.startswith("time ")),
         "",
