@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gimtool.model.losses import jse_loss
 from gimtool.train import mi as milib
@@ -88,6 +90,14 @@ def test_jse_loss_separable_matches_dense():
     # an uninformative critic (all scores 0) sits exactly at 2 ln 2, i.e. an estimate of 0
     zeros = torch.zeros(10, 3)
     assert milib.jse_loss_separable(zeros, zeros, 1.0) == pytest.approx(milib.MAX_MI)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 40), k=st.integers(1, 6), block=st.integers(1, 50), scale=st.floats(0.01, 3.0))
+def test_jse_loss_separable_property(n, k, block, scale):
+    g = torch.Generator().manual_seed(n * 100 + k)
+    U, V = torch.randn(n, k, generator=g, dtype=torch.float64), torch.randn(n, k, generator=g, dtype=torch.float64)
+    assert milib.jse_loss_separable(U, V, scale, block) == pytest.approx(float(jse_loss(U @ V.t() * scale)), rel=1e-6)
 
 
 def test_split_people_disjoint_and_complete():
@@ -295,6 +305,21 @@ def test_cli_store_missing(small_inputs, tmp_path, capsys):
     assert code != 0
     assert "nowhere.geno: not a gimtool genotype store" in err
     assert not (tmp_path / "o.mi.tsv").exists()
+
+
+def test_cli_device_and_remove(small_inputs, tmp_path, capsys):
+    d = small_inputs
+    if not torch.cuda.is_available():
+        code, err = _run_inproc(capsys, "mi", "--pheno", d / "strong.tsv", "--geno", d / "c.geno", "--out", tmp_path / "o",
+                                "--device", "cuda")
+        assert code != 0 and "CUDA was asked for" in err
+    (tmp_path / "rm.ids").write_text("P0 P0\nP1 P1\n")
+    code, err = _run_inproc(capsys, "mi", "--pheno", d / "strong.tsv", "--geno", d / "c.geno", "--keep", d / "keep.ids",
+                            "--remove", tmp_path / "rm.ids", "--out", tmp_path / "rm", "--repeats", "1",
+                            "--genetic-encoder", "mlp", "--epochs", "1")
+    assert code == 0, err
+    row = pl.read_csv(tmp_path / "rm.mi.tsv", separator="\t", null_values="NA").row(0, named=True)
+    assert row["N_TRAIN"] + row["N_VAL"] == 248
 
 
 def test_cli_too_few_people_and_bad_options(small_inputs, tmp_path, capsys):
