@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -231,18 +230,23 @@ def simulate_cohort(out_dir: str | os.PathLike, config: CohortConfig | None = No
     """
     from gimtool.runlog import RunLog
 
+    import torch
+
     cfg = config or CohortConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if log is None:
-        with RunLog(str(out / "simulate"), "simulate") as own:
-            return _simulate(out, cfg, threads, own, progress)
-    return _simulate(out, cfg, threads, log, progress)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:  # the caller's thread setting comes back (test fixtures call this in-process)
+        if log is None:
+            with RunLog(str(out / "simulate"), "simulate") as own:
+                return _simulate(out, cfg, threads, own, progress)
+        return _simulate(out, cfg, threads, log, progress)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _simulate(out: Path, cfg: CohortConfig, threads: int, log, progress: bool) -> dict:
-    import torch
-
     from gimtool.io.genmap import write_genetic_map
     from gimtool.io.plink import write_bfile
     from gimtool.io.tables import write_ids, write_table
@@ -250,7 +254,6 @@ def _simulate(out: Path, cfg: CohortConfig, threads: int, log, progress: bool) -
 
     if cfg.n_factors < 0 or cfg.n_causal < 0 or cfg.n_polygenic < 0:
         raise ValueError("n_factors, n_causal and n_polygenic must be >= 0")
-    torch.set_num_threads(threads)
     rng = np.random.default_rng([cfg.seed, 1])
     summary: dict = {"timings": {}}
     t0 = time.perf_counter()

@@ -21,7 +21,7 @@ Shapes: grid (D, H, W) = the target grid's (x, y, z) voxel axes in RAS order; ba
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
