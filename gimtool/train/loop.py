@@ -159,14 +159,17 @@ def _plot_history(path: Path, df: pl.DataFrame) -> None:
         if df["VAL_MI"].null_count() < df.height:
             ax.plot(ep, df["VAL_MI"].to_numpy(), "s-", label="validation", ms=3)
             ax.fill_between(ep, df["VAL_MI"].to_numpy().astype(float), df["TRAIN_MI"].to_numpy().astype(float), alpha=0.2, label="gap")
-        ax.axhline(2 * math.log(2), color="grey", lw=0.8, ls=":")
+        ax.axhline(2 * math.log(2), color="grey", lw=0.8, ls=":", label="2 ln 2 (JSE maximum)")
         ax.set(xlabel="epoch", ylabel="JSE MI estimate (nats)", title="MI: train vs validation")
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no MI estimate for this method", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
+    from matplotlib.ticker import MaxNLocator
+
     stages = df["STAGE"].to_list()
     for a in axes:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         for k in range(1, len(stages)):
             if stages[k] != stages[k - 1]:
                 a.axvline(ep[k] - 0.5, color="k", lw=0.6, ls="--")
