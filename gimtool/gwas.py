@@ -79,8 +79,38 @@ def load_inputs(
     fam = bf.fam.select("FID", "IID")
     y, pnames = _aligned(fam, pheno, pheno_names, "phenotype", log)
     c, cnames = (None, [])
-    if covar is not None:
-        c, cnames = _aligned(fam, covar, covar_names, "covariate", log)
+    covar_files = [] if covar is None else ([covar] if isinstance(covar, (str, os.PathLike)) else list(covar))
+    if covar_files:
+        # several files (e.g. age/sex and ancestry PCs) are joined by FID IID
+        def wanted(path):
+            if not covar_names:
+                return None
+            with open(path) as fh:
+                header = fh.readline().split()[2:]
+            return [n for n in covar_names if n in header] or None
+
+        parts = []
+        for path in covar_files:
+            names = wanted(path)
+            if covar_names and names is None:
+                continue  # none of the asked-for covariates is in this file
+            parts.append(_aligned(fam, path, names, "covariate", log))
+        if not parts:
+            raise InputError(f"{', '.join(map(str, covar_files))}: none of the covariates {', '.join(covar_names)} found")
+        c = np.concatenate([a for a, _ in parts], axis=1)
+        cnames = [n for _, names in parts for n in names]
+        dup = sorted({n for n in cnames if cnames.count(n) > 1})
+        if dup:
+            raise InputError(f"{', '.join(map(str, covar_files))}: covariate name(s) {', '.join(dup)} appear in more than one --covar file")
+        if covar_names:
+            missing = [n for n in covar_names if n not in cnames]
+            if missing:
+                raise InputError(
+                    f"{', '.join(map(str, covar_files))}: covariate(s) {', '.join(missing)} not found; "
+                    f"covariate columns are: {', '.join(cnames)}"
+                )
+            idx = [cnames.index(n) for n in covar_names]
+            c, cnames = c[:, idx], list(covar_names)
     mask = select_samples(fam, keep, remove, log)
     y[~mask] = np.nan
     for j, name in enumerate(pnames):

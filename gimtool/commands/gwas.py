@@ -53,7 +53,7 @@ def command(
     pheno: Annotated[Path, typer.Option("--pheno", help="Phenotype table: FID IID name... (tab/space separated, NA missing).")],
     out: options.Out,
     pheno_name: Annotated[Optional[list[str]], typer.Option("--pheno-name", help="Phenotype columns to test (repeat or comma-separate); default all.")] = None,
-    covar: Annotated[Optional[Path], typer.Option("--covar", help="Covariate table: FID IID name...")] = None,
+    covar: Annotated[Optional[list[Path]], typer.Option("--covar", help="Covariate table: FID IID name... (repeat to join several files by FID IID, e.g. age/sex and ancestry PCs).")] = None,
     covar_name: Annotated[Optional[list[str]], typer.Option("--covar-name", help="Covariate columns to use (repeat or comma-separate); default all.")] = None,
     backend: Backend = "builtin",
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5, help="Skip SNPs with minor allele frequency below this (over the samples used).")] = 0.0,
@@ -92,9 +92,8 @@ def command(
         raise InputError("--chunk and --device cuda apply to the built-in backend only")
 
     with RunLog(out, "gwas") as log:
-        for label, path in (("bfile", bfile + ".bed"), ("pheno", pheno), ("covar", covar)):
-            if path is not None:
-                log.input(label, path)
+        for label, path in (("bfile", bfile + ".bed"), ("pheno", pheno), *(("covar", c) for c in covar or [])):
+            log.input(label, path)
         bf = Bfile(bfile)
         log.info(f"{bf.n_samples} samples, {bf.n_snps} SNPs in {bfile}")
         inputs = gwas.load_inputs(bf, pheno, gwas.split_names(pheno_name), covar, gwas.split_names(covar_name),
@@ -108,7 +107,7 @@ def command(
         n_used: dict[str, int] = {}
 
         if backend == "builtin":
-            prep = gwas.prepare(inputs, pheno, covar)
+            prep = gwas.prepare(inputs, pheno, ", ".join(map(str, covar or [])))
             for nm, n in zip(names, prep.n):
                 n_used[nm] = int(n)
                 log.info(f"phenotype {nm}: {n} samples with phenotype and covariates")
