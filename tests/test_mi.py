@@ -316,8 +316,9 @@ def test_cli_device_and_remove(small_inputs, tmp_path, capsys):
     (tmp_path / "rm.ids").write_text("P0 P0\nP1 P1\n")
     code, err = _run_inproc(capsys, "mi", "--pheno", d / "strong.tsv", "--geno", d / "c.geno", "--keep", d / "keep.ids",
                             "--remove", tmp_path / "rm.ids", "--out", tmp_path / "rm", "--repeats", "1",
-                            "--genetic-encoder", "mlp", "--epochs", "1")
+                            "--genetic-encoder", "mlp", "--epochs", "1", "--weight-decay", "0.01")
     assert code == 0, err
+    assert "weight decay 0.01" in (tmp_path / "rm.log").read_text()
     row = pl.read_csv(tmp_path / "rm.mi.tsv", separator="\t", null_values="NA").row(0, named=True)
     assert row["N_TRAIN"] + row["N_VAL"] == 248
 

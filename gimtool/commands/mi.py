@@ -92,6 +92,7 @@ def command(
     patience: Annotated[int, typer.Option("--patience", min=1, help="Stop after this many epochs without a better validation loss.")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per minibatch (the other pairs of a batch are the negatives).")] = 64,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="Adam L2 penalty on the critic (e.g. 0.01 against overfitting when SNPs are many and people few).")] = 0.0,
     snp_subsample: Annotated[Optional[int], typer.Option("--snp-subsample", min=1, help="Use this many SNPs, evenly spaced along the genome (default all).")] = None,
     genetic_encoder: Annotated[str, typer.Option("--genetic-encoder", help="transformer (the paper's genetics-informed transformer) or mlp (faster; fixed SNP array).")] = "transformer",
     genetic_dims: Annotated[Optional[str], typer.Option("--genetic-dims", help="Transformer stage widths, e.g. 16,32 for a small fast encoder (default 32,64,128 as the paper).")] = None,
@@ -144,11 +145,11 @@ def command(
             log.warn(f"the MLP genetic encoder on {cols.size} SNPs has {cols.size * model_cfg.mlp_hidden:,} weights in its "
                      "first layer; consider --snp-subsample")
         settings = milib.MISettings(encoder=genetic_encoder, val_frac=val_frac, max_epochs=epochs, patience=patience,
-                                    batch_size=batch_size, lr=lr, model=model_cfg)
+                                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, model=model_cfg)
         log.info(f"estimator: genetic encoder {genetic_encoder}"
                  + (f" (dims {','.join(map(str, model_cfg.genetic_dims))})" if genetic_encoder == "transformer" else "")
                  + f", validation share {val_frac}, at most {epochs} epochs, patience {patience}, batch {batch_size}, "
-                   f"lr {lr}, {repeats} repeat(s), seed {seed}, device {dev}")
+                   f"lr {lr}, weight decay {weight_decay}, {repeats} repeat(s), seed {seed}, device {dev}")
         positions = store.positions()
 
         names = _names(files)
