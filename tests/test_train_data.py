@@ -129,12 +129,14 @@ def test_keyed_batches_repeatable_and_sharded(stores):
     b = one[0]
     assert b["image"].shape == (4, 1, 4, 6, 4) and b["image"].dtype == torch.float32
     assert len(b["views"]) == 2 and not torch.equal(b["views"][0], b["views"][1])
+    assert b["aug_seed"].shape == (4,) and b["aug_seed"].dtype == torch.int64 and len(set(b["aug_seed"].tolist())) == 4
     assert b["geno"].shape == (4, 50) and b["geno"].dtype == torch.int8
     assert b["chrom"].shape == b["bp"].shape == b["cm"].shape == (50,)
     # same epoch, workers or not: identical; other epoch: different
     again = _batches(ds, KeyedBatches(**kw), collate, 2, epoch=2)
     for x, y in zip(one, again):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["geno"], y["geno"]) and torch.equal(x["bp"], y["bp"])
+        assert torch.equal(x["aug_seed"], y["aug_seed"])
     other = _batches(ds, KeyedBatches(**kw), collate, 0, epoch=3)
     assert not torch.equal(one[0]["image"], other[0]["image"])
     # two ranks together see the global batches of one process
@@ -143,6 +145,7 @@ def test_keyed_batches_repeatable_and_sharded(stores):
     for g, a, c in zip(one, r0, r1):
         assert torch.equal(g["image"], torch.cat([a["image"], c["image"]]))
         assert torch.equal(g["geno"], torch.cat([a["geno"], c["geno"]]))
+        assert torch.equal(g["aug_seed"], torch.cat([a["aug_seed"], c["aug_seed"]]))
         assert torch.equal(g["bp"], a["bp"]) and torch.equal(a["bp"], c["bp"])
 
 

@@ -36,9 +36,9 @@ def cohort(tmp_path_factory):
 
 
 def _fixed_batch_loss(method, modules, data, stage) -> float:
-    ds = PairDataset(data.image_path, data.geno_path, data.train, data.crop, method.n_views, method.needs_genotypes)
+    ds = PairDataset(data.image_path, data.geno_path, data.train, data.crop, 1, method.needs_genotypes)
     sampler = KeyedBatches(len(ds), 16, seed=0, train=True)
-    batch = next(iter(make_loader(ds, sampler, Collate(data.positions, method.n_views), 0)))
+    batch = next(iter(make_loader(ds, sampler, Collate(data.positions, 1), 0)))
     modules.eval()
     torch.manual_seed(0)
     with torch.no_grad():

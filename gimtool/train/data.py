@@ -22,7 +22,7 @@ from gimtool.io.imagestore import ImageStore
 from gimtool.io.tables import align
 
 # salts that keep the generators of different purposes apart
-_ORDER, _ITEM, _SNPS = 11, 13, 17
+_ORDER, _ITEM, _SNPS, _AUG = 11, 13, 17, 19
 
 
 @dataclass
@@ -126,11 +126,14 @@ class PairDataset(torch.utils.data.Dataset):
         shape = images.shape
         if item_seed is None:
             starts = [tuple((n - c) // 2 for n, c in zip(shape, self.crop))] * self.n_views
+            # validation: a fixed augmentation seed per person, so validation losses are repeatable
+            aug_seed = int(np.random.default_rng([int(self.pairs.image_index[k]), _AUG]).integers(0, 2**62))
         else:
             rng = np.random.default_rng(item_seed)
             starts = [tuple(int(rng.integers(0, n - c + 1)) for n, c in zip(shape, self.crop)) for _ in range(self.n_views)]
+            aug_seed = int(rng.integers(0, 2**62))
         views = [torch.from_numpy(np.ascontiguousarray(images.crop(i, s, self.crop)))[None] for s in starts]
-        item = {"views": views}
+        item = {"views": views, "aug_seed": aug_seed}
         if self.with_geno:
             row = geno.genotypes[int(self.pairs.geno_index[k])]
             idx = snp_subset(spec, geno.n_snps)
@@ -151,7 +154,7 @@ class Collate:
         if not items:  # this rank's share of a small validation batch
             return None
         views = [torch.stack([it["views"][v] for it in items]) for v in range(self.n_views)]
-        batch = {"image": views[0]}
+        batch = {"image": views[0], "aug_seed": torch.tensor([it["aug_seed"] for it in items], dtype=torch.int64)}
         if self.n_views > 1:
             batch["views"] = views
         if "geno" in items[0]:
