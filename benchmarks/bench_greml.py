@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--reuse", action="store_true", help="reuse the cohort already in --workdir")
     a = ap.parse_args()
 
     from gimtool.io.plink import write_bfile
@@ -45,16 +46,23 @@ def main() -> None:
     wd = Path(a.workdir or tempfile.mkdtemp(prefix="bench_greml_"))
     wd.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    s = simulate_genotypes(a.n, n_chromosomes=a.chroms, chrom_length_mb=a.mb, n_snps=a.snps, seed=a.seed)
-    write_bfile(wd / "c", s.G, s.fam, s.bim)
     h2 = [0.2 if j % 2 == 0 else 0.5 for j in range(a.phenos)]
-    tr = simulate_traits(s.G, h2=h2, n_causal=None, n_traits=a.phenos, seed=a.seed + 1)
     names = [f"P{j + 1}" for j in range(a.phenos)]
-    ph = s.fam.select("FID", "IID").with_columns([pl.Series(nm, tr.values[:, j]) for j, nm in enumerate(names)])
-    ph.write_csv(wd / "pheno.tsv", separator="\t")
-    n, m = s.G.shape
-    del s
-    print(f"cohort {n} x {m} simulated and written in {time.perf_counter() - t:.0f} s ({wd})", flush=True)
+    if a.reuse and (wd / "c.bed").is_file() and (wd / "pheno.tsv").is_file():
+        from gimtool.io.plink import Bfile
+
+        bf = Bfile(wd / "c")
+        n, m = bf.n_samples, bf.n_snps
+        print(f"reusing the cohort in {wd} ({n} x {m})", flush=True)
+    else:
+        s = simulate_genotypes(a.n, n_chromosomes=a.chroms, chrom_length_mb=a.mb, n_snps=a.snps, seed=a.seed)
+        write_bfile(wd / "c", s.G, s.fam, s.bim)
+        tr = simulate_traits(s.G, h2=h2, n_causal=None, n_traits=a.phenos, seed=a.seed + 1)
+        ph = s.fam.select("FID", "IID").with_columns([pl.Series(nm, tr.values[:, j]) for j, nm in enumerate(names)])
+        ph.write_csv(wd / "pheno.tsv", separator="\t")
+        n, m = s.G.shape
+        del s
+        print(f"cohort {n} x {m} simulated and written in {time.perf_counter() - t:.0f} s ({wd})", flush=True)
 
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "gimtool", "h2", "--method", "greml", "--bfile", wd / "c", "--pheno",
