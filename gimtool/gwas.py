@@ -43,7 +43,9 @@ def split_names(names: list[str] | None) -> list[str] | None:
     return out or None
 
 
-def _aligned(fam: pl.DataFrame, path, names, what: str, log) -> tuple[np.ndarray, list[str]]:
+def _aligned(fam: pl.DataFrame, path, names, what: str, log, kept: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Columns of a table in .fam order (NaN where absent). `kept`: the samples --keep/--remove
+    leave, against which 'few in common' is judged."""
     tab = read_table(path, names, what=what)
     cols = tab.columns[2:]
     if not cols:
@@ -57,8 +59,10 @@ def _aligned(fam: pl.DataFrame, path, names, what: str, log) -> tuple[np.ndarray
     msg = al.describe(".fam", f"{what} file")
     if log:
         log.info(msg)
-    if al.n_matched < 0.5 * max(al.n_ref, al.n_table) and log:
-        log.warn(f"{path}: few samples in common: {msg}")
+    n_kept = al.n_ref if kept is None else int(kept.sum())
+    n_matched_kept = al.n_matched if kept is None else int(kept[al.ref_index].sum())
+    if (n_matched_kept < 0.5 * n_kept or al.n_matched < 0.5 * al.n_table) and log:
+        log.warn(f"{path}: few samples in common: {msg}" + ("" if kept is None else f" ({n_matched_kept} of the {n_kept} kept samples)"))
     arr = np.full((fam.height, len(cols)), np.nan)
     vals = tab.select(cols).to_numpy().astype(np.float64)
     arr[al.ref_index] = vals[al.table_index]
@@ -77,7 +81,8 @@ def load_inputs(
 ) -> GwasInputs:
     """Read phenotypes (and covariates) and put them in .fam order; --keep/--remove become NaN."""
     fam = bf.fam.select("FID", "IID")
-    y, pnames = _aligned(fam, pheno, pheno_names, "phenotype", log)
+    mask = select_samples(fam, keep, remove, log)
+    y, pnames = _aligned(fam, pheno, pheno_names, "phenotype", log, mask)
     c, cnames = (None, [])
     covar_files = [] if covar is None else ([covar] if isinstance(covar, (str, os.PathLike)) else list(covar))
     if covar_files:
@@ -94,7 +99,7 @@ def load_inputs(
             names = wanted(path)
             if covar_names and names is None:
                 continue  # none of the asked-for covariates is in this file
-            parts.append(_aligned(fam, path, names, "covariate", log))
+            parts.append(_aligned(fam, path, names, "covariate", log, mask))
         if not parts:
             raise InputError(f"{', '.join(map(str, covar_files))}: none of the covariates {', '.join(covar_names)} found")
         c = np.concatenate([a for a, _ in parts], axis=1)
@@ -111,7 +116,6 @@ def load_inputs(
                 )
             idx = [cnames.index(n) for n in covar_names]
             c, cnames = c[:, idx], list(covar_names)
-    mask = select_samples(fam, keep, remove, log)
     y[~mask] = np.nan
     for j, name in enumerate(pnames):
         v = y[:, j][np.isfinite(y[:, j])]
