@@ -53,7 +53,7 @@ GROUPS = {
 # deformations dominate the image variance, and the heritable effects are regional.
 CONFIGS = {
     "cpu": {
-        "simulate": ["--n", "1300", "--demes", "2", "--split", "0.3,0.08,0.62", "--chromosomes", "3",
+        "simulate": ["--n", "1100", "--demes", "2", "--split", "0.42,0.1,0.48", "--chromosomes", "3",
                      "--chrom-length-mb", "6", "--snps", "8000", "--factors", "6", "--causal", "3",
                      "--voxel", "6", "--seed", "11"],
         "voxel": 6,
