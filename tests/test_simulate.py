@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -290,14 +293,44 @@ def _digests(d: Path) -> dict[str, str]:
             for p in sorted(d.rglob("*")) if p.is_file() and p.name != "simulate.log"}
 
 
+# OpenBLAS (numpy's, built for many CPUs) picks its kernel at start-up from the CPU, or from
+# OPENBLAS_CORETYPE; another kernel sums in another order, as on another machine.
+OTHER_BLAS = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "2"}
+
+
+def _in_subprocess(code: str, env: dict[str, str] | None = None) -> None:
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_same_seed_same_truth_across_blas_kernels(tmp_path):
+    """Issue 3: identical geno.bed but different F2 values in truth/ (factor values, genetic
+    parts, betas) because the genetic score went through BLAS, whose rounding depends on the CPU."""
+    code = ("import sys; from gimtool.sim.cohort import simulate_cohort, preset; simulate_cohort(sys.argv[1], "
+            "preset('tiny', n_samples=1000, images=False, n_snps=300, split=(0.2, 0.1, 0.7)))")
+    _in_subprocess(code.replace("sys.argv[1]", repr(str(tmp_path / "a"))), {"OPENBLAS_NUM_THREADS": "1"})
+    _in_subprocess(code.replace("sys.argv[1]", repr(str(tmp_path / "b"))), OTHER_BLAS)
+    a, b = (_digests(tmp_path / x) for x in "ab")
+    assert {"geno.bed", "covariates.tsv", "train.ids", "truth/causal.tsv", "truth/factors.tsv",
+            "truth/genetic.tsv", "truth/loci.tsv", "truth/params.json"} <= set(a)
+    assert a == b, sorted(k for k in a if a[k] != b.get(k))
+
+
+def _gimtool_env(*args, env: dict[str, str]) -> None:
+    _in_subprocess("import runpy, sys; sys.argv = ['gimtool'] + " + repr([str(x) for x in args])
+                   + "; runpy.run_module('gimtool', run_name='__main__', alter_sys=True)", env)
+
+
 @pytest.mark.slow
 def test_same_seed_same_files(tmp_path):
     args = ["simulate", "--preset", "tiny", "--n", "40", "--seed", "7"]
     gimtool(*args, "--out", tmp_path / "a", "--threads", "1")
-    gimtool(*args, "--out", tmp_path / "b", "--threads", "2")
+    _gimtool_env(*args, "--out", tmp_path / "b", "--threads", "2", env=OTHER_BLAS)
     simulate_cohort(tmp_path / "c", preset("tiny", n_samples=40, seed=8))
     a, b, c = (_digests(tmp_path / x) for x in "abc")
-    assert len(a) > 40 and a == b
+    assert len(a) > 40 and a == b, sorted(k for k in a if a[k] != b.get(k))
+    assert {"truth/factors.tsv", "truth/causal.tsv", "truth/template.nii.gz", "truth/masks/F1.nii.gz",
+            "truth/params.json", "images/S01.nii.gz"} <= set(a)
     assert a["geno.bed"] != c["geno.bed"] and a["images/S01.nii.gz"] != c["images/S01.nii.gz"]
     assert "status: ok" in (tmp_path / "a" / "simulate.log").read_text()
 

@@ -8,6 +8,7 @@ sampling error of the noise (about sqrt(2·h2·(1−h2)/N)).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +85,20 @@ def _standardize(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return Xs, mu, sd
 
 
+def _weighted_sum(Xs: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Xs (n, k) @ b (k,), summed column by column in index order.
+
+    Not `Xs @ b`: BLAS picks its kernel (and so its summation order and rounding) from the CPU
+    and thread count at run time, so the same seed gave different factor values, and through
+    the scale different betas, on different machines (issue 3). Elementwise multiply and add
+    round the same everywhere, so this is bit-for-bit reproducible.
+    """
+    g = np.zeros(Xs.shape[0])
+    for j in range(Xs.shape[1]):
+        g += Xs[:, j] * b[j]
+    return g
+
+
 def simulate_traits(
     G: np.ndarray,
     h2: float | list[float] | np.ndarray,
@@ -138,11 +153,12 @@ def simulate_traits(
                 p = mu_c / 2
                 bc = bc * (2 * p * (1 - p) + 1e-12) ** (alpha / 2) * sd_c
                 b[a : a + 4096] = bc
-            g += Xs @ bc
+            g += _weighted_sum(Xs, bc)
             sd[a : a + 4096] = sd_c
-        gsd = g.std()
+        g_mean = math.fsum(g) / n
+        gsd = math.sqrt(math.fsum((g - g_mean) ** 2) / n)
         scale = np.sqrt(h2v[t]) / gsd if gsd > 0 else 0.0
-        g = (g - g.mean()) * scale
+        g = (g - g_mean) * scale
         e = rng.standard_normal(n) * np.sqrt(1 - h2v[t])
         genetic[:, t] = g
         values[:, t] = g + e
