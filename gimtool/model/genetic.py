@@ -196,11 +196,19 @@ class GeneticWindowAttention(nn.Module):
         b = torch.where((d >= 0)[..., None], both[..., :H], both[..., H:])
         return b.movedim(-1, -3)
 
-    def window_bias(self, meta: StageMeta) -> torch.Tensor:
-        """(nW, heads, w, w) additive bias (cM term and mask) for consecutive windows of `meta`."""
-        w = self.window
+    def window_bias(self, meta: StageMeta, left: torch.Tensor | None = None, right: torch.Tensor | None = None) -> torch.Tensor:
+        """(nW, heads, w, w) additive bias for consecutive windows of `meta`: the cM term, the mask,
+        and, given the (L, heads*p) left/right position projections, the bp term of eq. 8."""
+        w, H = self.window, self.heads
         nW = len(meta) // w
         bias = self.rbf_bias(meta.cm.view(nW, w), meta.cm.view(nW, w))
+        if left is not None:
+            # The bp term depends on positions only: one (nW, H, w, w) product for the whole batch
+            # instead of appending p columns to every person's q and k.
+            p = left.shape[1] // H
+            lw = left.view(nW, w, H, p).transpose(1, 2)
+            rw = right.view(nW, w, H, p).transpose(1, 2)
+            bias = bias + lw @ rw.transpose(-1, -2)
         chrom = meta.chrom.view(nW, w)
         allowed = meta.valid.view(nW, 1, w) & (chrom[:, :, None] == chrom[:, None, :])
         # Every query may see itself, so no softmax row is empty (padding queries are discarded later).
@@ -209,7 +217,7 @@ class GeneticWindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, meta: StageMeta, shift: bool) -> torch.Tensor:
         B, L, C = x.shape
-        w, H, hd, p = self.window, self.heads, self.head_dim, self.cfg.pos_proj_dim
+        w, H, hd = self.window, self.heads, self.head_dim
         if L % w or len(meta) != L:
             raise ValueError(f"window attention: length {L} must be a multiple of {w} and match metadata ({len(meta)})")
         pe = meta.encoding(self.cfg)
@@ -221,19 +229,21 @@ class GeneticWindowAttention(nn.Module):
             right = F.pad(right, (0, 0, half, w - half))
             meta = meta.pad(half, w - half)
         nW = x.shape[1] // w
-        qkv = self.qkv(x).view(B, nW, w, 3, H, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, H, w, hd)
-        q, k, v = (t.reshape(B, nW * H, w, hd) for t in qkv)
-
-        def per_head(t: torch.Tensor) -> torch.Tensor:  # (Lw, H*p) -> (B, nW*H, w, p)
-            return t.view(nW, w, H, p).permute(0, 2, 1, 3).reshape(1, nW * H, w, p).expand(B, -1, -1, -1).to(q.dtype)
-
-        # The bp term of eq. 8 is a dot product of left/right projections, like the content term:
-        # appending them to q and k lets one attention kernel compute both (scale applied to q only).
-        q = torch.cat([q * hd**-0.5, per_head(left)], dim=-1)
-        k = torch.cat([k, per_head(right)], dim=-1)
-        bias = self.window_bias(meta)  # (nW, H, w, w), shared by the batch
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, nW * H, w, w).to(q.dtype), scale=1.0)
-        o = o.view(B, nW, H, w, hd).permute(0, 1, 3, 2, 4).reshape(B, nW * w, C)
+        bias = self.window_bias(meta, left, right).to(x.dtype)  # (nW, H, w, w), shared by the batch
+        q, k, v = self.qkv(x).view(B, nW, w, 3, H, hd).permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, H, w, hd)
+        if x.is_cuda:
+            o = F.scaled_dot_product_attention(
+                q.reshape(B, nW * H, w, hd), k.reshape(B, nW * H, w, hd), v.reshape(B, nW * H, w, hd),
+                attn_mask=bias.view(1, nW * H, w, w), scale=hd**-0.5,
+            ).view(B, nW, H, w, hd)
+        else:
+            # Windows of a few tokens: plain batched products beat the CPU SDPA kernels, whose
+            # per-head overhead and mask checks dominate at w = 10. Scores are kept transposed
+            # (key, query): the CPU softmax over a short last dimension is ~4x slower than over
+            # the second-last one, and the transpose back is free inside the second product.
+            s_t = torch.matmul(k, q.transpose(-1, -2) * hd**-0.5) + bias.transpose(-1, -2).contiguous()
+            o = torch.matmul(torch.softmax(s_t, dim=-2).transpose(-1, -2), v)
+        o = o.transpose(2, 3).reshape(B, nW * w, C)
         if shift:
             o = o[:, half : half + L]
         return self.proj(o)
@@ -271,15 +281,15 @@ class AttentionPool1d(nn.Module):
         B, L, C = x.shape
         r, H, hd = self.rate, self.heads, self.head_dim
         nP = L // r
-        kv = self.kv(self.norm(x)).view(B, nP, r, 2, H, hd).permute(3, 0, 1, 4, 2, 5)  # (2, B, nP, H, r, hd)
-        k, v = (t.reshape(B, nP * H, r, hd) for t in kv)
-        q = self.query.view(1, 1, H, 1, hd).expand(B, nP, H, 1, hd).reshape(B, nP * H, 1, hd).to(k.dtype)
+        k, v = self.kv(self.norm(x)).view(B, nP, r, 2, H, hd).unbind(3)  # (B, nP, r, H, hd)
         valid = meta.valid.view(nP, r)
         # A group with no valid member attends uniformly; its output is invalid and zeroed below.
         allowed = valid | ~valid.any(1, keepdim=True)
-        mask = torch.zeros(nP, r, dtype=k.dtype, device=k.device).masked_fill(~allowed, float("-inf"))
-        mask = mask[:, None, None, :].expand(nP, H, 1, r).reshape(1, nP * H, 1, r)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nP*H, 1, hd)
+        mask = torch.zeros(nP, r, 1, dtype=k.dtype, device=k.device).masked_fill(~allowed[:, :, None], float("-inf"))
+        # One query per head and group: elementwise products in the kv layout avoid the head
+        # permutations (copies) an attention kernel needs; the softmax runs over the group axis.
+        s = (k * (self.query.to(k.dtype) * hd**-0.5)).sum(-1) + mask  # (B, nP, r, H)
+        o = (torch.softmax(s, dim=2)[..., None] * v).sum(2)  # (B, nP, H, hd)
         pooled = meta.pool(r)
         o = self.out(o.view(B, nP, H * hd))
         return o * pooled.valid[None, :, None].to(o.dtype), pooled
