@@ -36,6 +36,12 @@ MISSING_CLASS = 3
 _CHROM_NAMES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
 
 
+def _fused_attention(x: torch.Tensor) -> bool:
+    """Whether window attention goes through F.scaled_dot_product_attention (fused kernels on
+    CUDA) rather than the plain batched products that are faster on the CPU at w = 10."""
+    return x.is_cuda
+
+
 def chrom_codes(values) -> np.ndarray:
     """PLINK chromosome names or numbers -> int64 codes (1..22, X=23, Y=24, XY=25, MT=26).
 
@@ -231,7 +237,7 @@ class GeneticWindowAttention(nn.Module):
         nW = x.shape[1] // w
         bias = self.window_bias(meta, left, right).to(x.dtype)  # (nW, H, w, w), shared by the batch
         q, k, v = self.qkv(x).view(B, nW, w, 3, H, hd).permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, H, w, hd)
-        if x.is_cuda:
+        if _fused_attention(x):
             o = F.scaled_dot_product_attention(
                 q.reshape(B, nW * H, w, hd), k.reshape(B, nW * H, w, hd), v.reshape(B, nW * H, w, hd),
                 attn_mask=bias.view(1, nW * H, w, w), scale=hd**-0.5,
