@@ -8,13 +8,17 @@ Inputs, for B people and L SNPs sorted by chromosome then position (samples x SN
     mask  (L,)   optional bool, False = treat the SNP as absent
 Output: (B, genetic_out_dim).
 
-Layout. Each chromosome's run of SNPs is padded to a multiple of
-block = window * pool_rate ** (n_stages - 1), so no window and no pooling group at any stage holds
-two chromosomes, and one chromosome's tokens never depend on another's until the global readout.
+Layout. At every stage each chromosome's run of tokens is padded to a multiple of the window and
+(before a pooling) of pool_rate, so no window and no pooling group holds two chromosomes, every
+chromosome starts window-aligned, and one chromosome's tokens never depend on another's until the
+global readout. The padding is re-inserted after each pooling rather than taken once as
+block = window * pool_rate ** (n_stages - 1) SNPs at the input: the result is the same (padding
+tokens are invalid at every stage) and the first, largest stage carries fewer tokens.
 Padding and masked SNPs are invalid tokens: never attended to, left out of pooling and readout.
 Hence the subset property: the output for a subset made of whole chromosomes, or of a crop
 starting at a multiple of `block` within its chromosome, equals the output for the full array
-with everything else masked (tested). Shifted windows can straddle two chromosomes; the attention
+with everything else masked (tested): such a crop starts window- and pool-aligned at every stage.
+Shifted windows can straddle two chromosomes; the attention
 mask forbids every pair on different chromosomes, so the cM term (and all others) never links
 them. Attention is within windows of `window` tokens: time and memory are linear in L.
 """
@@ -142,6 +146,7 @@ def make_layout(chrom: torch.Tensor, bp: torch.Tensor, cm: torch.Tensor, mask: t
     """Pad each chromosome's run of SNPs to a multiple of `block` (see module docstring).
 
     chrom, bp, cm, mask: (L,). Chromosomes must form contiguous runs (the array is sorted).
+    index[i] = -1 marks padding.
     """
     L = chrom.shape[0]
     dev = chrom.device
@@ -165,6 +170,18 @@ def make_layout(chrom: torch.Tensor, bp: torch.Tensor, cm: torch.Tensor, mask: t
     tok_cm[dest] = cm.to(device=dev, dtype=torch.float32)
     tok_chrom = torch.repeat_interleave(runs, padded)
     return SnpLayout(index, StageMeta(valid, tok_chrom, tok_bp, tok_cm))
+
+
+def repad_stage(x: torch.Tensor, meta: StageMeta, unit: int) -> tuple[torch.Tensor, StageMeta]:
+    """Re-pad each chromosome run of x (B, L, C) / meta (L,) to a multiple of `unit` tokens;
+    padding tokens are invalid zeros. Returns the inputs themselves when no run needs padding."""
+    runs, counts = torch.unique_consecutive(meta.chrom, return_counts=True)
+    if not bool((counts % unit).any()):
+        return x, meta
+    lay = make_layout(meta.chrom, meta.bp, meta.cm, meta.valid, unit)
+    dest = torch.nonzero(lay.index >= 0).flatten()
+    out = x.new_zeros(x.shape[0], len(lay.index), x.shape[2]).index_copy(1, dest, x)
+    return out, lay.meta
 
 
 class GeneticWindowAttention(nn.Module):
@@ -343,7 +360,10 @@ class GeneticTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims = cfg.genetic_dims
+        # The crop alignment of the subset property; the layout pads less (module docstring).
         self.block = cfg.window * cfg.pool_rate ** (len(dims) - 1)
+        before_pool = cfg.window * cfg.pool_rate // math.gcd(cfg.window, cfg.pool_rate)
+        self.units = [before_pool] * (len(dims) - 1) + [cfg.window]  # run length multiple per stage
         self.geno_embed = nn.Embedding(4, dims[0])
         self.chrom_embed = nn.Embedding(cfg.n_chrom_codes, dims[0])
         self.stages = nn.ModuleList(
@@ -367,7 +387,7 @@ class GeneticTransformer(nn.Module):
         chrom = chrom.to(dev).long()
         if chrom.numel() and (int(chrom.min()) < 0 or int(chrom.max()) >= self.cfg.n_chrom_codes):
             raise ValueError(f"chromosome codes must be in 0..{self.cfg.n_chrom_codes - 1}; got {int(chrom.min())}..{int(chrom.max())}")
-        layout = make_layout(chrom, bp.to(dev), cm.to(dev), None if mask is None else mask.to(dev), self.block)
+        layout = make_layout(chrom, bp.to(dev), cm.to(dev), None if mask is None else mask.to(dev), self.units[0])
         meta = layout.meta
         if not bool(meta.valid.any()):
             raise ValueError("genetic encoder: no SNP left (all masked or none given)")
@@ -392,6 +412,7 @@ class GeneticTransformer(nn.Module):
             summaries.append(run(self.readouts[s], x, meta))
             if s < len(self.pools):
                 x, meta = run(self.pools[s], x, meta)
+                x, meta = repad_stage(x, meta, self.units[s + 1])
         return self.head(torch.cat(summaries, dim=1))
 
 
