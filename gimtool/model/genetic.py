@@ -18,9 +18,8 @@ Padding and masked SNPs are invalid tokens: never attended to, left out of pooli
 Hence the subset property: the output for a subset made of whole chromosomes, or of a crop
 starting at a multiple of `block` within its chromosome, equals the output for the full array
 with everything else masked (tested): such a crop starts window- and pool-aligned at every stage.
-Shifted windows can straddle two chromosomes; the attention
-mask forbids every pair on different chromosomes, so the cM term (and all others) never links
-them. Attention is within windows of `window` tokens: time and memory are linear in L.
+Shifted windows can straddle two chromosomes; the attention mask forbids every pair on different
+chromosomes, so the cM term (and all others) never links them. Attention is within windows of `window` tokens: time and memory are linear in L.
 """
 
 from __future__ import annotations
