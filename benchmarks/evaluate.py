@@ -157,14 +157,18 @@ def evaluate_phenotypes(name: str, pcs_tsv: Path, out: Path, data: dict, cfg: di
         gim("mi", "--pheno", pcs_tsv, "--geno", out / "geno.geno", "--keep", c / "test.ids", "--out", d / "mi",
             "--threads", threads, "--device", device, *cfg["mi"])
     loci = pl.read_csv(d / "clump.loci.tsv", separator="\t")
-    h2 = pl.read_csv(d / "h2.h2.tsv", separator="\t")
-    mi = pl.read_csv(d / "mi.mi.tsv", separator="\t")
+    h2 = pl.read_csv(d / "h2.h2.tsv", separator="\t", null_values="NA")
+    mi = pl.read_csv(d / "mi.mi.tsv", separator="\t", null_values="NA")
+
+    def num(col: str) -> float:
+        v = mi[col][0] if col in mi.columns else None
+        return float("nan") if v is None else float(v)
+
     score = score_loci(loci, data["truth_loci"])
     return {
         "name": name, "loci_table": loci, **score,
         "h2_mean": float(h2["H2"].mean()), "h2_sd": float(h2["H2"].std()),
-        "mi": float(mi["MI_VAL"][0]), "mi_se": float(mi["MI_VAL_SE"][0]) if "MI_VAL_SE" in mi.columns else float("nan"),
-        "mi_train": float(mi["MI_TRAIN"][0]) if "MI_TRAIN" in mi.columns else float("nan"),
+        "mi": num("MI_VAL"), "mi_se": num("MI_VAL_SE"), "mi_train": num("MI_TRAIN"),
     }
 
 
