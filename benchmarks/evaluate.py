@@ -57,11 +57,11 @@ CONFIGS = {
                      "--chrom-length-mb", "6", "--snps", "8000", "--factors", "6", "--causal", "3",
                      "--voxel", "6", "--seed", "11"],
         "voxel": 6,
-        "train": ["--epochs", "3", "--batch-size", "12"],
-        "gim_epochs": "1,1,1",
-        # CPU time: every method trains on the same random subset of the training people
-        "train_subset": 160,
-        "val_subset": 40,
+        "train": ["--epochs", "6", "--batch-size", "12"],
+        "gim_epochs": "3,2,1",
+        # set these to train every method on the same random subset of the training people
+        "train_subset": None,
+        "val_subset": None,
         "model_toml": "[model]\nconv_channels = [8, 16, 32]\ngenetic_dims = [8, 16, 32]\n",
         "mi": ["--epochs", "40", "--patience", "6", "--repeats", "1", "--genetic-encoder", "mlp", "--weight-decay", "0.01"],
     },
