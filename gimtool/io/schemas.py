@@ -78,8 +78,7 @@ EMBEDDING_PREFIX = "z"
 TRAIN_HISTORY_COLS = ("EPOCH", "STAGE", "STAGE_EPOCH", "LR", "TRAIN_LOSS", "VAL_LOSS", "TRAIN_MI", "VAL_MI", "MI_GAP",
                       "SAMPLES_PER_S", "SECONDS")
 
-# Simulated cohorts (simulate output DIR/): the image list prep-mri reads, covariates and truth.
-IMAGE_LIST_COLS = ("FID", "IID", "PATH")
+# Simulated cohorts (simulate output DIR/): covariates and truth (images.tsv uses IMAGE_LIST_COLS).
 SIM_COVAR_COLS = ("FID", "IID", "age", "sex", "ancestry")  # sex 1 = male, 2 = female; ancestry = deme index
 SIM_CAUSAL_COLS = ("SNP", "CHR", "BP", "FACTOR", "BETA", "A1", "A1FREQ", "KIND")  # BETA per copy of A1; KIND strong|polygenic
 SIM_LOCI_COLS = ("LOCUS", "FACTOR", "CHR", "START", "END", "SNP", "BP")  # one row per strong causal SNP, START-END = BP ± 250 kb
