@@ -130,3 +130,16 @@ def test_cli_version_and_help():
     out = gimtool("--help").stdout
     for name in ("prep-mri", "prep-geno", "train", "embed", "pcs", "gwas", "clump", "h2", "mi", "simulate"):
         assert name in out
+
+
+def test_fam_and_bim_errors_name_the_file_line(tmp_path):
+    from gimtool.io.plink import read_bim, read_fam
+
+    fam = _write(tmp_path / "x.fam", "f1 i1 0 0 1 -9\n\nf2 i2 0 0 2 -9\nf1 i1 0 0 1 -9\n")
+    with pytest.raises(InputError, match="line 4: duplicate sample ID \\(FID f1, IID i1\\), first seen on line 1"):
+        read_fam(fam)
+    bim = _write(tmp_path / "x.bim", "1 rs1 0 100 A G\n\n1 rs2 0 2x A G\n")
+    with pytest.raises(InputError, match="x.bim: line 3: column BP must be numeric, found '2x'"):
+        read_bim(bim)
+    with pytest.raises(InputError, match="line 2: expected 6 columns"):
+        read_bim(_write(tmp_path / "y.bim", "1\trs1\t0\t100\tA\tG\n1\trs2\t0\t100\tA\n"))

@@ -29,8 +29,9 @@ _CODE[0] = 0b11
 _CODE[MISSING_INT8 & 0xFF] = 0b01
 
 
-def _split_lines(path: Path, ncol: int, what: str) -> list[list[str]]:
-    rows = []
+def _split_lines(path: Path, ncol: int, what: str) -> tuple[list[list[str]], list[int]]:
+    """Rows of `ncol` whitespace-separated fields, and the file line number of each (blank lines skipped)."""
+    rows, linenos = [], []
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
             tok = line.split()
@@ -39,7 +40,8 @@ def _split_lines(path: Path, ncol: int, what: str) -> list[list[str]]:
             if len(tok) != ncol:
                 raise InputError(f"{path}: line {lineno}: expected {ncol} columns ({what}), found {len(tok)}")
             rows.append(tok)
-    return rows
+            linenos.append(lineno)
+    return rows, linenos
 
 
 def read_fam(path: str | os.PathLike) -> pl.DataFrame:
@@ -47,11 +49,11 @@ def read_fam(path: str | os.PathLike) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: .fam file not found")
-    rows = _split_lines(path, 6, " ".join(FAM_COLS))
+    rows, linenos = _split_lines(path, 6, " ".join(FAM_COLS))
     if not rows:
         raise InputError(f"{path}: .fam file has no samples")
     seen: dict[tuple[str, str], int] = {}
-    for i, r in enumerate(rows, 1):
+    for i, r in zip(linenos, rows):
         key = (r[0], r[1])
         if key in seen:
             raise InputError(f"{path}: line {i}: duplicate sample ID (FID {r[0]}, IID {r[1]}), first seen on line {seen[key]}")
@@ -80,17 +82,16 @@ def read_bim(path: str | os.PathLike) -> pl.DataFrame:
                 return df
         except (pl.exceptions.ComputeError, pl.exceptions.PolarsError):
             pass  # the slow path below says which line is wrong
-    rows = _split_lines(path, 6, " ".join(BIM_COLS))
+    rows, linenos = _split_lines(path, 6, " ".join(BIM_COLS))
     if not rows:
         raise InputError(f"{path}: .bim file has no SNPs")
     df = pl.DataFrame(rows, schema=list(BIM_COLS), orient="row")
     for col, conv in (("CM", float), ("BP", int)):
-        vals = df[col].to_list()
-        for i, v in enumerate(vals):
+        for lineno, v in zip(linenos, df[col].to_list()):
             try:
                 conv(v)
             except ValueError:
-                raise InputError(f"{path}: line {i + 1}: column {col} must be numeric, found {v!r}") from None
+                raise InputError(f"{path}: line {lineno}: column {col} must be numeric, found {v!r}") from None
     return df.with_columns(pl.col("CM").cast(pl.Float64), pl.col("BP").cast(pl.Int64))
 
 
