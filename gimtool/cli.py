@@ -10,7 +10,6 @@ import importlib
 import logging
 import sys
 
-import click
 import typer
 
 from gimtool import __version__
@@ -73,24 +72,22 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point. Returns (and exits with) the exit status."""
+    """Entry point. Returns (and, called without `argv`, exits with) the exit status.
+
+    Typer/click handle usage errors themselves (usage line, exit 2); a GimtoolError becomes one
+    `Error: ...` line and exit 1, with the traceback only under -v.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="gimtool")
         code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except GimtoolError as e:
         if _state["verbose"]:
             import traceback
 
             traceback.print_exc()
         print(f"Error: {e}", file=sys.stderr)
-        code = e.exit_code
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.exceptions.Abort:
-        print("Aborted.", file=sys.stderr)
-        code = 130
-    except click.ClickException as e:
-        e.show()
         code = e.exit_code
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
