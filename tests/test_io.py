@@ -143,3 +143,10 @@ def test_fam_and_bim_errors_name_the_file_line(tmp_path):
         read_bim(bim)
     with pytest.raises(InputError, match="line 2: expected 6 columns"):
         read_bim(_write(tmp_path / "y.bim", "1\trs1\t0\t100\tA\tG\n1\trs2\t0\t100\tA\n"))
+
+
+def test_cli_usage_error_and_input_error_exit_codes(tmp_path):
+    p = gimtool("gwas", "--no-such-option", check=False)
+    assert p.returncode == 2 and "No such option" in p.stderr and "Traceback" not in p.stderr
+    p = gimtool("prep-geno", "--bfile", tmp_path / "none", "--out", tmp_path / "o", check=False)
+    assert p.returncode == 1 and p.stderr.startswith("Error: ") and "Traceback" not in p.stderr
