@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole gimtool pipeline on the built-in synthetic cohort (about 10 minutes on 2 CPU cores).
+# The whole gimtool pipeline on the built-in synthetic cohort (about 2.5 minutes on 2 CPU cores).
 #
 #   bash examples/quickstart.sh [DIR]        (make quickstart runs it after setting up)
 #
