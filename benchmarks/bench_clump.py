@@ -122,13 +122,6 @@ def read_clumped(path: Path, sep: str | None) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def timed_rss(cmd: list, rss_file: Path) -> tuple[float, float]:
-    """Wall seconds (as `measure`) and peak RSS in MB from /usr/bin/time of the command alone (a
-    forked child's ru_maxrss would start from this big Python process's own peak)."""
-    wall, _ = measure(["/usr/bin/time", "-f", "%M", "-o", rss_file, *cmd])
-    return wall, int(Path(rss_file).read_text().split()[-1]) / 1024.0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
@@ -153,9 +146,9 @@ def main() -> None:
              "--clump-kb", "250", "--threads", "1", "--out", out / "plink", "--silent"]
     tg, tp, mg, mp = [], [], [], []
     for _ in range(args.repeats):
-        w, r = timed_rss(p_cmd, out / "p.rss")
+        w, r = measure(p_cmd)
         tp.append(w), mp.append(r)
-        w, r = timed_rss(g_cmd, out / "g.rss")
+        w, r = measure(g_cmd)
         tg.append(w), mg.append(r)
     a = read_clumped(out / "gim.clumped", "\t")
     b = read_clumped(out / "plink.clumped", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,17 +13,28 @@ RESULTS = HERE / "results"
 
 
 def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, float]:
-    """Run `cmd`; return (wall seconds, peak resident memory in MB) of that process tree's largest
-    process (ru_maxrss of the child, from wait4)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    out = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(out.decode(errors="replace")[-3000:])
-        raise SystemExit(f"benchmark command failed: {' '.join(map(str, cmd))}")
-    return wall, ru.ru_maxrss / 1024.0
+    """Run `cmd`; return (wall seconds, peak resident memory in MB of the command itself).
+
+    Peak memory comes from GNU time (`/usr/bin/time -f %M`): the ru_maxrss that wait4 reports for a
+    child forked from this Python process starts from this process's own peak, which would inflate
+    small tools such as plink2.
+    """
+    import shutil
+    import tempfile
+
+    gnu_time = shutil.which("time", path="/usr/bin")
+    if gnu_time is None:
+        raise SystemExit("benchmarks need GNU time (/usr/bin/time; Debian package 'time')")
+    with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
+        t0 = time.perf_counter()
+        p = subprocess.run([gnu_time, "-f", "%M", "-o", rss.name, *map(str, cmd)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            sys.stderr.write(p.stdout.decode(errors="replace")[-3000:])
+            raise SystemExit(f"benchmark command failed: {' '.join(map(str, cmd))}")
+        peak_kb = int(Path(rss.name).read_text().split()[-1])
+    return wall, peak_kb / 1024.0
 
 
 def gimtool_cmd(*args: str) -> list[str]:
