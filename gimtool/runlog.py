@@ -20,6 +20,7 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,15 +53,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if final.is_dir() and tmp.is_dir():
-            import shutil
-
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             if tmp.is_dir():
-                import shutil
-
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
