@@ -163,37 +163,24 @@ def _quad(a: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 class Products:
-    """The dense part of a chunk scan, reusing its buffers: G0ᵀ[Yr | Q0 | 1], Σg², and for each
-    phenotype the sums Q0ᵀg, Σg, Σg² over its excluded rows E_p.
-
-    Reused buffers matter: allocating a fresh chunk-sized array per chunk costs page faults that,
-    on small VMs, take longer than the arithmetic. On CPU this is numpy (BLAS); on CUDA torch.
+    """The dense part of a chunk scan from decoded genotypes (the reference for the packed kernels
+    and the path for in-memory arrays): G0ᵀ[Yr | Q0 | 1], Σg², and for each phenotype the sums
+    Q0ᵀg, Σg, Σg² over its excluded rows E_p. Buffers are reused across chunks.
     """
 
-    def __init__(self, prep: Prepared, max_m: int, device=None, dtype: str = "float64"):
+    def __init__(self, prep: Prepared, max_m: int, dtype: str = "float64"):
         self.n0 = len(prep.samples)
         self.max_m = max_m
         self.k = prep.k
         self.np_dtype = np.dtype(dtype)
-        self.device = None if device is None or str(device) == "cpu" else device
         ones = np.ones((self.n0, 1))
         # per phenotype: rows E_p and the matrix [Q0 | 1] on them
         z = [np.ascontiguousarray(np.concatenate([prep.q0, ones], axis=1)[e]) for e in prep.excl]
-        if self.device is None:
-            self.x = prep.x.astype(self.np_dtype)
-            self.flat = np.empty(self.n0 * max_m, dtype=self.np_dtype)
-            self.gflat = np.empty(max((len(e) for e in prep.excl), default=0) * max_m, dtype=self.np_dtype)
-            self.out = np.empty((max_m, prep.x.shape[1]), dtype=self.np_dtype)
-            self.excl = [(e, zz.astype(self.np_dtype)) for e, zz in zip(prep.excl, z)]
-        else:
-            import torch
-
-            self.tdtype = getattr(torch, dtype)
-            self.x = torch.from_numpy(prep.x).to(device=self.device, dtype=self.tdtype)
-            self.excl = [
-                (torch.from_numpy(e).to(self.device), torch.from_numpy(zz).to(self.device, self.tdtype))
-                for e, zz in zip(prep.excl, z)
-            ]
+        self.x = prep.x.astype(self.np_dtype)
+        self.flat = np.empty(self.n0 * max_m, dtype=self.np_dtype)
+        self.gflat = np.empty(max((len(e) for e in prep.excl), default=0) * max_m, dtype=self.np_dtype)
+        self.out = np.empty((max_m, prep.x.shape[1]), dtype=self.np_dtype)
+        self.excl = [(e, zz.astype(self.np_dtype)) for e, zz in zip(prep.excl, z)]
 
     def __call__(self, g0: np.ndarray):
         """g0: (n0, m) int8 or float without missing values (missing already set to 0).
@@ -203,40 +190,25 @@ class Products:
         m = g0.shape[1]
         assert m <= self.max_m
         k = self.k
-        if self.device is None:
-            buf = self.flat[: self.n0 * m].reshape(self.n0, m)
-            np.copyto(buf, g0)
-            out = self.out[:m]
-            np.matmul(buf.T, self.x, out=out)
-            s2 = np.einsum("ij,ij->j", buf, buf)
-            ex = []
-            for e, z in self.excl:
-                if len(e) == 0:
-                    ex.append(None)
-                    continue
-                ge = np.take(buf, e, axis=0, out=self.gflat[: len(e) * m].reshape(len(e), m))
-                uz = ge.T @ z
-                ex.append((uz[:, :k].astype(np.float64), uz[:, k].astype(np.float64),
-                           np.einsum("ij,ij->j", ge, ge).astype(np.float64)))
-            return out.astype(np.float64), s2.astype(np.float64), ex
-        import torch
-
-        gt = torch.from_numpy(np.ascontiguousarray(g0)).to(self.device).to(self.tdtype)
-        prod = (gt.T @ self.x).to("cpu", torch.float64).numpy()
-        s2 = (gt * gt).sum(0).to("cpu", torch.float64).numpy()
+        buf = self.flat[: self.n0 * m].reshape(self.n0, m)
+        np.copyto(buf, g0)
+        out = self.out[:m]
+        np.matmul(buf.T, self.x, out=out)
+        s2 = np.einsum("ij,ij->j", buf, buf)
         ex = []
         for e, z in self.excl:
             if len(e) == 0:
                 ex.append(None)
                 continue
-            ge = gt.index_select(0, e)
-            uz = (ge.T @ z).to("cpu", torch.float64).numpy()
-            ex.append((uz[:, :k], uz[:, k], (ge * ge).sum(0).to("cpu", torch.float64).numpy()))
-        return prod, s2, ex
+            ge = np.take(buf, e, axis=0, out=self.gflat[: len(e) * m].reshape(len(e), m))
+            uz = ge.T @ z
+            ex.append((uz[:, :k].astype(np.float64), uz[:, k].astype(np.float64),
+                       np.einsum("ij,ij->j", ge, ge).astype(np.float64)))
+        return out.astype(np.float64), s2.astype(np.float64), ex
 
 
 def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) -> ChunkResult:
-    """Association of a SNP chunk with every phenotype.
+    """Association of a SNP chunk with every phenotype, from decoded genotypes.
 
     g: (n0, m) genotypes of the S0 samples (rows in ``prep.samples`` order): int8 with
     MISSING_INT8, or float with NaN. `products` does the dense part (CPU float64 by default;
@@ -245,7 +217,6 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
     n0 = len(prep.samples)
     assert g.ndim == 2 and g.shape[0] == n0, f"genotypes must be ({n0}, m), got {g.shape}"
     m = g.shape[1]
-    p, k = prep.n_pheno, prep.k
     if products is None:
         products = Products(prep, m)
 
@@ -263,9 +234,30 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
     has_miss = np.flatnonzero(miss.any(axis=0)) if miss is not None else np.zeros(0, dtype=np.int64)
 
     prod, s2, ex = products(g0)
-    gy0 = prod[:, :p]
-    u0 = prod[:, p : p + k]
-    s1 = prod[:, p + k]
+    p, k = prep.n_pheno, prep.k
+    miss_sub = miss[:, has_miss] if len(has_miss) else None
+    return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], prod[:, p + k], s2, ex, has_miss, miss_sub)
+
+
+def finish_chunk(
+    prep: Prepared,
+    gy0: np.ndarray,
+    u0: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    ex: list,
+    has_miss: np.ndarray,
+    miss_sub: np.ndarray | None,
+) -> ChunkResult:
+    """β, SE, N and frequencies of a chunk from its sums over S0 (missing calls counted as 0).
+
+    gy0 (m, p) = G0ᵀYr, u0 (m, k) = G0ᵀQ0, s1 (m,) = Σg, s2 (m,) = Σg² over S0; ex[j]: None or the
+    sums (Q0ᵀg (m, k), Σg, Σg²) over phenotype j's excluded rows E_j; has_miss (J,): chunk columns
+    with a missing call among S0; miss_sub (n0, J) bool: where those calls are missing.
+    """
+    n0 = len(prep.samples)
+    m = gy0.shape[0]
+    p, k = prep.n_pheno, prep.k
 
     beta = np.full((m, p), np.nan)
     se = np.full((m, p), np.nan)
@@ -279,7 +271,7 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
     if len(has_miss):
         import scipy.sparse as sp
 
-        mm = sp.csc_matrix(miss[:, has_miss].astype(np.float64))  # (n0, J)
+        mm = sp.csc_matrix(miss_sub.astype(np.float64))  # (n0, J)
         mmt = mm.T.tocsr()
         q = prep.q0
         qq = (q[:, :, None] * q[:, None, :]).reshape(n0, k * k)
@@ -292,9 +284,9 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
             sum2 = s2 - s2e
             sum1 = s1 - s1e
         else:
-            u, sum2, sum1 = u0.copy(), s2.copy(), s1.copy()
+            u, sum2, sum1 = np.array(u0), np.array(s2), np.array(s1)
         gg_j = sum2 - _quad(prep.a_inv[j], u, u)
-        gy_j = gy0[:, j].copy()
+        gy_j = np.array(gy0[:, j])
         yy_j = np.full(m, prep.yy[j])
         n_j = np.full(m, prep.n[j], dtype=np.int64)
         if len(has_miss):
@@ -331,10 +323,165 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
         t = beta / se
     called = np.full(m, n0, dtype=np.int64)
     if len(has_miss):
-        called[has_miss] -= miss[:, has_miss].sum(axis=0)
+        called[has_miss] -= miss_sub.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         freq0 = s1 / (2.0 * called)
     return ChunkResult(beta=beta, se=se, t=t, n=nobs, freq=freq, dof=dof, freq0=freq0)
+
+
+# .bed 2-bit codes, low bits first: 00 hom A1 (2 copies of A1), 01 missing, 10 het, 11 hom A2
+_CODE_DOSAGE = np.array([2.0, 0.0, 1.0, 0.0])  # missing decodes to 0: it drops out of every sum
+_CODE_MISSING = np.array([False, True, False, False])
+
+
+def byte_table(values: np.ndarray) -> np.ndarray:
+    """(256, 4) table: the four samples' values of every possible .bed byte."""
+    v = np.arange(256)
+    return np.stack([values[(v >> (2 * s)) & 3] for s in range(4)], axis=1)
+
+
+class PackedScan:
+    """The sums of a chunk scan straight from packed .bed rows, on the CPU.
+
+    Each block of `block` SNPs is decoded through a 256-entry byte table into a cache-sized
+    buffer and multiplied at once by X = [Yr | Q0 | 1] laid out over all .bed samples (zero
+    rows for samples outside S0), so no genotype matrix is ever materialized; Σg and Σg² over S0
+    and the missing-call counts come from popcounts of the packed bits. Exactly the sums of
+    :class:`Products` (float64; genotypes are small integers and decode exactly).
+
+    Thread-safe: every call allocates its own buffers, so chunks can run in parallel threads
+    (with single-threaded BLAS).
+    """
+
+    def __init__(self, prep: Prepared, n_bed: int, block: int | None = None, dtype: str = "float64"):
+        self.prep = prep
+        self.n_bed = n_bed
+        self.nb = (n_bed + 3) // 4
+        # a decoded block of ~2.5 MB stays in cache between the decode and the product
+        self.block = block or int(np.clip(320_000 // (4 * self.nb), 1, 256))
+        self.dtype = np.dtype(dtype)
+        rows = prep.samples
+        assert rows.max(initial=-1) < n_bed
+        self.x = np.zeros((4 * self.nb, prep.x.shape[1]), dtype=self.dtype)
+        self.x[rows] = prep.x
+        self.lut = byte_table(_CODE_DOSAGE).astype(self.dtype)
+        self.miss_lut = byte_table(_CODE_MISSING)
+        self.s0_mask = np.zeros(n_bed, dtype=bool)
+        self.s0_mask[rows] = True
+        # the union of the phenotypes' excluded rows (in .bed sample indices) and, per
+        # phenotype, the block of [Q0 | 1] on its own excluded rows (zero elsewhere)
+        p, k = prep.n_pheno, prep.k
+        self.union = np.unique(np.concatenate([rows[e] for e in prep.excl] + [np.zeros(0, np.int64)]))
+        q1 = np.concatenate([prep.q0, np.ones((len(rows), 1))], axis=1)
+        self.z = np.zeros((len(self.union), p * (k + 1)), dtype=self.dtype)
+        self.ind = np.zeros((len(self.union), p), dtype=self.dtype)
+        for j, e in enumerate(prep.excl):
+            pos = np.searchsorted(self.union, rows[e])
+            self.z[pos, j * (k + 1) : (j + 1) * (k + 1)] = q1[e]
+            self.ind[pos, j] = 1.0
+
+    def __call__(self, raw: np.ndarray) -> ChunkResult:
+        """raw: (m, ceil(n_bed / 4)) uint8 .bed rows. Returns the chunk's results."""
+        from gimtool.stats.qc import packed_genotype_counts
+
+        prep = self.prep
+        m = raw.shape[0]
+        assert raw.shape[1] == self.nb, f"bed rows must have {self.nb} bytes, got {raw.shape[1]}"
+        p, k = prep.n_pheno, prep.k
+        counts = packed_genotype_counts(raw, self.n_bed, self.s0_mask)  # hom A2, het, hom A1, missing
+        s1 = (counts[:, 1] + 2 * counts[:, 2]).astype(np.float64)
+        s2 = (counts[:, 1] + 4 * counts[:, 2]).astype(np.float64)
+        prod = np.empty((m, self.x.shape[1]), dtype=self.dtype)
+        nu = len(self.union)
+        uz = np.empty((m, self.z.shape[1]), dtype=self.dtype)
+        s2e = np.empty((m, p), dtype=self.dtype)
+        ge = np.empty((self.block, nu), dtype=self.dtype)
+        buf = np.empty((self.block, self.nb, 4), dtype=self.dtype)
+        for a in range(0, m, self.block):
+            r = raw[a : a + self.block]
+            b = a + len(r)
+            g = np.take(self.lut, r, axis=0, out=buf[: len(r)]).reshape(len(r), 4 * self.nb)
+            np.matmul(g, self.x, out=prod[a:b])
+            if nu:
+                gb = np.take(g, self.union, axis=1, out=ge[: len(r)])
+                np.matmul(gb, self.z, out=uz[a:b])
+                np.square(gb, out=gb)
+                np.matmul(gb, self.ind, out=s2e[a:b])
+        ex: list = [None] * p
+        if nu:
+            uz = uz.astype(np.float64, copy=False)
+            s2e = s2e.astype(np.float64, copy=False)
+            for j, e in enumerate(prep.excl):
+                if len(e):
+                    blk = uz[:, j * (k + 1) : (j + 1) * (k + 1)]
+                    ex[j] = (blk[:, :k], blk[:, k], s2e[:, j])
+        has_miss = np.flatnonzero(counts[:, 3] > 0)
+        miss_sub = None
+        if len(has_miss):
+            mb = self.miss_lut[raw[has_miss]].reshape(len(has_miss), 4 * self.nb)
+            miss_sub = np.ascontiguousarray(mb[:, prep.samples].T)
+        prod = prod.astype(np.float64, copy=False)
+        return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], s1, s2, ex, has_miss, miss_sub)
+
+
+class TorchPackedScan:
+    """:class:`PackedScan` in PyTorch, for ``--device cuda``: the packed rows travel to the device
+    (a quarter of the bytes of decoded genotypes), are decoded there through the same byte table
+    and multiplied by X; the per-SNP sums come back to the CPU for :func:`finish_chunk`.
+    Runs on any torch device (the tests run it on the CPU)."""
+
+    def __init__(self, prep: Prepared, n_bed: int, device, dtype: str = "float64"):
+        import torch
+
+        self.torch = torch
+        self.prep = prep
+        self.n_bed = n_bed
+        self.nb = (n_bed + 3) // 4
+        self.device = torch.device(str(device))
+        self.tdtype = getattr(torch, dtype)
+        cpu = PackedScan(prep, n_bed, dtype="float64")  # the same layouts, built once
+
+        def dev(a, dt=None):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dt or self.tdtype)
+
+        self.x = dev(cpu.x)
+        self.w0 = dev(cpu.s0_mask.astype(np.float64).tolist() + [0.0] * (4 * self.nb - n_bed))
+        self.lut = dev(cpu.lut)
+        self.miss_lut = dev(cpu.miss_lut.astype(np.float64))
+        self.union = dev(cpu.union, torch.int64)
+        self.z = dev(cpu.z)
+        self.ind = dev(cpu.ind)
+        self.samples = dev(prep.samples, torch.int64)
+
+    def __call__(self, raw: np.ndarray) -> ChunkResult:
+        torch = self.torch
+        prep = self.prep
+        m = raw.shape[0]
+        assert raw.shape[1] == self.nb, f"bed rows must have {self.nb} bytes, got {raw.shape[1]}"
+        p, k = prep.n_pheno, prep.k
+        idx = torch.from_numpy(np.require(raw, requirements=["C", "W"])).to(self.device).reshape(-1).int()
+        g = self.lut.index_select(0, idx).reshape(m, 4 * self.nb)
+        prod = g @ self.x
+        s2 = g.square() @ self.w0
+        miss = self.miss_lut.index_select(0, idx).reshape(m, 4 * self.nb)
+        n_miss = miss @ self.w0
+        ex: list = [None] * p
+        if len(self.union):
+            ge = g.index_select(1, self.union)
+            uz = (ge @ self.z).to("cpu", torch.float64).numpy()
+            s2e = (ge.square() @ self.ind).to("cpu", torch.float64).numpy()
+            for j, e in enumerate(prep.excl):
+                if len(e):
+                    blk = uz[:, j * (k + 1) : (j + 1) * (k + 1)]
+                    ex[j] = (blk[:, :k], blk[:, k], s2e[:, j])
+        has_miss_t = torch.nonzero(n_miss > 0.5).reshape(-1)
+        has_miss = has_miss_t.cpu().numpy()
+        miss_sub = None
+        if len(has_miss):
+            miss_sub = (miss.index_select(0, has_miss_t).index_select(1, self.samples) > 0.5).T.cpu().numpy()
+        prod = prod.to("cpu", torch.float64).numpy()
+        s2 = s2.to("cpu", torch.float64).numpy()
+        return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], prod[:, p + k], s2, ex, has_miss, miss_sub)
 
 
 def t_test_p(t: np.ndarray, dof: np.ndarray) -> np.ndarray:
