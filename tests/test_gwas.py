@@ -170,7 +170,12 @@ def test_packed_kernels_equal_dense_kernel(n):
     raw = np.frombuffer(encode_bed_chunk(g), dtype=np.uint8).reshape(m, -1)
     ref = assoc.scan_chunk(prep, g[prep.samples])
     assert np.isfinite(ref.beta).sum() > 0.9 * ref.beta.size
-    for kernel in (assoc.PackedScan(prep, n, block=5), assoc.TorchPackedScan(prep, n, "cpu")):
+    import torch
+
+    kernels = [assoc.PackedScan(prep, n, block=5), assoc.TorchPackedScan(prep, n, "cpu")]
+    if torch.cuda.is_available():  # on a GPU machine the device kernel is checked too
+        kernels.append(assoc.TorchPackedScan(prep, n, "cuda"))
+    for kernel in kernels:
         r = kernel(raw)
         for f in ("beta", "se", "n", "freq", "freq0", "dof"):
             np.testing.assert_allclose(getattr(r, f), getattr(ref, f), rtol=1e-10, err_msg=f"{type(kernel).__name__} {f}")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The GPU checks, in one run on a GPU machine (see README, "GPU"): results land in $OUT.
+#   1. the packed association kernel on CUDA equals the CPU kernels (pytest);
+#   2. gwas --device cuda vs the CPU scan at 30,000 x 650,000 x 10 (benchmarks/bench_gwas_gpu.py);
+#   3. training throughput on CUDA (bf16 autocast), 1 mm grid, 650k SNPs (benchmarks/bench_train.py).
+# Packages the GPU image lacks can be installed from wheels in .whl/ first (WHEELS=1).
+set -uo pipefail
+OUT=${OUT:-/tmp/gimtool_gpu_checks}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ "${WHEELS:-0}" = 1 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
+T=$(nproc)
+step() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s)"; local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; local rc=$?
+  echo "== $name: rc=$rc in $((SECONDS - t0)) s"; tail -25 "$OUT/$name.txt"; }
+step pytest_kernels 120 python3 -m pytest -q -p no:cacheprovider tests/test_gwas.py -k "packed_kernels"
+step gwas_gpu "${GWAS_LIMIT:-260}" python3 benchmarks/bench_gwas_gpu.py --n "${GWAS_N:-30000}" --snps "${GWAS_SNPS:-650000}" \
+  --threads "$T" --results "$OUT/gwas_gpu.md"
+rm -rf /tmp/gimtool_bench_gwas_gpu
+step train_gpu "${TRAIN_LIMIT:-200}" python3 benchmarks/bench_train.py --device cuda --voxel "${VOXEL:-1}" --snps "${TRAIN_SNPS:-650000}" \
+  --people 24 --batch-size 12 --epochs 1 --threads "$T" --out "$OUT/train_gpu.md"
