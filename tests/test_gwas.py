@@ -172,7 +172,7 @@ def test_packed_kernels_equal_dense_kernel(n):
     assert np.isfinite(ref.beta).sum() > 0.9 * ref.beta.size
     import torch
 
-    kernels = [assoc.PackedScan(prep, n, block=5), assoc.TorchPackedScan(prep, n, "cpu")]
+    kernels = [assoc.PackedScan(prep, n, block=5), assoc.PackedScan(prep, n, block=7, tile=8), assoc.TorchPackedScan(prep, n, "cpu")]
     if torch.cuda.is_available():  # on a GPU machine the device kernel is checked too
         kernels.append(assoc.TorchPackedScan(prep, n, "cuda"))
     for kernel in kernels:

@@ -343,22 +343,27 @@ def byte_table(values: np.ndarray) -> np.ndarray:
 class PackedScan:
     """The sums of a chunk scan straight from packed .bed rows, on the CPU.
 
-    Each block of `block` SNPs is decoded through a 256-entry byte table into a cache-sized
-    buffer and multiplied at once by X = [Yr | Q0 | 1] laid out over all .bed samples (zero
-    rows for samples outside S0), so no genotype matrix is ever materialized; Σg and Σg² over S0
-    and the missing-call counts come from popcounts of the packed bits. Exactly the sums of
+    Each tile of `block` SNPs × `tile` samples is decoded through a 256-entry byte table into a
+    cache-sized buffer and multiplied at once by the matching rows of X = [Yr | Q0 | 1], laid out
+    over all .bed samples (zero rows for samples outside S0), so no genotype matrix is ever
+    materialized; the excluded samples' genotypes are read from their bytes directly; Σg and Σg²
+    over S0 and the missing-call counts come from popcounts of the packed bits. Exactly the sums of
     :class:`Products` (float64; genotypes are small integers and decode exactly).
 
     Thread-safe: every call allocates its own buffers, so chunks can run in parallel threads
     (with single-threaded BLAS).
     """
 
-    def __init__(self, prep: Prepared, n_bed: int, block: int | None = None, dtype: str = "float64"):
+    def __init__(self, prep: Prepared, n_bed: int, block: int | None = None, dtype: str = "float64",
+                 tile: int | None = None):
         self.prep = prep
         self.n_bed = n_bed
         self.nb = (n_bed + 3) // 4
-        # a decoded block of ~2.5 MB stays in cache between the decode and the product
-        self.block = block or int(np.clip(320_000 // (4 * self.nb), 1, 256))
+        # decoded tiles of block SNPs x tile samples (~0.5 MB) stay in the core's cache between the
+        # decode and the product: the decode writes 32 bytes per .bed byte, so a tile that spills
+        # to memory makes the scan bandwidth-bound (and threads stop helping)
+        self.block = block or 64
+        self.tile_bytes = max(1, (tile or 1024) // 4)
         self.dtype = np.dtype(dtype)
         rows = prep.samples
         assert rows.max(initial=-1) < n_bed
@@ -379,6 +384,10 @@ class PackedScan:
             pos = np.searchsorted(self.union, rows[e])
             self.z[pos, j * (k + 1) : (j + 1) * (k + 1)] = q1[e]
             self.ind[pos, j] = 1.0
+        self.ubyte = self.union // 4
+        self.ushift = (2 * (self.union % 4)).astype(np.uint8)
+        self.dosage = _CODE_DOSAGE.copy()  # float64: these sums are formed in full precision
+        self.excl = [(np.searchsorted(self.union, rows[e]), np.ascontiguousarray(q1[e])) for e in prep.excl]
 
     def __call__(self, raw: np.ndarray) -> ChunkResult:
         """raw: (m, ceil(n_bed / 4)) uint8 .bed rows. Returns the chunk's results."""
@@ -391,30 +400,28 @@ class PackedScan:
         counts = packed_genotype_counts(raw, self.n_bed, self.s0_mask)  # hom A2, het, hom A1, missing
         s1 = (counts[:, 1] + 2 * counts[:, 2]).astype(np.float64)
         s2 = (counts[:, 1] + 4 * counts[:, 2]).astype(np.float64)
-        prod = np.empty((m, self.x.shape[1]), dtype=self.dtype)
+        prod = np.zeros((m, self.x.shape[1]), dtype=self.dtype)
         nu = len(self.union)
-        uz = np.empty((m, self.z.shape[1]), dtype=self.dtype)
-        s2e = np.empty((m, p), dtype=self.dtype)
-        ge = np.empty((self.block, nu), dtype=self.dtype)
-        buf = np.empty((self.block, self.nb, 4), dtype=self.dtype)
+        tb = self.tile_bytes
+        buf = np.empty(self.block * tb * 4, dtype=self.dtype)
         for a in range(0, m, self.block):
             r = raw[a : a + self.block]
             b = a + len(r)
-            g = np.take(self.lut, r, axis=0, out=buf[: len(r)]).reshape(len(r), 4 * self.nb)
-            np.matmul(g, self.x, out=prod[a:b])
-            if nu:
-                gb = np.take(g, self.union, axis=1, out=ge[: len(r)])
-                np.matmul(gb, self.z, out=uz[a:b])
-                np.square(gb, out=gb)
-                np.matmul(gb, self.ind, out=s2e[a:b])
+            out = prod[a:b]
+            for c in range(0, self.nb, tb):
+                rt = r[:, c : c + tb]
+                g = np.take(self.lut, rt, axis=0, out=buf[: rt.size * 4].reshape(*rt.shape, 4))
+                out += g.reshape(len(r), -1) @ self.x[4 * c : 4 * (c + rt.shape[1])]
         ex: list = [None] * p
         if nu:
-            uz = uz.astype(np.float64, copy=False)
-            s2e = s2e.astype(np.float64, copy=False)
-            for j, e in enumerate(prep.excl):
-                if len(e):
-                    blk = uz[:, j * (k + 1) : (j + 1) * (k + 1)]
-                    ex[j] = (blk[:, :k], blk[:, k], s2e[:, j])
+            # the excluded samples' genotypes, straight from their bytes; per phenotype only its own
+            codes = (raw[:, self.ubyte] >> self.ushift) & 3  # (m, nu)
+            for j, (pos, q) in enumerate(self.excl):
+                if len(pos):
+                    cj = codes[:, pos]
+                    uq = self.dosage[cj] @ q  # (m, k+1): Q0ᵀg and Σg over E_j
+                    hom = np.count_nonzero(cj == 0, axis=1)  # Σg² = Σg + 2·#(2 copies)
+                    ex[j] = (uq[:, :k], uq[:, k], uq[:, k] + 2.0 * hom)
         has_miss = np.flatnonzero(counts[:, 3] > 0)
         miss_sub = None
         if len(has_miss):
