@@ -202,16 +202,16 @@ def scan(
     """Stream SNP chunks [start, stop) of `bf` through the association kernel.
 
     The packed .bed rows are the input: on the CPU, `threads` chunks are decoded and multiplied
-    in parallel (each with single-threaded BLAS); on a GPU the rows are copied there and
-    decoded on the device while the next chunk is read. Memory: a chunk of packed rows
+    in parallel (each with single-threaded BLAS); on a GPU the rows are copied there and decoded
+    on the device, with up to 4 chunks in flight. Memory: a chunk of packed rows
     (~16 MB) and a decode block per thread, plus the results (m × p × 6 numbers).
     """
     stop = bf.n_snps if stop is None else stop
     gpu = device is not None and str(device) != "cpu"
     nb = (bf.n_samples + 3) // 4
     if chunk_size is None:
-        # CPU: ~16 MB of packed rows per chunk; GPU: ~1 GB of decoded genotypes
-        budget = (2**30 // np.dtype(dtype).itemsize // 4) if gpu else 16_000_000
+        # CPU: ~16 MB of packed rows per chunk; GPU: ~512 MB of decoded genotypes
+        budget = (2**29 // np.dtype(dtype).itemsize // 4) if gpu else 16_000_000
         chunk_size = int(np.clip(budget // nb, 64, 65536 if gpu else 8192))
     if gpu:
         kernel = assoc.TorchPackedScan(prep, bf.n_samples, device, dtype=dtype)
@@ -239,32 +239,22 @@ def scan(
     from tqdm import tqdm
 
     bar = tqdm(total=m, unit="SNP", unit_scale=True, disable=not progress or None, file=sys.stderr, desc="gwas")
-    if gpu:
-        # one thread reads the next chunk's rows while the device works on this one
-        with cf.ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(bf.packed, slice(starts[0], min(starts[0] + chunk_size, stop))) if starts else None
-            for i, a in enumerate(starts):
-                raw = fut.result()
-                if i + 1 < len(starts):
-                    nxt = starts[i + 1]
-                    fut = pool.submit(bf.packed, slice(nxt, min(nxt + chunk_size, stop)))
-                store(a, a + len(raw), kernel(raw))
-    else:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        workers = max(1, min(threads, len(starts)))
-        with threadpool_limits(1 if workers > 1 else threads), cf.ThreadPoolExecutor(workers) as pool:
-            # at most 2 chunks per thread in flight keeps memory bounded
-            pending = set()
-            it = iter(starts)
-            for a in it:
-                pending.add(pool.submit(run, a))
-                if len(pending) >= 2 * workers:
-                    done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    for f in done:
-                        store(*f.result())
-            for f in cf.as_completed(pending):
-                store(*f.result())
+    # CPU: one chunk per thread. GPU: a few chunks in flight, so that reading rows, popcounts and
+    # the per-SNP statistics on the CPU overlap the device's decode and products
+    workers = max(1, min(threads, 4 if gpu else threads, len(starts)))
+    with threadpool_limits(1 if workers > 1 else threads), cf.ThreadPoolExecutor(workers) as pool:
+        # at most 2 chunks per thread in flight keeps memory bounded
+        pending: set = set()
+        for a in starts:
+            pending.add(pool.submit(run, a))
+            if len(pending) >= 2 * workers:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for f in done:
+                    store(*f.result())
+        for f in cf.as_completed(pending):
+            store(*f.result())
     bar.close()
     pval = assoc.t_test_p(out["t"], out["dof"].astype(np.float64))
     idx = np.arange(start, stop)

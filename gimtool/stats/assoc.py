@@ -373,47 +373,31 @@ class PackedScan:
         self.miss_lut = byte_table(_CODE_MISSING)
         self.s0_mask = np.zeros(n_bed, dtype=bool)
         self.s0_mask[rows] = True
-        # the union of the phenotypes' excluded rows (in .bed sample indices) and, per
-        # phenotype, the block of [Q0 | 1] on its own excluded rows (zero elsewhere)
-        p, k = prep.n_pheno, prep.k
+        # the union of the phenotypes' excluded rows (in .bed sample indices); per phenotype, the
+        # positions of its own in the union and [Q0 | 1] on them
         self.union = np.unique(np.concatenate([rows[e] for e in prep.excl] + [np.zeros(0, np.int64)]))
-        q1 = np.concatenate([prep.q0, np.ones((len(rows), 1))], axis=1)
-        self.z = np.zeros((len(self.union), p * (k + 1)), dtype=self.dtype)
-        self.ind = np.zeros((len(self.union), p), dtype=self.dtype)
-        for j, e in enumerate(prep.excl):
-            pos = np.searchsorted(self.union, rows[e])
-            self.z[pos, j * (k + 1) : (j + 1) * (k + 1)] = q1[e]
-            self.ind[pos, j] = 1.0
+        self.q1 = np.concatenate([prep.q0, np.ones((len(rows), 1))], axis=1)
+        self.excl = [(np.searchsorted(self.union, rows[e]), np.ascontiguousarray(self.q1[e])) for e in prep.excl]
         self.ubyte = self.union // 4
         self.ushift = (2 * (self.union % 4)).astype(np.uint8)
         self.dosage = _CODE_DOSAGE.copy()  # float64: these sums are formed in full precision
-        self.excl = [(np.searchsorted(self.union, rows[e]), np.ascontiguousarray(q1[e])) for e in prep.excl]
 
-    def __call__(self, raw: np.ndarray) -> ChunkResult:
-        """raw: (m, ceil(n_bed / 4)) uint8 .bed rows. Returns the chunk's results."""
-        from gimtool.stats.qc import packed_genotype_counts
-
-        prep = self.prep
+    def products(self, raw: np.ndarray) -> tuple[np.ndarray, list]:
+        """(G0ᵀX (m, p+k+1) float64, per phenotype None or (Q0ᵀg, Σg, Σg²) over E_j)."""
         m = raw.shape[0]
-        assert raw.shape[1] == self.nb, f"bed rows must have {self.nb} bytes, got {raw.shape[1]}"
-        p, k = prep.n_pheno, prep.k
-        counts = packed_genotype_counts(raw, self.n_bed, self.s0_mask)  # hom A2, het, hom A1, missing
-        s1 = (counts[:, 1] + 2 * counts[:, 2]).astype(np.float64)
-        s2 = (counts[:, 1] + 4 * counts[:, 2]).astype(np.float64)
+        k = self.prep.k
         prod = np.zeros((m, self.x.shape[1]), dtype=self.dtype)
-        nu = len(self.union)
         tb = self.tile_bytes
         buf = np.empty(self.block * tb * 4, dtype=self.dtype)
         for a in range(0, m, self.block):
             r = raw[a : a + self.block]
-            b = a + len(r)
-            out = prod[a:b]
+            out = prod[a : a + len(r)]
             for c in range(0, self.nb, tb):
                 rt = r[:, c : c + tb]
                 g = np.take(self.lut, rt, axis=0, out=buf[: rt.size * 4].reshape(*rt.shape, 4))
                 out += g.reshape(len(r), -1) @ self.x[4 * c : 4 * (c + rt.shape[1])]
-        ex: list = [None] * p
-        if nu:
+        ex: list = [None] * self.prep.n_pheno
+        if len(self.union):
             # the excluded samples' genotypes, straight from their bytes; per phenotype only its own
             codes = (raw[:, self.ubyte] >> self.ushift) & 3  # (m, nu)
             for j, (pos, q) in enumerate(self.excl):
@@ -422,73 +406,77 @@ class PackedScan:
                     uq = self.dosage[cj] @ q  # (m, k+1): Q0ᵀg and Σg over E_j
                     hom = np.count_nonzero(cj == 0, axis=1)  # Σg² = Σg + 2·#(2 copies)
                     ex[j] = (uq[:, :k], uq[:, k], uq[:, k] + 2.0 * hom)
+        return prod.astype(np.float64, copy=False), ex
+
+    def __call__(self, raw: np.ndarray) -> ChunkResult:
+        """raw: (m, ceil(n_bed / 4)) uint8 .bed rows. Returns the chunk's results."""
+        from gimtool.stats.qc import packed_genotype_counts
+
+        prep = self.prep
+        assert raw.shape[1] == self.nb, f"bed rows must have {self.nb} bytes, got {raw.shape[1]}"
+        p, k = prep.n_pheno, prep.k
+        counts = packed_genotype_counts(raw, self.n_bed, self.s0_mask)  # hom A2, het, hom A1, missing
+        s1 = (counts[:, 1] + 2 * counts[:, 2]).astype(np.float64)
+        s2 = (counts[:, 1] + 4 * counts[:, 2]).astype(np.float64)
+        prod, ex = self.products(raw)
         has_miss = np.flatnonzero(counts[:, 3] > 0)
         miss_sub = None
         if len(has_miss):
             mb = self.miss_lut[raw[has_miss]].reshape(len(has_miss), 4 * self.nb)
             miss_sub = np.ascontiguousarray(mb[:, prep.samples].T)
-        prod = prod.astype(np.float64, copy=False)
         return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], s1, s2, ex, has_miss, miss_sub)
 
 
-class TorchPackedScan:
-    """:class:`PackedScan` in PyTorch, for ``--device cuda``: the packed rows travel to the device
-    (a quarter of the bytes of decoded genotypes), are decoded there through the same byte table
-    and multiplied by X; the per-SNP sums come back to the CPU for :func:`finish_chunk`.
-    Runs on any torch device (the tests run it on the CPU)."""
+class TorchPackedScan(PackedScan):
+    """:class:`PackedScan` with its products in PyTorch, for ``--device cuda``: the packed rows
+    travel to the device (a quarter of the bytes of decoded genotypes; pinned memory), are decoded
+    there through the same byte table and multiplied by X; counts and missing calls stay popcounts
+    on the CPU. Runs on any torch device (the tests run it on the CPU)."""
 
     def __init__(self, prep: Prepared, n_bed: int, device, dtype: str = "float64"):
         import torch
 
+        super().__init__(prep, n_bed, dtype="float64")
         self.torch = torch
-        self.prep = prep
-        self.n_bed = n_bed
-        self.nb = (n_bed + 3) // 4
         self.device = torch.device(str(device))
         self.tdtype = getattr(torch, dtype)
-        cpu = PackedScan(prep, n_bed, dtype="float64")  # the same layouts, built once
+        p, k = prep.n_pheno, prep.k
+        # every phenotype's [Q0 | 1] on its excluded rows, side by side over the union's rows
+        z = np.zeros((len(self.union), p * (k + 1)))
+        ind = np.zeros((len(self.union), p))
+        for j, (pos, q) in enumerate(self.excl):
+            z[pos, j * (k + 1) : (j + 1) * (k + 1)] = q
+            ind[pos, j] = 1.0
 
         def dev(a, dt=None):
             return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dt or self.tdtype)
 
-        self.x = dev(cpu.x)
-        self.w0 = dev(cpu.s0_mask.astype(np.float64).tolist() + [0.0] * (4 * self.nb - n_bed))
-        self.lut = dev(cpu.lut)
-        self.miss_lut = dev(cpu.miss_lut.astype(np.float64))
-        self.union = dev(cpu.union, torch.int64)
-        self.z = dev(cpu.z)
-        self.ind = dev(cpu.ind)
-        self.samples = dev(prep.samples, torch.int64)
+        self.x_t = dev(self.x)
+        self.lut_t = dev(self.lut)
+        self.union_t = dev(self.union, torch.int64)
+        self.z_t = dev(z)
+        self.ind_t = dev(ind)
 
-    def __call__(self, raw: np.ndarray) -> ChunkResult:
+    def products(self, raw: np.ndarray) -> tuple[np.ndarray, list]:
         torch = self.torch
-        prep = self.prep
         m = raw.shape[0]
-        assert raw.shape[1] == self.nb, f"bed rows must have {self.nb} bytes, got {raw.shape[1]}"
-        p, k = prep.n_pheno, prep.k
-        idx = torch.from_numpy(np.require(raw, requirements=["C", "W"])).to(self.device).reshape(-1).int()
-        g = self.lut.index_select(0, idx).reshape(m, 4 * self.nb)
-        prod = g @ self.x
-        s2 = g.square() @ self.w0
-        miss = self.miss_lut.index_select(0, idx).reshape(m, 4 * self.nb)
-        n_miss = miss @ self.w0
+        p, k = self.prep.n_pheno, self.prep.k
+        host = torch.from_numpy(np.require(raw, requirements=["C", "W"]))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        idx = host.to(self.device, non_blocking=True).reshape(-1).int()
+        g = self.lut_t.index_select(0, idx).reshape(m, 4 * self.nb)
+        prod = (g @ self.x_t).to("cpu", torch.float64).numpy()
         ex: list = [None] * p
         if len(self.union):
-            ge = g.index_select(1, self.union)
-            uz = (ge @ self.z).to("cpu", torch.float64).numpy()
-            s2e = (ge.square() @ self.ind).to("cpu", torch.float64).numpy()
-            for j, e in enumerate(prep.excl):
-                if len(e):
+            ge = g.index_select(1, self.union_t)
+            uz = (ge @ self.z_t).to("cpu", torch.float64).numpy()
+            s2e = (ge.square() @ self.ind_t).to("cpu", torch.float64).numpy()
+            for j, (pos, _) in enumerate(self.excl):
+                if len(pos):
                     blk = uz[:, j * (k + 1) : (j + 1) * (k + 1)]
                     ex[j] = (blk[:, :k], blk[:, k], s2e[:, j])
-        has_miss_t = torch.nonzero(n_miss > 0.5).reshape(-1)
-        has_miss = has_miss_t.cpu().numpy()
-        miss_sub = None
-        if len(has_miss):
-            miss_sub = (miss.index_select(0, has_miss_t).index_select(1, self.samples) > 0.5).T.cpu().numpy()
-        prod = prod.to("cpu", torch.float64).numpy()
-        s2 = s2.to("cpu", torch.float64).numpy()
-        return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], prod[:, p + k], s2, ex, has_miss, miss_sub)
+        return prod, ex
 
 
 def t_test_p(t: np.ndarray, dof: np.ndarray) -> np.ndarray:
