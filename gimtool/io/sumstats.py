@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -88,15 +89,18 @@ def write_sumstats(df: pl.DataFrame, path: str | os.PathLike, compresslevel: int
 
 def _read_bytes(path: Path) -> bytes:
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head == b"\x1f\x8b":
-        with gzip.open(path, "rb") as fh:
-            return fh.read()
-    return path.read_bytes()
+        raw = fh.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            # whole-buffer decompression (every gzip member, as bgzip writes): faster than streaming
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InputError(f"{path}: not a readable gzip file ({e})") from None
+    return raw
 
 
-def _parse(data: bytes, path: Path) -> tuple[list[str], pl.DataFrame]:
-    """All columns as strings; tab-separated, or any whitespace when the header has no tab."""
+def _header(data: bytes, path: Path) -> tuple[list[str], bytes]:
+    """The column names, and the data as tab-separated text (any whitespace when the header has no tab)."""
     first = data.split(b"\n", 1)[0].decode().rstrip("\r")
     if "\t" not in first:
         text = data.decode()
@@ -106,16 +110,54 @@ def _parse(data: bytes, path: Path) -> tuple[list[str], pl.DataFrame]:
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise InputError(f"{path}: line 1: duplicate column name(s) {', '.join(dup)}")
+    return header, data
+
+
+def _parse_strings(data: bytes, path: Path) -> pl.DataFrame:
     try:
-        df = pl.read_csv(
+        return pl.read_csv(
             io.BytesIO(data), separator="\t", infer_schema=False, has_header=True, quote_char=None,
         )
     except pl.exceptions.ComputeError as e:
         raise InputError(f"{path}: not a well-formed tab-separated table ({str(e).splitlines()[0]})") from None
-    return header, df
+
+
+def _parse_typed(data: bytes, header: list[str], numeric: dict) -> pl.DataFrame | None:
+    """The table with the `numeric` columns parsed by polars' CSV reader, the others strings; None
+    when that is not certain to equal the string path followed by :func:`_num`: a field that does
+    not parse (padded with spaces, a malformed number), a null token or empty field in a string
+    column, or a ragged line. The caller then takes the string path, which names the bad field."""
+    try:
+        df = pl.read_csv(
+            io.BytesIO(data), separator="\t", infer_schema=False, has_header=True, quote_char=None,
+            schema_overrides=numeric, null_values=_NULL_TOKENS,
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if df.columns != header or any(df[c].dtype != t for c, t in numeric.items()):
+        return None
+    strings = [c for c in header if c not in numeric]
+    if strings and any(df.select(pl.col(strings).null_count()).row(0)):
+        return None
+    return df
+
+
+def _numeric_columns(fmt: str, header: list[str]) -> dict:
+    """The columns :func:`read_sumstats` converts with :func:`_num` for a format, with their dtypes."""
+    if fmt == "gimtool":
+        cols = {c: t for c, t in SUMSTATS_DTYPES.items() if t != pl.Utf8}
+    elif fmt == "bolt":
+        cols = {"BP": pl.Int64, "GENPOS": pl.Float64, "A1FREQ": pl.Float64, "BETA": pl.Float64, "SE": pl.Float64}
+        cols.update({c: pl.Float64 for c in _BOLT_P + ("CHISQ_BOLT_LMM", "CHISQ_BOLT_LMM_INF", "CHISQ_LINREG")})
+    else:
+        cols = {"POS": pl.Int64, "OBS_CT": pl.Int64, "A1_FREQ": pl.Float64, "BETA": pl.Float64, "SE": pl.Float64,
+                "T_STAT": pl.Float64, "P": pl.Float64}
+    return {c: t for c, t in cols.items() if c in header}
 
 
 def _num(df: pl.DataFrame, col: str, path: Path, dtype=pl.Float64) -> pl.Series:
+    if df[col].dtype == dtype:  # parsed already by _parse_typed
+        return df[col]
     s = df[col].str.strip_chars()
     s = pl.select(pl.when(s.is_in(_NULL_TOKENS)).then(None).otherwise(s).alias(col))[col]
     try:
@@ -152,16 +194,23 @@ def _chisq_from_p(p: np.ndarray) -> np.ndarray:
         return chdtri(1, p)
 
 
-def read_sumstats(path: str | os.PathLike) -> pl.DataFrame:
-    """Read gimtool, BOLT-LMM or PLINK 2 `.glm.linear` sumstats into gimtool's schema (see module doc)."""
+def read_sumstats(path: str | os.PathLike, typed: bool = True) -> pl.DataFrame:
+    """Read gimtool, BOLT-LMM or PLINK 2 `.glm.linear` sumstats into gimtool's schema (see module doc).
+
+    The numeric columns are parsed by polars' CSV reader when the file is clean (:func:`_parse_typed`),
+    else (or with ``typed=False``) read as strings and converted one by one, which names the first
+    bad field; both give the same frame."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: sumstats file not found")
     data = _read_bytes(path)
     if not data.strip():
         raise InputError(f"{path}: sumstats file is empty")
-    header, raw = _parse(data, path)
+    header, data = _header(data, path)
     fmt = sumstats_format(header)
+    raw = _parse_typed(data, header, _numeric_columns(fmt, header)) if typed else None
+    if raw is None:
+        raw = _parse_strings(data, path)
     n = raw.height
     null_f = pl.Series([None] * n, dtype=pl.Float64)
     null_i = pl.Series([None] * n, dtype=pl.Int64)
