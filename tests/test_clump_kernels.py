@@ -204,3 +204,53 @@ def test_unique_loci():
     other2 = pl.DataFrame({"CHR": ["2", "1"], "START": [450_201, 5_250_001], "END": [460_000, 5_300_000]})  # 250,001 away: unique
     u = L.unique_loci(mine, [other1, other2], kb=250)
     assert u.tolist() == [False, True, True, True]
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 33, 379])
+def test_planes_from_bed_random_bytes(n):
+    """Every .bed code (missing included) at every sample count parity: the one-gather decode of
+    planes_from_bed equals planes_from_int8 of the genotypes the codes stand for."""
+    from gimtool.io.plink import encode_bed_chunk
+
+    rng = np.random.default_rng(n)
+    G = rng.choice(np.array([0, 1, 2, -127], dtype=np.int8), size=(n, 40), p=[0.3, 0.35, 0.3, 0.05])
+    raw = np.frombuffer(encode_bed_chunk(G), dtype=np.uint8).reshape(40, (n + 3) // 4)
+    keep = rng.random(n) < 0.8
+    a, b = ld.planes_from_bed(raw, n, keep), ld.planes_from_int8(G, keep)
+    for f in ("hom1", "het", "obs", "n_obs", "a1", "a1_sq", "complete"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_clump_sumstats_aligned_frame_equals_joined():
+    """Sumstats in the reference's SNP order skip the SNP join (fast path); the clumps, members
+    and counts equal those of the same rows shuffled (and of the rows plus an unknown SNP), which
+    go through the join."""
+    import polars as pl
+
+    from gimtool.io.plink import encode_bed_chunk
+    from gimtool.stats.clump import clump_sumstats
+
+    rng = np.random.default_rng(3)
+    n, m = 200, 400
+    base = rng.choice(np.array([0, 1, 2], dtype=np.int8), size=(n, 1))
+    G = np.where(rng.random((n, m)) < 0.8, base, rng.choice(np.array([0, 1, 2], dtype=np.int8), size=(n, m)))
+    G[rng.random((n, m)) < 0.01] = -127
+    raw = np.frombuffer(encode_bed_chunk(G.astype(np.int8)), dtype=np.uint8).reshape(m, (n + 3) // 4)
+    bim = pl.DataFrame({"CHR": ["1"] * 200 + ["2"] * 200, "SNP": [f"rs{k}" for k in range(m)],
+                        "CM": [0.0] * m, "BP": np.r_[np.arange(200), np.arange(200)] * 1000 + 1, "A1": ["A"] * m, "A2": ["G"] * m})
+    p = 10 ** -rng.uniform(0, 10, m)
+    p[::37] = np.nan
+    aligned = pl.DataFrame({"SNP": bim["SNP"], "P": p})
+    shuffled = aligned.sample(fraction=1.0, shuffle=True, seed=1)
+    extra = pl.concat([aligned, pl.DataFrame({"SNP": ["unknown"], "P": [1e-9]})])
+
+    def run(frames):
+        return clump_sumstats(bim, frames, lambda rows: raw[rows], n, None, p1=1e-5, p2=0.05, r2=0.2, kb=50)
+
+    a = run([aligned, shuffled])
+    for other in (run([shuffled, shuffled]), run([extra, shuffled])):
+        assert a.table.equals(other.table) and a.members.equals(other.members)
+        assert (a.n_index_eligible, a.n_loaded, a.n_pairs) == (other.n_index_eligible, other.n_loaded, other.n_pairs)
+    assert a.table.height > 3
+    assert a.file_stats[0] == {**run([shuffled]).file_stats[0]}
+    assert a.file_stats[0]["no_p"] == int(np.isnan(p).sum())

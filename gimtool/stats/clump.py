@@ -307,6 +307,16 @@ def clump_sumstats(
         bad = d.filter(has_p & ((pl.col("P") < 0) | (pl.col("P") > 1)))
         if bad.height:
             raise InputError(f"{label}: column P: expected values in [0, 1], found {bad['P'][0]} (SNP {bad['SNP'][0]})")
+        if not n_dup_ref and d.height == m and d["SNP"].equals(bim["SNP"]):
+            # the reference's SNPs in its order (what `gimtool gwas` writes): row k is reference
+            # row k; the join below would give the same rows, found in this order
+            ok = has_p.fill_null(False).to_numpy()
+            stats.append({"rows": df.height, "no_p": int(m - ok.sum()), "found": int(ok.sum()), "missing": 0,
+                          "missing_top": 0, "missing_top_ids": [], "dup": 0})
+            snp_all.append(np.flatnonzero(ok).astype(np.int64))
+            file_all.append(np.full(int(ok.sum()), k, dtype=np.int64))
+            p_all.append(d["P"].to_numpy()[ok].astype(np.float64))
+            continue
         d = d.filter(has_p)
         j = d.join(ref, on="SNP", how="left", maintain_order="left")
         found = j.filter(pl.col("ROW").is_not_null())
@@ -344,8 +354,10 @@ def clump_sumstats(
 
     clumps = clump(chrom, bp, entries, r2_fn, p1=p1, p2=p2, r2=r2, kb=kb, max_block=max_block) if need.size else []
 
-    names = bim["SNP"].to_list()
-    chr_str = bim["CHR"].to_list()
+    # names of the reference rows the output mentions only (not all m)
+    shown = np.unique(np.concatenate([[c.index for c in clumps]] + [c.member_snp for c in clumps])).astype(np.int64) if clumps else np.zeros(0, np.int64)
+    names = dict(zip(shown.tolist(), bim["SNP"].gather(shown).to_list()))
+    chr_str = dict(zip(shown.tolist(), bim["CHR"].gather(shown).to_list()))
     rows = []
     mem = {"INDEX": [], "SNP": [], "F": [], "KB": [], "R2": [], "P": []}
     for c in clumps:

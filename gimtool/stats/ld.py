@@ -40,6 +40,8 @@ _v16 = np.arange(65536, dtype=np.uint32)
 _LUT16 = {name: (lut[_v16 & 0xFF] | (lut[_v16 >> 8] << 4)).astype(np.uint8)
           for name, lut in (("hom1", _LUT_HOM1), ("het", _LUT_HET), ("obs", _LUT_OBS))}
 del _v16
+# the three planes' bytes in one uint32 (bytes 0, 1, 2: hom1, het, obs): one gather for all three
+_LUT16_ALL = _LUT16["hom1"].astype(np.uint32) | (_LUT16["het"].astype(np.uint32) << 8) | (_LUT16["obs"].astype(np.uint32) << 16)
 
 
 @dataclass
@@ -112,12 +114,19 @@ def planes_from_bed(packed: np.ndarray, n_samples: int, keep: np.ndarray | None 
     if nb % 2:
         packed = np.concatenate([packed, np.full((packed.shape[0], 1), 0b01010101, dtype=np.uint8)], axis=1)
     pairs = np.ascontiguousarray(packed).view("<u2")
+    # one gather of 4-byte entries, then each plane's byte out of them (little-endian byte order)
+    both = np.take(_LUT16_ALL.astype("<u4"), pairs).view(np.uint8).reshape(pairs.shape[0], -1, 4)
 
-    def plane(lut):
-        return _to_words(lut[pairs])
+    k, nbytes = pairs.shape
+    width = -(-nbytes // 8) * 8  # whole uint64 words, zero-padded
+
+    def plane(b):
+        out = np.zeros((k, width), dtype=np.uint8)
+        out[:, :nbytes] = both[:, :, b]
+        return out.view(np.uint64)
 
     mask = _sample_mask_words(n_samples, keep)
-    return _finish(plane(_LUT16["hom1"]), plane(_LUT16["het"]), plane(_LUT16["obs"]), mask)
+    return _finish(plane(0), plane(1), plane(2), mask)
 
 
 def planes_from_int8(G: np.ndarray, keep: np.ndarray | None = None) -> Planes:
