@@ -35,13 +35,18 @@ _bits = (1 << np.arange(4)).astype(np.uint16)
 _LUT_HOM1 = ((_codes == 0) * _bits).sum(1).astype(np.uint8)
 _LUT_HET = ((_codes == 2) * _bits).sum(1).astype(np.uint8)
 _LUT_OBS = ((_codes != 1) * _bits).sum(1).astype(np.uint8)
-# two .bed bytes (a little-endian uint16, 8 samples) -> one dense byte: one gather per plane
-_v16 = np.arange(65536, dtype=np.uint32)
-_LUT16 = {name: (lut[_v16 & 0xFF] | (lut[_v16 >> 8] << 4)).astype(np.uint8)
-          for name, lut in (("hom1", _LUT_HOM1), ("het", _LUT_HET), ("obs", _LUT_OBS))}
-del _v16
-# the three planes' bytes in one uint32 (bytes 0, 1, 2: hom1, het, obs): one gather for all three
-_LUT16_ALL = _LUT16["hom1"].astype(np.uint32) | (_LUT16["het"].astype(np.uint32) << 8) | (_LUT16["obs"].astype(np.uint32) << 16)
+_LUT16_CACHE: list[np.ndarray] = []
+
+
+def _lut16_all() -> np.ndarray:
+    """Two .bed bytes (a little-endian uint16, 8 samples) -> the three planes' dense bytes in one
+    little-endian uint32 (bytes 0, 1, 2: hom1, het, obs), so one gather decodes all three. Built on
+    first use (65,536 entries; a few ms that commands not reading .bed rows need not pay)."""
+    if not _LUT16_CACHE:
+        v = np.arange(65536, dtype=np.uint32)
+        planes = [(lut[v & 0xFF] | (lut[v >> 8] << 4)).astype(np.uint32) for lut in (_LUT_HOM1, _LUT_HET, _LUT_OBS)]
+        _LUT16_CACHE.append((planes[0] | (planes[1] << 8) | (planes[2] << 16)).astype("<u4"))
+    return _LUT16_CACHE[0]
 
 
 @dataclass
@@ -115,7 +120,7 @@ def planes_from_bed(packed: np.ndarray, n_samples: int, keep: np.ndarray | None 
         packed = np.concatenate([packed, np.full((packed.shape[0], 1), 0b01010101, dtype=np.uint8)], axis=1)
     pairs = np.ascontiguousarray(packed).view("<u2")
     # one gather of 4-byte entries, then each plane's byte out of them (little-endian byte order)
-    both = np.take(_LUT16_ALL.astype("<u4"), pairs).view(np.uint8).reshape(pairs.shape[0], -1, 4)
+    both = np.take(_lut16_all(), pairs).view(np.uint8).reshape(pairs.shape[0], -1, 4)
 
     k, nbytes = pairs.shape
     width = -(-nbytes // 8) * 8  # whole uint64 words, zero-padded
