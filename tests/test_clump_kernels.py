@@ -217,8 +217,12 @@ def test_planes_from_bed_random_bytes(n):
     raw = np.frombuffer(encode_bed_chunk(G), dtype=np.uint8).reshape(40, (n + 3) // 4)
     keep = rng.random(n) < 0.8
     a, b = ld.planes_from_bed(raw, n, keep), ld.planes_from_int8(G, keep)
+    rows = np.array([5, 0, 39, 7, 7, 12, 30, 31, 2])
+    c = ld.planes_from_reader(lambda r: raw[r], rows, n, keep, chunk=4)  # chunks of 4 rows, any order
+    d = ld.planes_from_int8(G[:, rows], keep)
     for f in ("hom1", "het", "obs", "n_obs", "a1", "a1_sq", "complete"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+        np.testing.assert_array_equal(getattr(c, f), getattr(d, f))
 
 
 def test_clump_sumstats_aligned_frame_equals_joined():

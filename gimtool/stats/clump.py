@@ -342,7 +342,7 @@ def clump_sumstats(
         raise ReferenceOrderError(str(e)) from None
 
     need = needed_snps(chrom, bp, entries, p1, kb)
-    planes = ld.planes_from_bed(read_packed(need), n_samples, keep) if need.size else None
+    planes = ld.planes_from_reader(read_packed, need, n_samples, keep) if need.size else None
     lut = np.full(m, -1, dtype=np.int64)
     lut[need] = np.arange(need.size)
     n_pairs = 0

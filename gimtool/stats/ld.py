@@ -116,22 +116,38 @@ def planes_from_bed(packed: np.ndarray, n_samples: int, keep: np.ndarray | None 
     nb = (n_samples + 3) // 4
     if packed.ndim != 2 or packed.shape[1] != nb:
         raise ValueError(f"expected .bed rows of shape (k, {nb}), got {packed.shape}")
+    return planes_from_reader(lambda rows: packed[rows[0] : rows[-1] + 1], np.arange(packed.shape[0]), n_samples, keep)
+
+
+def planes_from_reader(read_packed, rows: np.ndarray, n_samples: int, keep: np.ndarray | None = None,
+                       chunk: int = 2048) -> Planes:
+    """Planes of the .bed rows `rows`, read `chunk` rows at a time with `read_packed(rows)` (which
+    returns uint8 of shape (len(rows), ceil(n_samples / 4))) and decoded straight into the planes:
+    the temporaries stay a few MB (in a fresh process, touching new memory costs as much as the
+    decoding itself)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    k = rows.shape[0]
+    nb = (n_samples + 3) // 4
+    npairs = (nb + 1) // 2  # 8 samples per uint16 of two .bed bytes
+    width = -(-npairs // 8) * 8  # plane bytes per SNP: whole uint64 words, zero-padded
+    planes = [np.zeros((k, width), dtype=np.uint8) for _ in range(3)]
+    lut = _lut16_all()
+    buf = np.empty((min(chunk, k), 2 * npairs), dtype=np.uint8)
+    dec = np.empty((min(chunk, k), npairs), dtype="<u4")
     if nb % 2:
-        packed = np.concatenate([packed, np.full((packed.shape[0], 1), 0b01010101, dtype=np.uint8)], axis=1)
-    pairs = np.ascontiguousarray(packed).view("<u2")
-    # one gather of 4-byte entries, then each plane's byte out of them (little-endian byte order)
-    both = np.take(_lut16_all(), pairs).view(np.uint8).reshape(pairs.shape[0], -1, 4)
-
-    k, nbytes = pairs.shape
-    width = -(-nbytes // 8) * 8  # whole uint64 words, zero-padded
-
-    def plane(b):
-        out = np.zeros((k, width), dtype=np.uint8)
-        out[:, :nbytes] = both[:, :, b]
-        return out.view(np.uint64)
-
+        buf[:, nb] = 0b01010101  # padding byte: 4 missing samples, removed by the mask
+    for a in range(0, k, chunk):
+        b = min(k, a + chunk)
+        raw = np.asarray(read_packed(rows[a:b]), dtype=np.uint8)
+        if raw.shape != (b - a, nb):
+            raise ValueError(f"expected .bed rows of shape ({b - a}, {nb}), got {raw.shape}")
+        buf[: b - a, :nb] = raw
+        # one gather of 4-byte entries, then each plane's byte out of them (little-endian byte order)
+        got = np.take(lut, buf[: b - a].view("<u2"), out=dec[: b - a]).view(np.uint8).reshape(b - a, npairs, 4)
+        for p, out in enumerate(planes):
+            out[a:b, :npairs] = got[:, :, p]
     mask = _sample_mask_words(n_samples, keep)
-    return _finish(plane(0), plane(1), plane(2), mask)
+    return _finish(*(x.view(np.uint64) for x in planes), mask)
 
 
 def planes_from_int8(G: np.ndarray, keep: np.ndarray | None = None) -> Planes:
