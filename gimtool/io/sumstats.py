@@ -132,7 +132,7 @@ def _parse_typed(data: bytes, header: list[str], numeric: dict) -> pl.DataFrame 
             io.BytesIO(data), separator="\t", infer_schema=False, has_header=True, quote_char=None,
             schema_overrides=numeric, null_values=_NULL_TOKENS,
         )
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, OSError):  # OSError: a damaged gzip stream
         return None
     if df.columns != header or any(df[c].dtype != t for c, t in numeric.items()):
         return None
@@ -140,6 +140,31 @@ def _parse_typed(data: bytes, header: list[str], numeric: dict) -> pl.DataFrame 
     if strings and any(df.select(pl.col(strings).null_count()).row(0)):
         return None
     return df
+
+
+def _read_typed(path: Path) -> tuple[list[str], pl.DataFrame] | None:
+    """(header, table) by :func:`_parse_typed` straight from the file's bytes, gzipped or not
+    (polars decompresses every member and checks the CRC); None when the file needs the general
+    path: no tab in its first line, duplicate column names, anything _parse_typed refuses."""
+    with open(path, "rb") as fh:
+        content = fh.read()
+    first = content
+    if content[:2] == b"\x1f\x8b":
+        try:
+            first = zlib.decompressobj(31).decompress(content, 1 << 20)  # the start is enough for the header
+        except zlib.error:
+            return None
+    if b"\n" not in first:
+        return None
+    line = first.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = line.decode().split("\t")
+    except UnicodeDecodeError:
+        return None
+    if len(header) < 2 or len(set(header)) != len(header):
+        return None
+    df = _parse_typed(content, header, _numeric_columns(sumstats_format(header), header))
+    return None if df is None else (header, df)
 
 
 def _numeric_columns(fmt: str, header: list[str]) -> dict:
@@ -203,14 +228,16 @@ def read_sumstats(path: str | os.PathLike, typed: bool = True) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: sumstats file not found")
-    data = _read_bytes(path)
-    if not data.strip():
-        raise InputError(f"{path}: sumstats file is empty")
-    header, data = _header(data, path)
-    fmt = sumstats_format(header)
-    raw = _parse_typed(data, header, _numeric_columns(fmt, header)) if typed else None
-    if raw is None:
+    raw = _read_typed(path) if typed else None
+    if raw is not None:
+        header, raw = raw
+    else:
+        data = _read_bytes(path)
+        if not data.strip():
+            raise InputError(f"{path}: sumstats file is empty")
+        header, data = _header(data, path)
         raw = _parse_strings(data, path)
+    fmt = sumstats_format(header)
     n = raw.height
     null_f = pl.Series([None] * n, dtype=pl.Float64)
     null_i = pl.Series([None] * n, dtype=pl.Int64)
