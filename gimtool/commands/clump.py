@@ -121,7 +121,6 @@ def command(
     from gimtool.io.schemas import CLUMP_COLS, CLUMP_MEMBER_COLS, LOCI_COLS, LOCI_UNIQUE_COL
     from gimtool.io.sumstats import read_sumstats
     from gimtool.stats import clump as clumping
-    from gimtool.stats import loci as locus_count
 
     with RunLog(out, "clump") as log:
         ref = Bfile(bfile)
@@ -176,6 +175,7 @@ def command(
         log.output("clump members", out + ".clumped.members.tsv")
 
         if loci:
+            from gimtool.stats import loci as locus_count
             from gimtool.stats.ld import planes_from_bed
 
             def ref_a1_freq(rows):
