@@ -15,6 +15,7 @@ and their outputs are checked to agree. Prints and writes benchmarks/results/clu
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -124,23 +125,29 @@ def read_clumped(path: Path, sep: str | None) -> list[tuple[str, list[str]]]:
 
 # what the figures mean; kept beside the generated numbers (the machine is shared, timings noisy)
 EXPLANATION = [
-    "History: 0.76 s vs 0.17 s (4.39x) before the clump-speed branch (read sumstats 0.11 s, clump 0.18 s, "
-    "command total 0.33 s; the rest start-up and imports, pydantic included).",
+    "Before the clump-speed branch (commit e22d4a9): 0.76 s vs 0.17 s (4.39x) on a quiet machine; command log "
+    "read sumstats 0.11 s, clump 0.18 s, total 0.33 s. Side by side under load (load average ~4 on the 2 "
+    "cores, 11 alternating runs, medians): old gimtool 0.90 s, new 0.65 s, plink1.9 0.165 s; "
+    "`import numpy, polars` 0.32 s, `import numpy` 0.16 s, `python -c pass` 0.04 s.",
     "",
-    "What the clump-speed branch changed: plain command lines are parsed from the typer declarations "
-    "(gimtool/fastcli.py) instead of by typer, whose per-parameter pydantic adapters cost 0.1-0.15 s (pydantic "
-    "is no longer imported); only the invoked command's module is imported; sumstats numbers are parsed by "
-    "polars' CSV reader in one pass (the string path, which names a bad field, is kept for anything unusual) "
-    "after whole-buffer gzip decompression; sumstats in the reference's SNP order skip the SNP join; the "
-    "three genotype bit planes come from one table gather; the .bed decode table is built on first use.",
+    "What the branch changed: plain command lines are parsed from the typer declarations "
+    "(gimtool/fastcli.py) instead of by typer 0.29, which builds a pydantic adapter per parameter "
+    "(0.1-0.15 s; pydantic is no longer imported), and only the invoked command's module is imported; "
+    "help, errors and anything unusual still go through typer. Sumstats: clean files are parsed by "
+    "polars straight from the gzipped bytes with typed numeric columns (the string path, which names a bad "
+    "field, is kept for everything else); sumstats in the reference's SNP order skip the SNP join. LD: "
+    "the three genotype bit planes come from one table gather, decoded 2,048 .bed rows at a time into "
+    "preallocated planes (in a fresh process every new page costs a fault: the cold decode went from "
+    "0.13 to 0.07 s); the decode table and the loci module are loaded only when used. Outputs are identical.",
     "",
-    "What remains between gimtool and 1x: the import floor alone (numpy and polars, ~0.3 s here) is about "
-    "twice plink1.9's whole run, so 1x is out of reach while the clump path imports polars (the bim, the "
-    "sumstats and the outputs all go through it) - the next step would be a numpy-only reader for the .bim and "
-    "the SNP/P columns, which would trade polars' ~0.2 s import for pure-Python parsing. Above the floor, "
-    "gimtool's own work is ~0.3 s: reading and checking every sumstats column (~0.07 s), decoding the "
-    "genotype planes of the ~21,000 SNPs near index SNPs (~0.05 s), the EM r² of ~29,000 pairs and the "
-    "bookkeeping of 70 clumps in numpy (~0.05 s), .bim/.fam reading, typer's import and writing the outputs.",
+    "What stands between gimtool and 1x: Python with numpy and polars imported already takes about twice "
+    "plink1.9's whole run, so 1x is out of reach on this path. Dropping polars does not pay: "
+    "parsing the .bim (0.06 s) and the SNP and P columns of the sumstats (0.16 s) in pure Python "
+    "costs more than polars' import (~0.16 s over numpy's). Above the floor gimtool's own work is "
+    "~0.3 s: reading and checking every sumstats column (~0.07 s), decoding the planes of the ~21,000 "
+    "SNPs near index SNPs (18,300 of them are used; ~0.07 s cold), the EM r² of 29,106 pairs and the "
+    "bookkeeping of 70 clumps in numpy (~0.06 s), the .bim/.fam (~0.03 s), typer's import (~0.03 s) and "
+    "writing the outputs and log. The rest would need compiled code (a decode+r² kernel) or a resident process.",
     "",
 ]
 
@@ -171,6 +178,7 @@ def main() -> None:
     bare_cmd = [sys.executable, "-c", "pass"]
     imp_cmd = [sys.executable, "-c", "import numpy, polars"]
     tg, tp, mg, mp, tb, ti = [], [], [], [], [], []
+    load0 = os.getloadavg()[0]
     for _ in range(args.repeats):
         w, r = measure(p_cmd)
         tp.append(w), mp.append(r)
@@ -187,7 +195,8 @@ def main() -> None:
         "",
         f"Cohort: {args.n:,} x {args.m:,} SNPs (founder-mosaic haplotypes, 10 chromosomes of 10 Mb), one trait, {args.causal} causal SNPs, "
         f"h2 {args.h2}; {n_sig:,} SNPs with P <= 5e-8. Thresholds p1 5e-8, p2 1e-2, r2 0.1, kb 250; --threads 1; "
-        f"{args.repeats} alternating runs, medians.",
+        f"{args.repeats} alternating runs, medians; 1-minute load average {load0:.1f} before the runs, "
+        f"{os.getloadavg()[0]:.1f} after (2 cores, shared).",
         "",
         "| tool | wall s (median) | runs | peak RSS MB |",
         "| --- | --- | --- | --- |",
