@@ -103,6 +103,16 @@ ABLATION = [
 ]
 
 
+# Variants of gim beyond the paper's schedule (rows of Table 1 with --variants): its first two
+# stages keep the genetic encoder frozen at random initialisation, which on a small cohort leaves
+# the critic blind (benchmarks/diag_gim_critic.py); these train it from the first epoch.
+# name: (model overrides, share of the gim epochs per stage as "frozen,augment,co-train")
+VARIANTS = {
+    "gim-cotrain": ({}, "0,0,1"),
+    "gim-cotrain-mlp": ({"genetic_encoder": "mlp"}, "0,0,1"),
+}
+
+
 def sh(*args, log=None) -> None:
     cmd = [str(a) for a in args]
     t = time.perf_counter()
@@ -275,6 +285,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out" / "eval")
     ap.add_argument("--methods", default=",".join(GROUPS))
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--variants", default="", help=f"extra gim rows, comma-separated: {', '.join(VARIANTS)}")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
@@ -291,6 +302,13 @@ def main() -> None:
         pcs = method_pcs(m, a.out, data, cfg, a.threads, a.device)
         results.append(evaluate_phenotypes(m, pcs, a.out, data, cfg, a.threads, a.device))
         write_table1(a, cfg, results, ablation, t0, pending=methods[methods.index(m) + 1 :])
+    total = sum(int(x) for x in cfg["gim_epochs"].split(","))
+    for v in [x for x in a.variants.split(",") if x]:
+        overrides, share = VARIANTS[v]
+        ep = ",".join(str(round(float(x) * total)) for x in share.split(","))
+        pcs = method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=v, model_overrides=overrides, epochs=ep)
+        results.append(evaluate_phenotypes(v, pcs, a.out, data, cfg, a.threads, a.device))
+        write_table1(a, cfg, results, ablation, t0, pending=[])
     if not a.no_ablation:
         for k, (label, overrides, epochs) in enumerate(ABLATION):
             ep = ",".join(str(int(x) * int(s)) for x, s in zip(epochs.split(","), cfg["gim_epochs"].split(",")))

@@ -120,3 +120,25 @@ def test_cli_train_gim_then_embed(cohort, tmp_path, capsys):
     assert "trained on image grid shape (8, 10, 8), voxel (4.0, 4.0, 4.0) mm" in err
     assert "the image store has shape (8, 10, 8), voxel (2.0, 2.0, 2.0) mm" in err
     assert not (tmp_path / "x.tsv").exists()
+
+
+def test_gim_with_mlp_encoder_augments_by_masking(cohort, tmp_path):
+    """The MLP genetic encoder takes a fixed SNP array: gim's augmenting stages give it the whole
+    array with the dropped SNPs masked (a subset would not fit it), and it trains through them."""
+    torch.set_num_threads(1)
+    d, ids = cohort
+    method = METHODS["gim"]
+    model = dict(SMALL_MODEL, genetic_encoder="mlp")
+    cfg = TrainConfig.from_dict({"method": "gim", "epochs": [1, 1, 1], "batch_size": 8, "lr": 1e-3, "crop_mm": 1000.0,
+                                 "seed": 1, "model": model, "geno_aug_fraction": 0.25})
+    tr = pl.DataFrame({"FID": [f for f, _ in ids[:16]], "IID": [i for _, i in ids[:16]]})
+    va = pl.DataFrame({"FID": [f for f, _ in ids[16:]], "IID": [i for _, i in ids[16:]]})
+    data = prepare_data(cfg, method, d / "img", d / "geno", tr, va)
+    final = train(cfg, method, data, tmp_path / "run", progress=False)
+    assert ckpt_mod.load_checkpoint(final)["complete"]
+    # the batches of an augmenting stage: every SNP, a mask keeping a quarter of them
+    ds = PairDataset(data.image_path, data.geno_path, data.train, data.crop, 1, True, mask_snps=True)
+    sampler = KeyedBatches(len(ds), 8, seed=0, train=True, augment=True, n_snps=data.n_snps, fraction=0.25)
+    batch = next(iter(make_loader(ds, sampler, Collate(data.positions, 1, mask_snps=True), 0)))
+    assert batch["geno"].shape == (8, data.n_snps) and batch["chrom"].shape == (data.n_snps,)
+    assert int(batch["snp_mask"].sum()) == round(0.25 * data.n_snps)

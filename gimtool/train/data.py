@@ -98,8 +98,11 @@ class PairDataset(torch.utils.data.Dataset):
     themselves instead of receiving pickled copies of the arrays.
     """
 
-    def __init__(self, image_path, geno_path, pairs: Pairs, crop: tuple[int, int, int], n_views: int, with_geno: bool):
+    def __init__(self, image_path, geno_path, pairs: Pairs, crop: tuple[int, int, int], n_views: int, with_geno: bool,
+                 mask_snps: bool = False):
         self.image_path, self.geno_path = str(image_path), (None if geno_path is None else str(geno_path))
+        # a fixed-array genetic encoder (the MLP) takes every SNP; its augmentation is a mask
+        self.mask_snps = mask_snps
         self.pairs = pairs
         self.crop = tuple(int(c) for c in crop)
         self.n_views = n_views
@@ -136,7 +139,7 @@ class PairDataset(torch.utils.data.Dataset):
         item = {"views": views, "aug_seed": aug_seed}
         if self.with_geno:
             row = geno.genotypes[int(self.pairs.geno_index[k])]
-            idx = snp_subset(spec, geno.n_snps)
+            idx = None if self.mask_snps else snp_subset(spec, geno.n_snps)
             g = np.asarray(row) if idx is None else np.asarray(row[idx])
             item["geno"] = torch.from_numpy(g.copy())
         return item
@@ -145,9 +148,10 @@ class PairDataset(torch.utils.data.Dataset):
 class Collate:
     """Stacks items into the batch dict the methods' losses take (see gimtool.model.methods)."""
 
-    def __init__(self, positions: dict[str, np.ndarray] | None, n_views: int):
+    def __init__(self, positions: dict[str, np.ndarray] | None, n_views: int, mask_snps: bool = False):
         self.positions = positions
         self.n_views = n_views
+        self.mask_snps = mask_snps  # augmentation as batch['snp_mask'] over all SNPs, not a subset
 
     def __call__(self, items_and_spec):
         items, spec = items_and_spec
@@ -160,6 +164,11 @@ class Collate:
         if "geno" in items[0]:
             batch["geno"] = torch.stack([it["geno"] for it in items])
             idx = snp_subset(spec, self.positions["chrom"].size)
+            if self.mask_snps and idx is not None:
+                mask = np.zeros(self.positions["chrom"].size, dtype=bool)
+                mask[idx] = True
+                batch["snp_mask"] = torch.from_numpy(mask)
+                idx = None
             for name, dtype in (("chrom", torch.int64), ("bp", torch.int64), ("cm", torch.float32)):
                 a = self.positions[name] if idx is None else self.positions[name][idx]
                 batch[name] = torch.as_tensor(np.ascontiguousarray(a)).to(dtype)

@@ -257,9 +257,11 @@ def _train(cfg, method, data: RunData, out: Path, resume, log, on_epoch_end, pro
     # one random crop per person; two-view methods draw their views from it with their own
     # augmentations, seeded per person by batch['aug_seed'] (so a batch split over processes
     # augments exactly as one process does)
-    train_ds = PairDataset(data.image_path, data.geno_path, data.train, data.crop, 1, method.needs_genotypes)
-    val_ds = None if data.val is None else PairDataset(data.image_path, data.geno_path, data.val, data.crop, 1, method.needs_genotypes)
-    collate = Collate(data.positions if method.needs_genotypes else None, 1)
+    mask_snps = getattr(cfg.model, "genetic_encoder", "transformer") == "mlp"
+    train_ds = PairDataset(data.image_path, data.geno_path, data.train, data.crop, 1, method.needs_genotypes, mask_snps)
+    val_ds = None if data.val is None else PairDataset(data.image_path, data.geno_path, data.val, data.crop, 1,
+                                                      method.needs_genotypes, mask_snps)
+    collate = Collate(data.positions if method.needs_genotypes else None, 1, mask_snps)
     if len(train_ds) < cfg.batch_size:
         raise InputError(f"training set: {len(train_ds)} people, fewer than --batch-size {cfg.batch_size}")
     pin = device.type == "cuda"
