@@ -125,29 +125,26 @@ def read_clumped(path: Path, sep: str | None) -> list[tuple[str, list[str]]]:
 
 # what the figures mean; kept beside the generated numbers (the machine is shared, timings noisy)
 EXPLANATION = [
-    "Before the clump-speed branch (commit e22d4a9): 0.76 s vs 0.17 s (4.39x) on a quiet machine; command log "
-    "read sumstats 0.11 s, clump 0.18 s, total 0.33 s. Side by side under load (load average ~4 on the 2 "
-    "cores, 11 alternating runs, medians): old gimtool 0.90 s, new 0.65 s, plink1.9 0.165 s; "
-    "`import numpy, polars` 0.32 s, `import numpy` 0.16 s, `python -c pass` 0.04 s.",
+    "Before these changes: 0.76 s vs 0.17 s (4.39x) on a quiet machine; command log read sumstats "
+    "0.11 s, clump 0.18 s, total 0.33 s.",
     "",
-    "What the branch changed: plain command lines are parsed from the typer declarations "
-    "(gimtool/fastcli.py) instead of by typer 0.29, which builds a pydantic adapter per parameter "
-    "(0.1-0.15 s; pydantic is no longer imported), and only the invoked command's module is imported; "
-    "help, errors and anything unusual still go through typer. Sumstats: clean files are parsed by "
-    "polars straight from the gzipped bytes with typed numeric columns (the string path, which names a bad "
-    "field, is kept for everything else); sumstats in the reference's SNP order skip the SNP join. LD: "
-    "the three genotype bit planes come from one table gather, decoded 2,048 .bed rows at a time into "
-    "preallocated planes (in a fresh process every new page costs a fault: the cold decode went from "
-    "0.13 to 0.07 s); the decode table and the loci module are loaded only when used. Outputs are identical.",
+    "What changed: clean sumstats files are parsed by polars straight from the gzipped bytes with typed "
+    "numeric columns (the string path, which names a bad field, is kept for everything else); sumstats in "
+    "the reference's SNP order skip the SNP join; the three genotype bit planes come from one table "
+    "gather, decoded 2,048 .bed rows at a time into preallocated planes (in a fresh process every new "
+    "page costs a fault: the cold decode went from 0.13 to 0.07 s); the decode table and the loci module "
+    "are loaded only when used. Outputs are identical. A parser of our own for plain command lines "
+    "(bypassing typer 0.29's per-parameter pydantic adapters, 0.1-0.15 s a run) was tried and left out: "
+    "a second parser beside typer is a maintenance risk for a tenth of a second.",
     "",
-    "What stands between gimtool and 1x: Python with numpy and polars imported already takes about twice "
-    "plink1.9's whole run, so 1x is out of reach on this path. Dropping polars does not pay: "
-    "parsing the .bim (0.06 s) and the SNP and P columns of the sumstats (0.16 s) in pure Python "
-    "costs more than polars' import (~0.16 s over numpy's). Above the floor gimtool's own work is "
-    "~0.3 s: reading and checking every sumstats column (~0.07 s), decoding the planes of the ~21,000 "
-    "SNPs near index SNPs (18,300 of them are used; ~0.07 s cold), the EM r² of 29,106 pairs and the "
-    "bookkeeping of 70 clumps in numpy (~0.06 s), the .bim/.fam (~0.03 s), typer's import (~0.03 s) and "
-    "writing the outputs and log. The rest would need compiled code (a decode+r² kernel) or a resident process.",
+    "What stands between gimtool and 1x: Python with numpy and polars imported (the floor above) already "
+    "takes longer than plink1.9's whole run, so 1x is out of reach for a Python command built on them. "
+    "Dropping polars does not pay: parsing the .bim (0.06 s) and the SNP and P columns of the sumstats "
+    "(0.16 s) in pure Python costs more than polars' import (~0.16 s over numpy's). Above the floor: "
+    "typer and the CLI (~0.15 s), reading and checking the sumstats (~0.05 s), decoding the planes of the "
+    "~21,000 SNPs near index SNPs (~0.07 s cold), the EM r2 of 29,106 pairs and the bookkeeping of 70 "
+    "clumps (~0.06 s), the .bim/.fam and writing the outputs and log. The rest would need compiled code "
+    "(a decode+r2 kernel) or a resident process.",
     "",
 ]
 
