@@ -106,10 +106,12 @@ ABLATION = [
 # Variants of gim beyond the paper's schedule (rows of Table 1 with --variants): its first two
 # stages keep the genetic encoder frozen at random initialisation, which on a small cohort leaves
 # the critic blind (benchmarks/diag_gim_critic.py); these train it from the first epoch.
-# name: (model overrides, share of the gim epochs per stage as "frozen,augment,co-train")
+# name: (model overrides, share of the gim epochs per stage as "frozen,augment,co-train", or
+# "=a,b,c" for absolute epoch counts)
 VARIANTS = {
     "gim-cotrain": ({}, "0,0,1"),
     "gim-cotrain-mlp": ({"genetic_encoder": "mlp"}, "0,0,1"),
+    "gim-cotrain-mlp-20ep": ({"genetic_encoder": "mlp"}, "=0,0,20"),
 }
 
 
@@ -305,7 +307,7 @@ def main() -> None:
     total = sum(int(x) for x in cfg["gim_epochs"].split(","))
     for v in [x for x in a.variants.split(",") if x]:
         overrides, share = VARIANTS[v]
-        ep = ",".join(str(round(float(x) * total)) for x in share.split(","))
+        ep = share[1:] if share.startswith("=") else ",".join(str(round(float(x) * total)) for x in share.split(","))
         pcs = method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=v, model_overrides=overrides, epochs=ep)
         results.append(evaluate_phenotypes(v, pcs, a.out, data, cfg, a.threads, a.device))
         write_table1(a, cfg, results, ablation, t0, pending=[])

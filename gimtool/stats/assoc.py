@@ -376,8 +376,8 @@ class PackedScan:
         # the union of the phenotypes' excluded rows (in .bed sample indices); per phenotype, the
         # positions of its own in the union and [Q0 | 1] on them
         self.union = np.unique(np.concatenate([rows[e] for e in prep.excl] + [np.zeros(0, np.int64)]))
-        self.q1 = np.concatenate([prep.q0, np.ones((len(rows), 1))], axis=1)
-        self.excl = [(np.searchsorted(self.union, rows[e]), np.ascontiguousarray(self.q1[e])) for e in prep.excl]
+        q1 = np.concatenate([prep.q0, np.ones((len(rows), 1))], axis=1)
+        self.excl = [(np.searchsorted(self.union, rows[e]), np.ascontiguousarray(q1[e])) for e in prep.excl]
         self.ubyte = self.union // 4
         self.ushift = (2 * (self.union % 4)).astype(np.uint8)
         self.dosage = _CODE_DOSAGE.copy()  # float64: these sums are formed in full precision
