@@ -204,14 +204,14 @@ def scan(
     The packed .bed rows are the input: on the CPU, `threads` chunks are decoded and multiplied
     in parallel (each with single-threaded BLAS); on a GPU the rows are copied there and decoded
     on the device, with up to 4 chunks in flight. Memory: a chunk of packed rows
-    (~16 MB) and a decode block per thread, plus the results (m × p × 6 numbers).
+    (~4 MB) and a decode block per thread, plus the results (m × p × 6 numbers).
     """
     stop = bf.n_snps if stop is None else stop
     gpu = device is not None and str(device) != "cpu"
     nb = (bf.n_samples + 3) // 4
     if chunk_size is None:
-        # CPU: ~16 MB of packed rows per chunk; GPU: ~512 MB of decoded genotypes
-        budget = (2**29 // np.dtype(dtype).itemsize // 4) if gpu else 16_000_000
+        # CPU: ~4 MB of packed rows per chunk (small chunks balance the threads); GPU: ~512 MB of decoded genotypes
+        budget = (2**29 // np.dtype(dtype).itemsize // 4) if gpu else 4_000_000
         chunk_size = int(np.clip(budget // nb, 64, 65536 if gpu else 8192))
     if gpu:
         kernel = assoc.TorchPackedScan(prep, bf.n_samples, device, dtype=dtype)
@@ -223,17 +223,21 @@ def scan(
     out["n"] = np.empty((m, p), dtype=np.int64)
     out["dof"] = np.empty((m, p), dtype=np.int64)
     freq0 = np.empty(m)
+    pval = np.empty((m, p))
     starts = list(range(start, stop, chunk_size))
 
     def run(a):
         b = min(a + chunk_size, stop)
-        return a, b, kernel(bf.packed(slice(a, b)))
+        r = kernel(bf.packed(slice(a, b)))
+        # P values in the workers too: scipy's special functions release the GIL
+        return a, b, r, assoc.t_test_p(r.t, r.dof.astype(np.float64))
 
-    def store(a, b, r):
+    def store(a, b, r, pv):
         sl = slice(a - start, b - start)
         for key in ("beta", "se", "t", "freq", "n", "dof"):
             out[key][sl] = getattr(r, key)
         freq0[sl] = r.freq0
+        pval[sl] = pv
         bar.update(b - a)
 
     from tqdm import tqdm
@@ -256,7 +260,6 @@ def scan(
         for f in cf.as_completed(pending):
             store(*f.result())
     bar.close()
-    pval = assoc.t_test_p(out["t"], out["dof"].astype(np.float64))
     idx = np.arange(start, stop)
     if maf > 0:
         mf = np.minimum(freq0, 1 - freq0)
@@ -267,36 +270,38 @@ def scan(
     return ScanResult(idx, out["beta"], out["se"], pval, out["t"], out["n"], out["freq"])
 
 
-def sumstats_frame(bim: pl.DataFrame, res: ScanResult, j: int) -> pl.DataFrame:
-    """Phenotype j's results in the sumstats schema (BETA per copy of the bim's A1 = ALLELE1)."""
-    b = bim[res.snp_index]
-    t = res.t[:, j]
-    return pl.DataFrame(
-        {
-            "SNP": b["SNP"],
-            "CHR": b["CHR"],
-            "BP": b["BP"],
-            "GENPOS": b["CM"],
-            "ALLELE1": b["A1"],
-            "ALLELE0": b["A2"],
-            "A1FREQ": res.freq[:, j],
-            "N": res.n[:, j],
-            "BETA": res.beta[:, j],
-            "SE": res.se[:, j],
-            "CHISQ": t * t,
-            "P": res.p[:, j],
-        }
-    ).with_columns([pl.col(c).fill_nan(None) for c in ("A1FREQ", "BETA", "SE", "CHISQ", "P")])
+def sumstats_frames(bim: pl.DataFrame, res: ScanResult) -> list[pl.DataFrame]:
+    """Each phenotype's results in the sumstats schema (BETA per copy of the bim's A1 = ALLELE1).
+    The SNP columns are gathered from the .bim once and shared by every frame."""
+    idx = res.snp_index
+    contiguous = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
+    b = bim.slice(int(idx[0]), len(idx)) if contiguous else bim[idx]
+    snp_cols = b.select(
+        "SNP", "CHR", "BP", pl.col("CM").alias("GENPOS"), pl.col("A1").alias("ALLELE1"), pl.col("A2").alias("ALLELE0")
+    )
+    frames = []
+    for j in range(res.beta.shape[1]):
+        t = res.t[:, j]
+        stats = pl.DataFrame(
+            {"A1FREQ": res.freq[:, j], "N": res.n[:, j], "BETA": res.beta[:, j], "SE": res.se[:, j], "CHISQ": t * t,
+             "P": res.p[:, j]}
+        ).with_columns([pl.col(c).fill_nan(None) for c in ("A1FREQ", "BETA", "SE", "CHISQ", "P")])
+        frames.append(pl.concat([snp_cols, stats], how="horizontal"))
+    return frames
 
 
 def lambda_gc(p: np.ndarray) -> float:
     """Median 1-df χ² implied by the P values over its expectation under the null."""
-    from scipy.special import chdtri  # inverse survival function of χ² (scipy.stats costs 0.5 s to import)
+    from statistics import NormalDist  # χ²(1) quantile = squared normal quantile; no scipy import
 
     p = p[np.isfinite(p)]
     if len(p) == 0:
         return float("nan")
-    return float(chdtri(1, np.median(p)) / CHISQ_MEDIAN_1DF)
+    med = float(np.median(p))
+    if med <= 0.0:
+        return float("inf")
+    z = NormalDist().inv_cdf(min(med, 1.0) / 2.0)
+    return z * z / CHISQ_MEDIAN_1DF
 
 
 def summary_row(name: str, df: pl.DataFrame, n_pheno: int, n_samples: int | None = None) -> dict:

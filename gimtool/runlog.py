@@ -22,6 +22,7 @@ import platform
 import shlex
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -49,7 +50,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    # process and thread in the name: threads of one command may write the same path
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}.{threading.get_ident()}")
     try:
         yield tmp
         if final.is_dir() and tmp.is_dir():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 
+import os
+
 import numpy as np
 import polars as pl
 import pytest
@@ -172,7 +174,16 @@ def test_packed_kernels_equal_dense_kernel(n):
     assert np.isfinite(ref.beta).sum() > 0.9 * ref.beta.size
     import torch
 
-    kernels = [assoc.PackedScan(prep, n, block=5), assoc.PackedScan(prep, n, block=7, tile=8), assoc.TorchPackedScan(prep, n, "cpu")]
+    kernels = [assoc.PackedScan(prep, n, block=5, kernel="numpy"), assoc.PackedScan(prep, n, block=7, tile=8, kernel="numpy"),
+               assoc.TorchPackedScan(prep, n, "cpu")]
+    # the compiled kernel: built by `pip install` (setup.py); CI must have it
+    compiled = assoc.PackedScan(prep, n)
+    assert compiled.compiled or not os.environ.get("CI"), "gimtool.stats._bedkernel was not built"
+    if compiled.compiled:
+        kernels.append(compiled)
+        for m_sub in (1, 3, 4, 5):  # SNP counts below and off the kernel's 4-SNP block
+            sub = compiled(raw[:m_sub])
+            np.testing.assert_allclose(sub.beta, ref.beta[:m_sub], rtol=1e-10)
     if torch.cuda.is_available():  # on a GPU machine the device kernel is checked too
         kernels.append(assoc.TorchPackedScan(prep, n, "cuda"))
     for kernel in kernels:

@@ -86,3 +86,44 @@ def test_bad_number_names_line(tmp_path):
     p.write_text(PLINK2.replace("0.481344", "zero"))
     with pytest.raises(InputError, match="line 2: column P"):
         read_sumstats(p)
+
+
+def test_shared_snp_writer_writes_what_write_sumstats_writes(tmp_path):
+    """Formatting the SNP columns once (the gwas writer) gives the same bytes as the general writer,
+    with NaN/None statistics, odd floats and IDs that need CSV quoting."""
+    from gimtool.io.sumstats import SharedSnpWriter
+
+    rng = np.random.default_rng(2)
+    m = 500
+    snps = pl.DataFrame({
+        "SNP": [f"rs{i}" for i in range(m - 2)] + ['odd"id', "x,y"],
+        "CHR": [str(1 + i % 22) for i in range(m)],
+        "BP": np.arange(m) * 997 + 1,
+        "GENPOS": rng.random(m) * 1e-3,
+        "ALLELE1": ["A"] * m,
+        "ALLELE0": ["GT"] * m,
+    })
+    writer = SharedSnpWriter(snps)
+    for k in range(3):
+        stats = pl.DataFrame({
+            "A1FREQ": rng.random(m), "N": rng.integers(100, 200, m), "BETA": rng.standard_normal(m) * 10.0 ** rng.integers(-12, 3, m),
+            "SE": rng.random(m), "CHISQ": rng.random(m) * 50, "P": 10.0 ** -rng.uniform(0, 300, m),
+        }).with_columns(pl.when(pl.int_range(m) % 17 == k).then(float("nan")).otherwise(pl.col("BETA")).alias("BETA"))
+        df = pl.concat([snps, stats], how="horizontal")
+        writer.write(df, tmp_path / "shared.gz")
+        write_sumstats(df, tmp_path / "general.gz")
+        assert gzip.decompress((tmp_path / "shared.gz").read_bytes()) == gzip.decompress((tmp_path / "general.gz").read_bytes())
+    with pytest.raises(ValueError, match="rows"):
+        writer.write(df.head(10), tmp_path / "short.gz")
+
+
+def test_lambda_gc_equals_chi2_quantile():
+    from scipy.special import chdtri
+
+    from gimtool.gwas import CHISQ_MEDIAN_1DF, lambda_gc
+
+    rng = np.random.default_rng(4)
+    for p in (rng.random(1001), rng.random(1000) ** 3, np.array([0.5]), np.array([1e-12, np.nan, 1.0])):
+        ok = p[np.isfinite(p)]
+        assert lambda_gc(p) == pytest.approx(chdtri(1, np.median(ok)) / CHISQ_MEDIAN_1DF, rel=1e-12)
+    assert np.isnan(lambda_gc(np.array([np.nan])))

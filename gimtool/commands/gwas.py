@@ -60,7 +60,7 @@ def command(
     chunk: Annotated[Optional[str], typer.Option("--chunk", help="K/N: test only the K-th of N contiguous parts of the SNPs (outputs concatenate to the whole).")] = None,
     pheno_transform: Annotated[str, typer.Option("--pheno-transform", help="none, or int: rank-based inverse normal transform after regressing out the covariates.")] = "none",
     precision: Annotated[str, typer.Option("--precision", help="double (exact to plink2's printed digits) or single (faster, ~1e-5 relative).")] = "double",
-    chunk_snps: Annotated[Optional[int], typer.Option("--chunk-snps", min=1, help="SNPs per streamed chunk (default: ~16 MB of genotypes).")] = None,
+    chunk_snps: Annotated[Optional[int], typer.Option("--chunk-snps", min=1, help="SNPs per streamed chunk (default: ~4 MB of packed .bed rows on the CPU).")] = None,
     ld_scores: Annotated[Optional[Path], typer.Option("--ld-scores", help="bolt: LD score table (--LDscoresFile); default --LDscoresUseChip.")] = None,
     genetic_map: Annotated[Optional[Path], typer.Option("--genetic-map", help="bolt: --geneticMapFile.")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Do not draw Manhattan and QQ plots.")] = False,
@@ -77,7 +77,7 @@ def command(
     from gimtool.errors import InputError
     from gimtool.io.plink import Bfile
     from gimtool.io.schemas import GWAS_SUMMARY_COLS
-    from gimtool.io.sumstats import read_sumstats, write_sumstats
+    from gimtool.io.sumstats import SharedSnpWriter, read_sumstats, write_sumstats
     from gimtool.runlog import RunLog, atomic_path
 
     if backend not in ("builtin", "bolt"):
@@ -118,8 +118,7 @@ def command(
                 res = gwas.scan(bf, prep, start, stop, chunk_size=chunk_snps, threads=threads, device=dev,
                                 dtype="float64" if precision == "double" else "float32", maf=maf)
             log.info(f"{len(res.snp_index)} SNPs tested" + (f" (--maf {maf})" if maf else ""))
-            for j, nm in enumerate(names):
-                frames[nm] = gwas.sumstats_frame(bf.bim, res, j)
+            frames.update(zip(names, gwas.sumstats_frames(bf.bim, res)))
         else:
             from gimtool.backends.bolt import run_bolt_lmm
             from gimtool.io.tables import write_table
@@ -151,9 +150,12 @@ def command(
         with log.timed("write outputs"):
             import concurrent.futures as cf
 
+            write = write_sumstats
+            if backend == "builtin":  # every phenotype has the same SNPs: their columns are formatted once
+                write = SharedSnpWriter(frames[names[0]]).write
             # formatting and gzip release the GIL: phenotypes are written in parallel
             with cf.ThreadPoolExecutor(max(1, threads)) as pool:
-                list(pool.map(lambda nm: write_sumstats(frames[nm], f"{out}.{nm}.sumstats.gz"), names))
+                list(pool.map(lambda nm: write(frames[nm], f"{out}.{nm}.sumstats.gz"), names))
             for nm in names:
                 df = frames[nm]
                 log.output(f"sumstats {nm}", f"{out}.{nm}.sumstats.gz")

@@ -5,7 +5,6 @@ and genetic positions. Arrays are samples x SNPs, int8 counts of A1 with missing
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
 MISSING = -127
 
@@ -103,6 +102,8 @@ def hwe_exact_p(counts: np.ndarray, window_sd: float = 14.0) -> np.ndarray:
     width = int(np.max((hi - lo) // 2 + 1)) if ok.any() else 1
     out = np.full(len(n), np.nan)
     idx = np.flatnonzero(ok)
+    from scipy.special import gammaln  # here, not at the top: gwas imports this module, not this test
+
     # process in blocks to bound memory (block x width matrix)
     block = max(1, 4_000_000 // max(width, 1))
     for s in range(0, len(idx), block):
