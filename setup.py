@@ -2,15 +2,22 @@
 pyproject.toml. The module is optional: without a C compiler gimtool installs and runs on its
 numpy kernels (slower `gwas`)."""
 
+import platform
+import sys
+
 from setuptools import Extension, setup
+
+if sys.platform == "win32":
+    args = ["/O2"]
+else:
+    args = ["-O3", "-fno-math-errno"]
+    if sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64"):
+        # the kernel is compiled for AVX-512, AVX2 and baseline x86-64 (chosen at load time);
+        # 512-bit vectors where the CPU has them
+        args += ["-mprefer-vector-width=512", "-Wno-psabi"]
 
 setup(
     ext_modules=[
-        Extension(
-            "gimtool.stats._bedkernel",
-            ["gimtool/stats/_bedkernel.c"],
-            extra_compile_args=["-O3", "-fno-math-errno", "-mprefer-vector-width=512", "-Wno-psabi"],
-            optional=True,
-        )
+        Extension("gimtool.stats._bedkernel", ["gimtool/stats/_bedkernel.c"], extra_compile_args=args, optional=True)
     ]
 )

@@ -52,19 +52,59 @@ def make_cohort(d: Path, n: int, m: int, n_pheno: int = 10, seed: int = 1) -> st
     return str(prefix)
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a command, via /usr/bin/time."""
+# This sandbox sets PYTHONDONTWRITEBYTECODE=1, so every run would recompile gimtool's own modules
+# (an editable install); an installed package has its bytecode compiled. gimtool runs without it.
+GIM_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed(cmd: list[str], env=None) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of a command, via /usr/bin/time."""
     t = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], capture_output=True, text=True)
+    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M CPU %U %S", *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-    rss = float(re.findall(r"MAXRSS (\d+)", p.stderr)[-1]) / 1024
-    return wall, rss
+    rss, user, system = re.findall(r"MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)", p.stderr)[-1]
+    return wall, float(rss) / 1024, float(user) + float(system)
+
+
+def log_seconds(log: str, what: str) -> float:
+    return float(re.search(rf"{what}: ([\d.]+) s", Path(log).read_text()).group(1))
 
 
 def scan_seconds(log: str) -> float:
-    return float(re.search(r"time association scan: ([\d.]+) s", Path(log).read_text()).group(1))
+    return log_seconds(log, "time association scan")
+
+
+def kernel_comparison(prefix: str, threads: int) -> list[str]:
+    """The association scan of the whole cohort in this process with each kernel (same inputs,
+    same threads), and the largest relative difference between their BETA."""
+    from gimtool import gwas
+    from gimtool.io.plink import Bfile
+    from gimtool.stats import assoc
+
+    bf = Bfile(prefix)
+    inputs = gwas.load_inputs(bf, prefix + ".pheno.tsv", None, prefix + ".covar.tsv")
+    prep = gwas.prepare(inputs, "pheno", "covar")
+    out = ["", f"### the scan in-process by kernel (gwas.scan, --threads {threads}, best of 3)", "",
+           "| kernel | scan s | ratio to numpy |", "| --- | --- | --- |"]
+    secs, betas = {}, {}
+    for kernel in ("numpy", "auto"):
+        if kernel == "auto" and not assoc._compiled_kernel("auto", np.dtype("float64")):
+            break
+        best = []
+        for _ in range(3):
+            t = time.perf_counter()
+            r = gwas.scan(bf, prep, threads=threads, progress=False, kernel=kernel)
+            best.append(time.perf_counter() - t)
+        secs[kernel], betas[kernel] = min(best), r.beta
+    for kernel, sec in secs.items():
+        out.append(f"| {'compiled' if kernel == 'auto' else kernel} | {sec:.2f} | {sec / secs['numpy']:.2f} |")
+    if len(betas) == 2:
+        ok = np.isfinite(betas["numpy"])
+        rel = np.abs(betas["auto"][ok] - betas["numpy"][ok]) / np.abs(betas["numpy"][ok]).clip(1e-300)
+        out.append(f"\nlargest relative difference in BETA between the kernels: {rel.max():.1e}")
+    return out
 
 
 def main() -> None:
@@ -93,23 +133,34 @@ def main() -> None:
         "gimtool gwas --no-plots": [*gim, "--no-plots", "--out", str(d / "gim")],
         "gimtool gwas (with plots)": [*gim, "--out", str(d / "gimplots")],
     }
-    res: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
-    scans = []
+    from gimtool.stats import assoc
+
+    compiled = assoc._compiled_kernel("auto", np.dtype("float64"))
+    timed([*gim, "--no-plots", "--out", str(d / "warmup")], env=GIM_ENV)  # bytecode, page cache
+    res: dict[str, list[tuple[float, float, float]]] = {k: [] for k in runs}
+    parts: dict[str, list[float]] = {"start-up (wall minus the log's total)": [], "association scan": [],
+                                     "write outputs (10 gzipped sumstats, summary)": []}
     for rep in range(a.reps):
         for name, cmd in runs.items():
-            res[name].append(timed(cmd))
+            res[name].append(timed(cmd, env=None if name.startswith("plink2") else GIM_ENV))
             if name.startswith("gimtool gwas --no"):
-                scans.append(scan_seconds(str(d / "gim.log")))
+                log = str(d / "gim.log")
+                parts["start-up (wall minus the log's total)"].append(res[name][-1][0] - log_seconds(log, "total time"))
+                parts["association scan"].append(scan_seconds(log))
+                parts["write outputs (10 gzipped sumstats, summary)"].append(log_seconds(log, "time write outputs"))
             print(f"rep {rep + 1} {name}: {res[name][-1][0]:.2f} s, {res[name][-1][1]:.0f} MB", flush=True)
-    ref = statistics.median(w for w, _ in res["plink2 --glm hide-covar"])
+    ref = statistics.median(w for w, _, _ in res["plink2 --glm hide-covar"])
     lines = [f"## gimtool gwas vs plink2 --glm: {a.n} x {a.snps} SNPs x 10 phenotypes + 2 covariates, --threads {a.threads}",
-             "", f"load average at start: {os.getloadavg()[0]:.1f} (shared machine: times are noisy; ratios are from the same run)", "",
-             "| run | wall s (median) | ratio to plink2 | peak RSS MB |", "| --- | --- | --- | --- |"]
+             "", f"load average at start: {os.getloadavg()[0]:.1f} (shared machine: times are noisy; ratios are from the same run)",
+             f"; gimtool's kernel: {'compiled (gimtool.stats._bedkernel)' if compiled else 'numpy (the C module is not built)'}; "
+             f"median of {a.reps} alternating runs", "",
+             "| run | wall s (median) | ratio to plink2 | CPU s (user+sys) | peak RSS MB |", "| --- | --- | --- | --- | --- |"]
     for name, v in res.items():
-        w = statistics.median(x for x, _ in v)
-        lines.append(f"| {name} | {w:.2f} | {w / ref:.2f} | {max(r for _, r in v):.0f} |")
-    lines.append(f"| gimtool association scan alone (from its log) | {statistics.median(scans):.2f} | "
-                 f"{statistics.median(scans) / ref:.2f} | |")
+        w = statistics.median(x for x, _, _ in v)
+        lines.append(f"| {name} | {w:.2f} | {w / ref:.2f} | {statistics.median(c for _, _, c in v):.2f} | "
+                     f"{max(r for _, r, _ in v):.0f} |")
+    for name, v in parts.items():
+        lines.append(f"| gimtool --no-plots: {name} | {statistics.median(v):.2f} | {statistics.median(v) / ref:.2f} | | |")
 
     if not a.no_scaling:
         lines += ["", "### scaling of the gimtool scan (time association scan, s)", "", "| N | SNPs | scan s | s per 1e9 genotypes |", "| --- | --- | --- | --- |"]
@@ -124,9 +175,10 @@ def main() -> None:
             if chunk:
                 extra += ["--chunk", chunk]
             m = a.snps // int(chunk.split("/")[1]) if chunk else a.snps
-            timed([*gim, "--no-plots", "--out", str(d / "scale"), *extra])
+            timed([*gim, "--no-plots", "--out", str(d / "scale"), *extra], env=GIM_ENV)
             s = scan_seconds(str(d / "scale.log"))
             lines.append(f"| {nn} | {m} | {s:.2f} | {s / (nn * m) * 1e9:.2f} |")
+    lines += kernel_comparison(prefix, a.threads)
     text = "\n".join(lines) + "\n"
     print(text)
     if a.results:

@@ -198,8 +198,10 @@ def scan(
     dtype: str = "float64",
     maf: float = 0.0,
     progress: bool = True,
+    kernel: str = "auto",
 ) -> ScanResult:
-    """Stream SNP chunks [start, stop) of `bf` through the association kernel.
+    """Stream SNP chunks [start, stop) of `bf` through the association kernel (`kernel`: auto,
+    c or numpy on the CPU, see :class:`assoc.PackedScan`).
 
     The packed .bed rows are the input: on the CPU, `threads` chunks are decoded and multiplied
     in parallel (each with single-threaded BLAS); on a GPU the rows are copied there and decoded
@@ -214,9 +216,9 @@ def scan(
         budget = (2**29 // np.dtype(dtype).itemsize // 4) if gpu else 4_000_000
         chunk_size = int(np.clip(budget // nb, 64, 65536 if gpu else 8192))
     if gpu:
-        kernel = assoc.TorchPackedScan(prep, bf.n_samples, device, dtype=dtype)
+        scanner = assoc.TorchPackedScan(prep, bf.n_samples, device, dtype=dtype)
     else:
-        kernel = assoc.PackedScan(prep, bf.n_samples, dtype=dtype)
+        scanner = assoc.PackedScan(prep, bf.n_samples, dtype=dtype, kernel=kernel)
     m = stop - start
     p = prep.n_pheno
     out = {k: np.empty((m, p)) for k in ("beta", "se", "t", "freq")}
@@ -227,18 +229,15 @@ def scan(
     starts = list(range(start, stop, chunk_size))
 
     def run(a):
+        # each worker writes its own rows of the results: the main thread only waits
         b = min(a + chunk_size, stop)
-        r = kernel(bf.packed(slice(a, b)))
-        # P values in the workers too: scipy's special functions release the GIL
-        return a, b, r, assoc.t_test_p(r.t, r.dof.astype(np.float64))
-
-    def store(a, b, r, pv):
+        r = scanner(bf.packed(slice(a, b)))
         sl = slice(a - start, b - start)
         for key in ("beta", "se", "t", "freq", "n", "dof"):
             out[key][sl] = getattr(r, key)
         freq0[sl] = r.freq0
-        pval[sl] = pv
-        bar.update(b - a)
+        pval[sl] = assoc.t_test_p(r.t, r.dof.astype(np.float64))
+        return b - a
 
     from tqdm import tqdm
 
@@ -256,9 +255,9 @@ def scan(
             if len(pending) >= 2 * workers:
                 done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for f in done:
-                    store(*f.result())
+                    bar.update(f.result())
         for f in cf.as_completed(pending):
-            store(*f.result())
+            bar.update(f.result())
     bar.close()
     idx = np.arange(start, stop)
     if maf > 0:

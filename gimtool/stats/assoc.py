@@ -359,15 +359,23 @@ def byte_table(values: np.ndarray) -> np.ndarray:
 class PackedScan:
     """The sums of a chunk scan straight from packed .bed rows, on the CPU.
 
-    Each tile of `block` SNPs × `tile` samples is decoded through a 256-entry byte table into a
-    cache-sized buffer and multiplied at once by the matching rows of X = [Yr | Q0 | 1], laid out
-    over all .bed samples (zero rows for samples outside S0), so no genotype matrix is ever
-    materialized; the excluded samples' genotypes are read from their bytes directly; Σg and Σg²
-    over S0 and the missing-call counts come from popcounts of the packed bits. Exactly the sums of
-    :class:`Products` (float64; genotypes are small integers and decode exactly).
+    X = [Yr | Q0 | 1] is laid out over all .bed samples (zero rows for samples outside S0), so no
+    genotype matrix is ever materialized. Two implementations of the same sums:
+
+    * compiled (``kernel="auto"`` when gimtool.stats._bedkernel was built, float64): each row is
+      decoded in registers and multiplied by X in panels of 8 columns as it is decoded; the
+      phenotypes' excluded samples are sorted into groups sharing the set of phenotypes that
+      exclude them, so each is decoded once; counts by 64-bit popcounts.
+    * numpy (``kernel="numpy"``, or float32): each tile of `block` SNPs × `tile` samples is
+      decoded through a 256-entry byte table into a cache-sized buffer and multiplied by the
+      matching rows of X with BLAS; the excluded samples' genotypes are read from their bytes.
+
+    Σg and Σg² over S0 and the missing-call counts come from popcounts of the packed bits. Both
+    give the sums of :class:`Products` (float64; genotypes are small integers and decode exactly)
+    up to the order of addition.
 
     Thread-safe: every call allocates its own buffers, so chunks can run in parallel threads
-    (with single-threaded BLAS).
+    (the compiled kernel releases the GIL; the numpy one runs with single-threaded BLAS).
     """
 
     def __init__(self, prep: Prepared, n_bed: int, block: int | None = None, dtype: str = "float64",
