@@ -68,8 +68,9 @@ def manhattan(chrom, bp, p, path: str | os.PathLike, title: str = "", lines=(5e-
     fig, ax = plt.subplots(figsize=(12, 4))
     ymax = max(float(y.max()) if len(y) else 1.0, -np.log10(min(lines)) if lines else 1.0) * 1.05
     keep = _thin(x, y, 1200, 400, max(offset, 1.0), ymax)
-    cols = np.array(["#1f4e79", "#7aa6d6"])
-    ax.scatter(x[keep], y[keep], s=3, c=cols[colour[keep]], linewidths=0, rasterized=True)
+    for parity, col in enumerate(("#1f4e79", "#7aa6d6")):  # one colour per call: no per-point colour parsing
+        sel = keep[colour[keep] == parity]
+        ax.scatter(x[sel], y[sel], s=3, color=col, linewidths=0, rasterized=True)
     for ln in lines:
         ax.axhline(-np.log10(ln), color="#c0392b", lw=0.8, ls="--")
     ax.set_xticks(ticks)

@@ -150,3 +150,28 @@ def test_cli_usage_error_and_input_error_exit_codes(tmp_path):
     assert p.returncode == 2 and "No such option" in p.stderr and "Traceback" not in p.stderr
     p = gimtool("prep-geno", "--bfile", tmp_path / "none", "--out", tmp_path / "o", check=False)
     assert p.returncode == 1 and p.stderr.startswith("Error: ") and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("text,neg9", [
+    ("FID\tIID\ta\tb\nf1\ti1\t1.5\tNA\nf2\ti2\t-9\t3e-5\nf3\tNA\tnan\t-0\n", False),
+    ("#FID IID a b\nf1 i1 1.5 NA\nf2 i2 -9 3e-5\nf3 na . 2\n", True),  # '.' is no number: slow path's error
+    ("FID IID a\nf1 i1  1\n", False),  # doubled separator: the slow path reads it
+    ("FID\tIID\ta\r\nf1\ti1\t1\r\n", False),
+])
+def test_table_fast_parse_equals_line_parse(tmp_path, monkeypatch, text, neg9):
+    """The polars fast path and the line-by-line parse give the same table (or the same error)."""
+    import gimtool.io.tables as tables
+
+    p = tmp_path / "t.tsv"
+    p.write_bytes(text.encode())
+
+    def read():
+        try:
+            return read_table(p, missing_neg9=neg9)
+        except InputError as e:
+            return str(e)
+
+    fast = read()
+    monkeypatch.setattr(tables, "_parse_fast", lambda *a: None)
+    slow = read()
+    assert (fast == slow) if isinstance(slow, str) else fast.equals(slow)

@@ -41,8 +41,8 @@ def read_table(
 
         opener = gzip.open
     with opener(path, "rt") as fh:
-        lines = fh.read().splitlines()
-    lines = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+        text = fh.read()
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     if not lines:
         raise InputError(f"{path}: {what} file is empty")
     header = lines[0][1].split()
@@ -65,10 +65,52 @@ def read_table(
                 f"{path}: column(s) {', '.join(missing)} not found; {what} columns are: {', '.join(names) or '(none)'}"
             )
     idx = [header.index(c) for c in columns]
+    miss = set(_MISSING) | ({"-9"} if missing_neg9 else set())
+    parsed = _parse_fast(text, header, list(columns), miss)
+    if parsed is None:  # something is wrong: the line-by-line parse finds it and says where
+        parsed = _parse_slow(path, lines[1:], header, idx, columns, miss)
+    fids, iids, arr = parsed
+    data = {"FID": fids, "IID": iids}
+    for j, c in enumerate(columns):
+        data[c] = arr[:, j]
+    df = pl.DataFrame(data, schema={"FID": pl.Utf8, "IID": pl.Utf8, **{c: pl.Float64 for c in columns}})
+    return df.with_columns([pl.col(c).fill_nan(None) for c in columns])
+
+
+def _parse_fast(text: str, header: list[str], columns, miss: set[str]):
+    """IDs and values of a table whose every line is separated by single tabs (or single spaces),
+    parsed by polars (a 40,000 x 130 embedding table in a fraction of a second instead of
+    seconds); None when the file is not that regular or anything is wrong (ragged line, duplicate
+    ID, non-number): the line-by-line parse then finds it and says where."""
+    import io
+
+    sep = "\t" if "\t" in text else " "
+    if "\r" in text or sep + sep in text or ("\t" in text and " " in text):
+        return None
+    lines = [ln for ln in text.split("\n") if ln]
+    if any(ln[0] == sep or ln[-1] == sep or ln.count(sep) != len(header) - 1 for ln in lines):
+        return None
+    names = ["FID", "IID", *header[2:]]  # '#FID' is read as FID
+    try:
+        df = pl.read_csv(
+            io.StringIO(text), separator=sep, has_header=False, skip_rows=1, new_columns=names, quote_char=None,
+            infer_schema=False, columns=[names.index(c) for c in ("FID", "IID", *columns)],
+        )  # all text; the missing-value tokens apply to the value columns only, not to IDs
+        na = sorted(miss)
+        df = df.with_columns([pl.when(pl.col(c).is_in(na)).then(None).otherwise(pl.col(c)).cast(pl.Float64).alias(c) for c in columns])
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if df.height != len(lines) - 1 or df.select(pl.struct("FID", "IID").is_duplicated().any()).item():
+        return None
+    arr = df.select(columns).to_numpy().astype(np.float64) if columns else np.zeros((df.height, 0))
+    return df["FID"].to_list(), df["IID"].to_list(), arr.reshape(df.height, len(columns))
+
+
+def _parse_slow(path: Path, lines, header: list[str], idx: list[int], columns, miss: set[str]):
+    """The line-by-line parse: raises InputError naming the line and column of a problem."""
     fids, iids, vals = [], [], []
     seen: dict[tuple[str, str], int] = {}
-    miss = set(_MISSING) | ({"-9"} if missing_neg9 else set())
-    for lineno, line in lines[1:]:
+    for lineno, line in lines:
         tok = line.split()
         if len(tok) != len(header):
             raise InputError(f"{path}: line {lineno}: expected {len(header)} columns, found {len(tok)}")
@@ -91,12 +133,7 @@ def read_table(
             except ValueError:
                 raise InputError(f"{path}: line {lineno}: column {c}: expected a number or NA, found {t!r}") from None
         vals.append(row)
-    arr = np.asarray(vals, dtype=np.float64).reshape(len(fids), len(columns))
-    data = {"FID": fids, "IID": iids}
-    for j, c in enumerate(columns):
-        data[c] = arr[:, j]
-    df = pl.DataFrame(data, schema={"FID": pl.Utf8, "IID": pl.Utf8, **{c: pl.Float64 for c in columns}})
-    return df.with_columns([pl.col(c).fill_nan(None) for c in columns])
+    return fids, iids, np.asarray(vals, dtype=np.float64).reshape(len(fids), len(columns))
 
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike, float_precision: int | None = None) -> None:
