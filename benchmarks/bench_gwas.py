@@ -102,8 +102,10 @@ def kernel_comparison(prefix: str, threads: int) -> list[str]:
         out.append(f"| {'compiled' if kernel == 'auto' else kernel} | {sec:.2f} | {sec / secs['numpy']:.2f} |")
     if len(betas) == 2:
         ok = np.isfinite(betas["numpy"])
-        rel = np.abs(betas["auto"][ok] - betas["numpy"][ok]) / np.abs(betas["numpy"][ok]).clip(1e-300)
-        out.append(f"\nlargest relative difference in BETA between the kernels: {rel.max():.1e}")
+        d = np.abs(betas["auto"][ok] - betas["numpy"][ok])
+        rel = d / np.abs(betas["numpy"][ok]).clip(1e-300)
+        out.append(f"\nBETA between the kernels: largest difference {d.max():.1e}; relative {np.median(rel):.1e} (median), "
+                   f"{rel.max():.1e} (largest, at BETA {betas['numpy'][ok][np.argmax(rel)]:.1e})")
     return out
 
 

@@ -69,11 +69,16 @@ def test_products_and_group_sums_equal_decoded_sums():
     nb = (n + 3) // 4
     raw = rng.integers(0, 256, (m, nb), dtype=np.uint8)
     g = byte_table(_CODE_DOSAGE)[raw].reshape(m, -1)  # (m, 4 nb), missing = 0
-    x = rng.standard_normal((4 * nb, 8))
-    out = np.full((m, 16), np.nan)
-    _bedkernel.products(raw, nb, np.ascontiguousarray(x), out, 16, 8)
+    x = rng.standard_normal((4 * nb, 24))
+    out = np.full((m, 32), np.nan)
+    _bedkernel.products(raw, nb, np.ascontiguousarray(x[:, :8]), 8, out, 32, 8)
+    _bedkernel.products(raw, nb, np.ascontiguousarray(x[:, 8:]), 16, out, 32, 16)
     np.testing.assert_allclose(out[:, 8:], g @ x, rtol=1e-12, atol=1e-12)
-    assert np.isnan(out[:, :8]).all()  # only its panel is written
+    assert np.isnan(out[:, :8]).all()  # only its block is written
+    for rows in (1, 3, 5):  # fewer rows than, and not a multiple of, the 4-SNP block
+        sub = np.empty((rows, 16))
+        _bedkernel.products(raw[:rows], nb, np.ascontiguousarray(x[:, 8:]), 16, sub, 16, 0)
+        np.testing.assert_allclose(sub, g[:rows] @ x[:, 8:], rtol=1e-12, atol=1e-12)
 
     kw, zw, p = 6, 8, 3
     samples = np.array([3, 7, 8, 50, 51, 52, 120, 202])
@@ -96,9 +101,11 @@ def test_products_and_group_sums_equal_decoded_sums():
 def test_bad_sizes_are_errors():
     raw = np.zeros((2, 5), dtype=np.uint8)
     with pytest.raises(ValueError, match="inconsistent"):
-        _bedkernel.products(raw, 5, np.zeros((20, 8)), np.zeros((2, 4)), 4, 0)
+        _bedkernel.products(raw, 5, np.zeros((20, 8)), 8, np.zeros((2, 4)), 4, 0)
+    with pytest.raises(ValueError, match="width"):
+        _bedkernel.products(raw, 5, np.zeros((20, 12)), 12, np.zeros((2, 12)), 12, 0)
     with pytest.raises(TypeError, match="xp"):
-        _bedkernel.products(raw, 5, np.zeros((20, 8), dtype=np.float32), np.zeros((2, 8)), 8, 0)
+        _bedkernel.products(raw, 5, np.zeros((20, 8), dtype=np.float32), 8, np.zeros((2, 8)), 8, 0)
     with pytest.raises(ValueError, match="inconsistent"):
         _bedkernel.group_sums(raw, 5, np.array([99]), np.zeros(1, np.uint8), np.zeros((1, 4)), 3, 4,
                               np.array([0, 1]), np.array([0, 1]), np.array([0]), 1, np.zeros((2, 4, 1)))

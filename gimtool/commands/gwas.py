@@ -153,19 +153,23 @@ def command(
             write = write_sumstats
             if backend == "builtin":  # every phenotype has the same SNPs: their columns are formatted once
                 write = SharedSnpWriter(frames[names[0]]).write
-            # formatting and gzip release the GIL: phenotypes are written in parallel
+            # formatting and gzip release the GIL: phenotypes are written in parallel threads, while
+            # this thread draws the plots
             with cf.ThreadPoolExecutor(max(1, threads)) as pool:
-                list(pool.map(lambda nm: write(frames[nm], f"{out}.{nm}.sumstats.gz"), names))
+                written = [pool.submit(write, frames[nm], f"{out}.{nm}.sumstats.gz") for nm in names]
+                for nm in names:
+                    df = frames[nm]
+                    row = gwas.summary_row(nm, df, len(names), n_used.get(nm))
+                    rows.append(row)
+                    if not no_plots:
+                        pv = df["P"].to_numpy().astype(float)
+                        plots.manhattan(df["CHR"].to_numpy(), df["BP"].to_numpy(), pv, f"{out}.{nm}.manhattan.png",
+                                        title=nm, lines=(5e-8, 5e-8 / len(names)) if len(names) > 1 else (5e-8,))
+                        plots.qq(pv, f"{out}.{nm}.qq.png", title=nm, lambda_gc=row["LAMBDA_GC"])
+                for f in written:
+                    f.result()
             for nm in names:
-                df = frames[nm]
                 log.output(f"sumstats {nm}", f"{out}.{nm}.sumstats.gz")
-                row = gwas.summary_row(nm, df, len(names), n_used.get(nm))
-                rows.append(row)
-                if not no_plots:
-                    pv = df["P"].to_numpy().astype(float)
-                    plots.manhattan(df["CHR"].to_numpy(), df["BP"].to_numpy(), pv, f"{out}.{nm}.manhattan.png",
-                                    title=nm, lines=(5e-8, 5e-8 / len(names)) if len(names) > 1 else (5e-8,))
-                    plots.qq(pv, f"{out}.{nm}.qq.png", title=nm, lambda_gc=row["LAMBDA_GC"])
             summary = pl.DataFrame(rows).select(GWAS_SUMMARY_COLS)
             with atomic_path(f"{out}.summary.tsv") as tmp:
                 summary.write_csv(tmp, separator="\t", null_value="NA")

@@ -363,7 +363,7 @@ class PackedScan:
     genotype matrix is ever materialized. Two implementations of the same sums:
 
     * compiled (``kernel="auto"`` when gimtool.stats._bedkernel was built, float64): each row is
-      decoded in registers and multiplied by X in panels of 8 columns as it is decoded; the
+      decoded in registers and multiplied by X in blocks of 8 or 16 columns as it is decoded; the
       phenotypes' excluded samples are sorted into groups sharing the set of phenotypes that
       exclude them, so each is decoded once; counts by 64-bit popcounts.
     * numpy (``kernel="numpy"``, or float32): each tile of `block` SNPs × `tile` samples is
@@ -417,7 +417,8 @@ class PackedScan:
         npan = (c + 7) // 8
         xw = np.zeros((self.x.shape[0], 8 * npan))
         xw[:, :c] = self.x
-        self.panels = [np.ascontiguousarray(xw[:, 8 * i : 8 * (i + 1)]) for i in range(npan)]
+        # blocks of 16 columns (one pass each on AVX-512) and a last one of 8 if the count is odd
+        self.panels = [(a, np.ascontiguousarray(xw[:, a : a + 16])) for a in range(0, 8 * npan, 16)]
         from gimtool.stats.qc import _pack_mask
 
         self.s0_words = _pack_mask(self.s0_mask).view(np.uint64)
@@ -454,10 +455,10 @@ class PackedScan:
         raw = np.ascontiguousarray(raw)
         m = raw.shape[0]
         p, k = self.prep.n_pheno, self.prep.k
-        ld = 8 * len(self.panels)
+        ld = sum(xp.shape[1] for _, xp in self.panels)
         out = np.empty((m, ld))
-        for i, xp in enumerate(self.panels):
-            _bedkernel.products(raw, self.nb, xp, out, ld, 8 * i)
+        for a, xp in self.panels:
+            _bedkernel.products(raw, self.nb, xp, xp.shape[1], out, ld, a)
         ex: list = [None] * p
         if len(self.g_starts) > 1:
             agg = np.empty((m, k + 2, p))  # per phenotype: Σ g·[Q0 | 1] and #(2 copies) over E_j
