@@ -152,16 +152,17 @@ def test_kernel_equals_slow_reference():
     np.testing.assert_allclose(r.beta, ref_b, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("n", [150, 151, 153])
-def test_packed_kernels_equal_dense_kernel(n):
-    """The packed .bed kernels (CPU numpy and torch, blocks not dividing the chunk, sample
-    counts not a multiple of 4) give the dense kernel's results, missing calls included."""
+@pytest.mark.parametrize("n,na", [(150, 0.2), (151, 0.2), (153, 0.2), (150, 0.0)])
+def test_packed_kernels_equal_dense_kernel(n, na):
+    """The packed .bed kernels (CPU numpy, compiled and torch, blocks not dividing the chunk,
+    sample counts not a multiple of 4) give the dense kernel's results, missing calls included,
+    with and without phenotype NA."""
     from gimtool.io.plink import encode_bed_chunk
 
     rng = np.random.default_rng(n)
     p, m = 4, 37
     y = rng.standard_normal((n, p))
-    y[rng.random((n, p)) < 0.2] = np.nan
+    y[rng.random((n, p)) < na] = np.nan
     y[:, 1] = np.where(np.isnan(y[:, 1]), 0.5, y[:, 1])  # one phenotype without NA
     c = rng.standard_normal((n, 3))
     c[7, 2] = np.nan
