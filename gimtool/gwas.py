@@ -281,10 +281,9 @@ def sumstats_frames(bim: pl.DataFrame, res: ScanResult) -> list[pl.DataFrame]:
     frames = []
     for j in range(res.beta.shape[1]):
         t = res.t[:, j]
-        stats = pl.DataFrame(
-            {"A1FREQ": res.freq[:, j], "N": res.n[:, j], "BETA": res.beta[:, j], "SE": res.se[:, j], "CHISQ": t * t,
-             "P": res.p[:, j]}
-        ).with_columns([pl.col(c).fill_nan(None) for c in ("A1FREQ", "BETA", "SE", "CHISQ", "P")])
+        cols = {"A1FREQ": res.freq[:, j], "N": res.n[:, j], "BETA": res.beta[:, j], "SE": res.se[:, j], "CHISQ": t * t,
+                "P": res.p[:, j]}
+        stats = pl.DataFrame([pl.Series(k, v, nan_to_null=True) for k, v in cols.items()])  # untested SNPs: null
         frames.append(pl.concat([snp_cols, stats], how="horizontal"))
     return frames
 

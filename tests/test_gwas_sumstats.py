@@ -115,6 +115,10 @@ def test_shared_snp_writer_writes_what_write_sumstats_writes(tmp_path):
         assert gzip.decompress((tmp_path / "shared.gz").read_bytes()) == gzip.decompress((tmp_path / "general.gz").read_bytes())
     with pytest.raises(ValueError, match="rows"):
         writer.write(df.head(10), tmp_path / "short.gz")
+    # no SNPs at all (e.g. every SNP below --maf): a header-only file, as write_sumstats writes
+    SharedSnpWriter(snps.head(0)).write(df.head(0), tmp_path / "empty.gz")
+    write_sumstats(df.head(0), tmp_path / "general_empty.gz")
+    assert gzip.decompress((tmp_path / "empty.gz").read_bytes()) == gzip.decompress((tmp_path / "general_empty.gz").read_bytes())
 
 
 def test_lambda_gc_equals_chi2_quantile():

@@ -83,8 +83,14 @@ class SharedSnpWriter:
 
     def __init__(self, snps: pl.DataFrame, sig_digits: int | None = 7):
         self.sig_digits = sig_digits
-        text = _csv_bytes(_formatted(snps, self.SNP_COLS, sig_digits), header=False).decode()
-        self.prefix = pl.Series("SNP_COLS", text.split("\n")[: snps.height], dtype=pl.Utf8)
+        text = _csv_bytes(_formatted(snps, self.SNP_COLS, sig_digits), header=False)
+        self.prefix = None
+        if snps.height and b"\x1f" not in text:
+            # each line as one string, read by polars (0x1f, the unit separator, is not in the text)
+            self.prefix = pl.read_csv(io.BytesIO(text), has_header=False, separator="\x1f", quote_char=None,
+                                      new_columns=["SNP_COLS"], schema_overrides={"SNP_COLS": pl.Utf8})["SNP_COLS"]
+        if self.prefix is None or len(self.prefix) != snps.height:  # no rows, or odd IDs (a line break)
+            self.prefix = pl.Series("SNP_COLS", text.decode().split("\n")[: snps.height], dtype=pl.Utf8)
 
     def write(self, df: pl.DataFrame, path: str | os.PathLike, compresslevel: int = 1) -> None:
         """`df`: a frame in the sumstats schema whose SNP columns are those given to the writer."""
