@@ -18,6 +18,6 @@ else:
 
 setup(
     ext_modules=[
-        Extension("gimtool.stats._bedkernel", ["gimtool/stats/_bedkernel.c"], extra_compile_args=args, optional=True)
+        Extension("gimtool._speedups", ["gimtool/_speedups.c"], extra_compile_args=args, optional=True)
     ]
 )

@@ -153,8 +153,8 @@ def main() -> None:
             print(f"rep {rep + 1} {name}: {res[name][-1][0]:.2f} s, {res[name][-1][1]:.0f} MB", flush=True)
     ref = statistics.median(w for w, _, _ in res["plink2 --glm hide-covar"])
     lines = [f"## gimtool gwas vs plink2 --glm: {a.n} x {a.snps} SNPs x 10 phenotypes + 2 covariates, --threads {a.threads}",
-             "", f"load average at start: {os.getloadavg()[0]:.1f} (shared machine: times are noisy; ratios are from the same run)",
-             f"; gimtool's kernel: {'compiled (gimtool.stats._bedkernel)' if compiled else 'numpy (the C module is not built)'}; "
+             "", f"load average at start: {os.getloadavg()[0]:.1f} (shared machine: times are noisy; ratios are from the same run); "
+             f"gimtool's kernel: {'compiled (gimtool._speedups)' if compiled else 'numpy (the C module is not built)'}; "
              f"median of {a.reps} alternating runs", "",
              "| run | wall s (median) | ratio to plink2 | CPU s (user+sys) | peak RSS MB |", "| --- | --- | --- | --- | --- |"]
     for name, v in res.items():

@@ -179,7 +179,7 @@ def test_packed_kernels_equal_dense_kernel(n, na):
                assoc.TorchPackedScan(prep, n, "cpu")]
     # the compiled kernel: built by `pip install` (setup.py); CI must have it
     compiled = assoc.PackedScan(prep, n)
-    assert compiled.compiled or not os.environ.get("CI"), "gimtool.stats._bedkernel was not built"
+    assert compiled.compiled or not os.environ.get("CI"), "gimtool._speedups was not built"
     if compiled.compiled:
         kernels.append(compiled)
         for m_sub in (1, 3, 4, 5):  # SNP counts below and off the kernel's 4-SNP block

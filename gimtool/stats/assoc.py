@@ -340,7 +340,7 @@ def _compiled_kernel(kernel: str, dtype: np.dtype) -> bool:
     if kernel == "numpy" or (kernel == "auto" and dtype != np.float64):
         return False
     try:
-        from gimtool.stats import _bedkernel  # noqa: F401  (built by setup.py; optional)
+        from gimtool import _speedups  # noqa: F401  (built by setup.py; optional)
     except ImportError:
         if kernel == "c":
             raise
@@ -362,7 +362,7 @@ class PackedScan:
     X = [Yr | Q0 | 1] is laid out over all .bed samples (zero rows for samples outside S0), so no
     genotype matrix is ever materialized. Two implementations of the same sums:
 
-    * compiled (``kernel="auto"`` when gimtool.stats._bedkernel was built, float64): each row is
+    * compiled (``kernel="auto"`` when gimtool._speedups was built, float64): each row is
       decoded in registers and multiplied by X in blocks of 8 or 16 columns as it is decoded; the
       phenotypes' excluded samples are sorted into groups sharing the set of phenotypes that
       exclude them, so each is decoded once; counts by 64-bit popcounts.
@@ -450,7 +450,7 @@ class PackedScan:
         return self._products_numpy(raw)
 
     def _products_compiled(self, raw: np.ndarray) -> tuple[np.ndarray, list]:
-        from gimtool.stats import _bedkernel
+        from gimtool import _speedups
 
         raw = np.ascontiguousarray(raw)
         m = raw.shape[0]
@@ -458,11 +458,11 @@ class PackedScan:
         ld = sum(xp.shape[1] for _, xp in self.panels)
         out = np.empty((m, ld))
         for a, xp in self.panels:
-            _bedkernel.products(raw, self.nb, xp, xp.shape[1], out, ld, a)
+            _speedups.products(raw, self.nb, xp, xp.shape[1], out, ld, a)
         ex: list = [None] * p
         if len(self.g_starts) > 1:
             agg = np.empty((m, k + 2, p))  # per phenotype: Σ g·[Q0 | 1] and #(2 copies) over E_j
-            _bedkernel.group_sums(raw, self.nb, self.g_byte, self.g_shift, self.g_z, k + 1, self.g_zw, self.g_starts,
+            _speedups.group_sums(raw, self.nb, self.g_byte, self.g_shift, self.g_z, k + 1, self.g_zw, self.g_starts,
                                   self.g_mstart, self.g_members, p, agg)
             for j, (pos, _) in enumerate(self.excl):
                 if len(pos):
@@ -500,11 +500,11 @@ class PackedScan:
         assert raw.shape[1] == self.nb, f"bed rows must have {self.nb} bytes, got {raw.shape[1]}"
         p, k = prep.n_pheno, prep.k
         if self.compiled:
-            from gimtool.stats import _bedkernel
+            from gimtool import _speedups
 
             raw = np.ascontiguousarray(raw)
             counts = np.empty((raw.shape[0], 4), dtype=np.int64)
-            _bedkernel.code_counts(raw, self.nb, self.s0_words, counts)
+            _speedups.code_counts(raw, self.nb, self.s0_words, counts)
         else:
             from gimtool.stats.qc import packed_genotype_counts
 
@@ -582,12 +582,12 @@ def t_test_p(t: np.ndarray, dof: np.ndarray, compiled: bool = True) -> np.ndarra
     t, dof = np.broadcast_arrays(np.asarray(t, dtype=np.float64), np.asarray(dof, dtype=np.float64))
     if compiled:
         try:
-            from gimtool.stats import _bedkernel
+            from gimtool import _speedups
         except ImportError:
             pass
         else:
             out = np.empty(t.shape)
-            _bedkernel.t_test_p(np.ascontiguousarray(t), np.ascontiguousarray(dof), out)
+            _speedups.t_test_p(np.ascontiguousarray(t), np.ascontiguousarray(dof), out)
             return out
     from scipy.special import betainc
 

@@ -1,4 +1,4 @@
-"""The compiled .bed kernels (gimtool/stats/_bedkernel.c) against their numpy/scipy references.
+"""The compiled .bed kernels (gimtool/_speedups.c) against their numpy/scipy references.
 
 The module is built by `pip install` (setup.py); it is optional for users (gimtool falls back to
 numpy), but CI must build it, so these tests fail rather than skip when CI is set.
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 try:
-    from gimtool.stats import _bedkernel
+    from gimtool import _speedups
 except ImportError:  # pragma: no cover - exercised only where no C compiler was available
-    _bedkernel = None
+    _speedups = None
     if os.environ.get("CI"):
         raise
 
-pytestmark = pytest.mark.skipif(_bedkernel is None, reason="gimtool.stats._bedkernel was not built (no C compiler)")
+pytestmark = pytest.mark.skipif(_speedups is None, reason="gimtool._speedups was not built (no C compiler)")
 
 
 def test_t_test_p_equals_scipy():
@@ -55,7 +55,7 @@ def test_code_counts_equal_numpy_popcounts(n):
     raw = rng.integers(0, 256, (9, nb), dtype=np.uint8)
     mask = rng.random(n) < 0.7
     out = np.empty((9, 4), dtype=np.int64)
-    _bedkernel.code_counts(raw, nb, _pack_mask(mask).view(np.uint64), out)
+    _speedups.code_counts(raw, nb, _pack_mask(mask).view(np.uint64), out)
     np.testing.assert_array_equal(out, packed_genotype_counts(raw, n, mask))
 
 
@@ -71,13 +71,13 @@ def test_products_and_group_sums_equal_decoded_sums():
     g = byte_table(_CODE_DOSAGE)[raw].reshape(m, -1)  # (m, 4 nb), missing = 0
     x = rng.standard_normal((4 * nb, 24))
     out = np.full((m, 32), np.nan)
-    _bedkernel.products(raw, nb, np.ascontiguousarray(x[:, :8]), 8, out, 32, 8)
-    _bedkernel.products(raw, nb, np.ascontiguousarray(x[:, 8:]), 16, out, 32, 16)
+    _speedups.products(raw, nb, np.ascontiguousarray(x[:, :8]), 8, out, 32, 8)
+    _speedups.products(raw, nb, np.ascontiguousarray(x[:, 8:]), 16, out, 32, 16)
     np.testing.assert_allclose(out[:, 8:], g @ x, rtol=1e-12, atol=1e-12)
     assert np.isnan(out[:, :8]).all()  # only its block is written
     for rows in (1, 3, 5):  # fewer rows than, and not a multiple of, the 4-SNP block
         sub = np.empty((rows, 16))
-        _bedkernel.products(raw[:rows], nb, np.ascontiguousarray(x[:, 8:]), 16, sub, 16, 0)
+        _speedups.products(raw[:rows], nb, np.ascontiguousarray(x[:, 8:]), 16, sub, 16, 0)
         np.testing.assert_allclose(sub, g[:rows] @ x[:, 8:], rtol=1e-12, atol=1e-12)
 
     kw, zw, p = 6, 8, 3
@@ -89,7 +89,7 @@ def test_products_and_group_sums_equal_decoded_sums():
     mstart = np.array([0, 1, 3, 4])
     members = np.array([0, 0, 2, 1])
     agg = np.empty((m, kw + 1, p))
-    _bedkernel.group_sums(raw, nb, samples // 4, (2 * (samples % 4)).astype(np.uint8), z, kw, zw, starts, mstart,
+    _speedups.group_sums(raw, nb, samples // 4, (2 * (samples % 4)).astype(np.uint8), z, kw, zw, starts, mstart,
                           members, p, agg)
     hom = (g[:, samples] == 2).astype(float)
     for j in range(p):
@@ -101,11 +101,11 @@ def test_products_and_group_sums_equal_decoded_sums():
 def test_bad_sizes_are_errors():
     raw = np.zeros((2, 5), dtype=np.uint8)
     with pytest.raises(ValueError, match="inconsistent"):
-        _bedkernel.products(raw, 5, np.zeros((20, 8)), 8, np.zeros((2, 4)), 4, 0)
+        _speedups.products(raw, 5, np.zeros((20, 8)), 8, np.zeros((2, 4)), 4, 0)
     with pytest.raises(ValueError, match="width"):
-        _bedkernel.products(raw, 5, np.zeros((20, 12)), 12, np.zeros((2, 12)), 12, 0)
+        _speedups.products(raw, 5, np.zeros((20, 12)), 12, np.zeros((2, 12)), 12, 0)
     with pytest.raises(TypeError, match="xp"):
-        _bedkernel.products(raw, 5, np.zeros((20, 8), dtype=np.float32), 8, np.zeros((2, 8)), 8, 0)
+        _speedups.products(raw, 5, np.zeros((20, 8), dtype=np.float32), 8, np.zeros((2, 8)), 8, 0)
     with pytest.raises(ValueError, match="inconsistent"):
-        _bedkernel.group_sums(raw, 5, np.array([99]), np.zeros(1, np.uint8), np.zeros((1, 4)), 3, 4,
+        _speedups.group_sums(raw, 5, np.array([99]), np.zeros(1, np.uint8), np.zeros((1, 4)), 3, 4,
                               np.array([0, 1]), np.array([0, 1]), np.array([0]), 1, np.zeros((2, 4, 1)))
