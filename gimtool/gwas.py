@@ -221,11 +221,13 @@ def scan(
         scanner = assoc.PackedScan(prep, bf.n_samples, dtype=dtype, kernel=kernel)
     m = stop - start
     p = prep.n_pheno
-    out = {k: np.empty((m, p)) for k in ("beta", "se", "t", "freq")}
-    out["n"] = np.empty((m, p), dtype=np.int64)
-    out["dof"] = np.empty((m, p), dtype=np.int64)
+    # phenotype-major storage: each phenotype's results are contiguous for the sumstats writers;
+    # the ScanResult arrays are (m, p) views of it
+    out = {k: np.empty((p, m)) for k in ("beta", "se", "t", "freq")}
+    out["n"] = np.empty((p, m), dtype=np.int64)
+    out["dof"] = np.empty((p, m), dtype=np.int64)
     freq0 = np.empty(m)
-    pval = np.empty((m, p))
+    pval = np.empty((p, m))
     starts = list(range(start, stop, chunk_size))
 
     def run(a):
@@ -234,9 +236,9 @@ def scan(
         r = scanner(bf.packed(slice(a, b)))
         sl = slice(a - start, b - start)
         for key in ("beta", "se", "t", "freq", "n", "dof"):
-            out[key][sl] = getattr(r, key)
+            out[key][:, sl] = getattr(r, key).T
         freq0[sl] = r.freq0
-        pval[sl] = assoc.t_test_p(r.t, r.dof.astype(np.float64))
+        pval[:, sl] = assoc.t_test_p(r.t, r.dof.astype(np.float64)).T
         return b - a
 
     from tqdm import tqdm
@@ -259,13 +261,15 @@ def scan(
         for f in cf.as_completed(pending):
             bar.update(f.result())
     bar.close()
+    out = {k: v.T for k, v in out.items()}
+    pval = pval.T
     idx = np.arange(start, stop)
     if maf > 0:
         mf = np.minimum(freq0, 1 - freq0)
         keep = np.isfinite(mf) & (mf >= maf)
         idx = idx[keep]
-        out = {k: v[keep] for k, v in out.items()}
-        pval = pval[keep]
+        out = {k: v.T[:, keep].T for k, v in out.items()}  # still phenotype-major
+        pval = pval.T[:, keep].T
     return ScanResult(idx, out["beta"], out["se"], pval, out["t"], out["n"], out["freq"])
 
 
