@@ -80,7 +80,7 @@ def manhattan(chrom, bp, p, path: str | os.PathLike, title: str = "", lines=(5e-
     ax.set_xlabel("chromosome")
     ax.set_ylabel("−log10 P")
     ax.set_title(title)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.055, right=0.99, bottom=0.12, top=0.92)  # fixed: tight_layout costs a draw
     _save(fig, path)
 
 
@@ -105,7 +105,7 @@ def qq(p, path: str | os.PathLike, title: str = "", lambda_gc: float | None = No
     ax.set_title(title)
     if label:
         ax.legend(loc="upper left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.93)
     _save(fig, path)
 
 
