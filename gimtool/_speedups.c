@@ -144,6 +144,35 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t i
     return 0;
 }
 
+/* One argument's buffer: its object, whether it is written, its item size, its name in errors. */
+typedef struct {
+    PyObject *obj;
+    int writable;
+    Py_ssize_t itemsize;
+    const char *what;
+} BufArg;
+
+static void release_buffers(Py_buffer *views, int n) {
+    for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
+}
+
+/* All of the buffers or none (an error is set). */
+static int get_buffers(const BufArg *spec, Py_buffer *views, int n) {
+    for (int i = 0; i < n; i++)
+        if (get_buffer(spec[i].obj, &views[i], spec[i].writable, spec[i].itemsize, spec[i].what) < 0) {
+            release_buffers(views, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* The end of a wrapper: release the buffers; None, or NULL when `fail` (its error is set). */
+static PyObject *done(Py_buffer *views, int n, int fail) {
+    release_buffers(views, n);
+    if (fail) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* products(raw, nb, xp, w, out, ldo, col0): out[:, col0:col0+w] = G^T xp, xp (4 nb) x w with
  * w = 8 or 16; wider right-hand sides are passed as several such blocks. */
 static PyObject *py_products(PyObject *self, PyObject *args) {
@@ -151,25 +180,18 @@ static PyObject *py_products(PyObject *self, PyObject *args) {
     Py_ssize_t nb, ldo, col0, w;
     if (!PyArg_ParseTuple(args, "OnOnOnn", &oraw, &nb, &oxp, &w, &oout, &ldo, &col0)) return NULL;
     if (w != 8 && w != 16) return PyErr_Format(PyExc_ValueError, "products: block width must be 8 or 16, got %zd", w);
-    Py_buffer raw, xp, out;
-    if (get_buffer(oraw, &raw, 0, 1, "raw") < 0) return NULL;
-    if (get_buffer(oxp, &xp, 0, 8, "xp") < 0) { PyBuffer_Release(&raw); return NULL; }
-    if (get_buffer(oout, &out, 1, 8, "out") < 0) { PyBuffer_Release(&raw); PyBuffer_Release(&xp); return NULL; }
-    PyObject *ret = Py_None;
-    Py_ssize_t m = nb > 0 ? raw.len / nb : 0;
-    if (nb <= 0 || raw.len != m * nb || xp.len != 4 * nb * w * 8 || col0 < 0 || col0 + w > ldo || out.len < m * ldo * 8) {
+    Py_buffer b[3];
+    const BufArg spec[3] = {{oraw, 0, 1, "raw"}, {oxp, 0, 8, "xp"}, {oout, 1, 8, "out"}};
+    if (get_buffers(spec, b, 3) < 0) return NULL;
+    Py_ssize_t m = nb > 0 ? b[0].len / nb : 0;
+    if (nb <= 0 || b[0].len != m * nb || b[1].len != 4 * nb * w * 8 || col0 < 0 || col0 + w > ldo || b[2].len < m * ldo * 8) {
         PyErr_SetString(PyExc_ValueError, "products: inconsistent array sizes");
-        ret = NULL;
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        products(raw.buf, m, nb, xp.buf, w, out.buf, ldo, col0);
-        Py_END_ALLOW_THREADS
+        return done(b, 3, 1);
     }
-    PyBuffer_Release(&raw);
-    PyBuffer_Release(&xp);
-    PyBuffer_Release(&out);
-    if (ret) Py_INCREF(ret);
-    return ret;
+    Py_BEGIN_ALLOW_THREADS
+    products(b[0].buf, m, nb, b[1].buf, w, b[2].buf, ldo, col0);
+    Py_END_ALLOW_THREADS
+    return done(b, 3, 0);
 }
 
 /*
@@ -275,37 +297,28 @@ static PyObject *py_group_sums(PyObject *self, PyObject *args) {
         return NULL;
     if (kw <= 0 || zw < kw || !(zw == 4 || zw == 8 || zw == 12 || zw == 16 || zw == 24 || zw == 32 || zw == 64))
         return PyErr_Format(PyExc_ValueError, "group_sums: need 0 < kw <= zw, zw one of 4 8 12 16 24 32 64");
-    enum { NB = 8 };
-    Py_buffer b[NB];
-    PyObject *objs[NB] = {oraw, oub, ous, oz, ost, oms, omem, oout};
-    const Py_ssize_t isz[NB] = {1, 8, 1, 8, 8, 8, 8, 8};
-    const char *names[NB] = {"raw", "ubyte", "ushift", "z", "starts", "mstart", "members", "out"};
-    int got = 0;
-    for (; got < NB; got++)
-        if (get_buffer(objs[got], &b[got], got == NB - 1, isz[got], names[got]) < 0) break;
-    PyObject *ret = NULL;
-    if (got == NB) {
-        Py_ssize_t m = nb > 0 ? b[0].len / nb : 0;
-        Py_ssize_t nu = b[1].len / 8, ngroups = b[4].len / 8 - 1, nmem = b[6].len / 8;
-        const int64_t *starts = b[4].buf, *ubyte = b[1].buf, *mstart = b[5].buf, *members = b[6].buf;
-        int ok = nb > 0 && b[0].len == m * nb && b[2].len == nu && b[3].len == nu * zw * 8 && ngroups >= 0 &&
-                 npheno > 0 && b[5].len == b[4].len && b[7].len == m * npheno * (kw + 1) * 8 &&
-                 (ngroups == 0 || (starts[0] == 0 && starts[ngroups] == nu && mstart[0] == 0 && mstart[ngroups] == nmem));
-        for (Py_ssize_t u = 0; ok && u < nu; u++) ok = ubyte[u] >= 0 && ubyte[u] < nb;
-        for (Py_ssize_t p = 0; ok && p < ngroups; p++) ok = starts[p] <= starts[p + 1] && mstart[p] <= mstart[p + 1];
-        for (Py_ssize_t e = 0; ok && e < nmem; e++) ok = members[e] >= 0 && members[e] < npheno;
-        if (!ok) {
-            PyErr_SetString(PyExc_ValueError, "group_sums: inconsistent array sizes or indices");
-        } else {
-            Py_BEGIN_ALLOW_THREADS
-            group_sums(b[0].buf, m, nb, ubyte, b[2].buf, b[3].buf, kw, zw, starts, ngroups, mstart, members, npheno, b[7].buf);
-            Py_END_ALLOW_THREADS
-            ret = Py_None;
-            Py_INCREF(ret);
-        }
+    Py_buffer b[8];
+    const BufArg spec[8] = {{oraw, 0, 1, "raw"},      {oub, 0, 8, "ubyte"},   {ous, 0, 1, "ushift"},
+                            {oz, 0, 8, "z"},          {ost, 0, 8, "starts"},  {oms, 0, 8, "mstart"},
+                            {omem, 0, 8, "members"},  {oout, 1, 8, "out"}};
+    if (get_buffers(spec, b, 8) < 0) return NULL;
+    Py_ssize_t m = nb > 0 ? b[0].len / nb : 0;
+    Py_ssize_t nu = b[1].len / 8, ngroups = b[4].len / 8 - 1, nmem = b[6].len / 8;
+    const int64_t *starts = b[4].buf, *ubyte = b[1].buf, *mstart = b[5].buf, *members = b[6].buf;
+    int ok = nb > 0 && b[0].len == m * nb && b[2].len == nu && b[3].len == nu * zw * 8 && ngroups >= 0 &&
+             npheno > 0 && b[5].len == b[4].len && b[7].len == m * npheno * (kw + 1) * 8 &&
+             (ngroups == 0 || (starts[0] == 0 && starts[ngroups] == nu && mstart[0] == 0 && mstart[ngroups] == nmem));
+    for (Py_ssize_t u = 0; ok && u < nu; u++) ok = ubyte[u] >= 0 && ubyte[u] < nb;
+    for (Py_ssize_t p = 0; ok && p < ngroups; p++) ok = starts[p] <= starts[p + 1] && mstart[p] <= mstart[p + 1];
+    for (Py_ssize_t e = 0; ok && e < nmem; e++) ok = members[e] >= 0 && members[e] < npheno;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "group_sums: inconsistent array sizes or indices");
+        return done(b, 8, 1);
     }
-    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
-    return ret;
+    Py_BEGIN_ALLOW_THREADS
+    group_sums(b[0].buf, m, nb, ubyte, b[2].buf, b[3].buf, kw, zw, starts, ngroups, mstart, members, npheno, b[7].buf);
+    Py_END_ALLOW_THREADS
+    return done(b, 8, 0);
 }
 
 /*
@@ -346,25 +359,18 @@ static PyObject *py_code_counts(PyObject *self, PyObject *args) {
     PyObject *oraw, *omask, *oout;
     Py_ssize_t nb;
     if (!PyArg_ParseTuple(args, "OnOO", &oraw, &nb, &omask, &oout)) return NULL;
-    Py_buffer raw, mask, out;
-    if (get_buffer(oraw, &raw, 0, 1, "raw") < 0) return NULL;
-    if (get_buffer(omask, &mask, 0, 8, "mask") < 0) { PyBuffer_Release(&raw); return NULL; }
-    if (get_buffer(oout, &out, 1, 8, "out") < 0) { PyBuffer_Release(&raw); PyBuffer_Release(&mask); return NULL; }
-    PyObject *ret = Py_None;
-    Py_ssize_t m = nb > 0 ? raw.len / nb : 0, nw = mask.len / 8;
-    if (nb <= 0 || raw.len != m * nb || nw != (nb + 7) / 8 || out.len != m * 4 * 8) {
+    Py_buffer b[3];
+    const BufArg spec[3] = {{oraw, 0, 1, "raw"}, {omask, 0, 8, "mask"}, {oout, 1, 8, "out"}};
+    if (get_buffers(spec, b, 3) < 0) return NULL;
+    Py_ssize_t m = nb > 0 ? b[0].len / nb : 0, nw = b[1].len / 8;
+    if (nb <= 0 || b[0].len != m * nb || nw != (nb + 7) / 8 || b[2].len != m * 4 * 8) {
         PyErr_SetString(PyExc_ValueError, "code_counts: inconsistent array sizes");
-        ret = NULL;
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        code_counts(raw.buf, m, nb, mask.buf, nw, out.buf);
-        Py_END_ALLOW_THREADS
+        return done(b, 3, 1);
     }
-    PyBuffer_Release(&raw);
-    PyBuffer_Release(&mask);
-    PyBuffer_Release(&out);
-    if (ret) Py_INCREF(ret);
-    return ret;
+    Py_BEGIN_ALLOW_THREADS
+    code_counts(b[0].buf, m, nb, b[1].buf, nw, b[2].buf);
+    Py_END_ALLOW_THREADS
+    return done(b, 3, 0);
 }
 
 /*
@@ -432,24 +438,17 @@ static void t_test_p(const double *t, const double *dof, double *out, Py_ssize_t
 static PyObject *py_t_test_p(PyObject *self, PyObject *args) {
     PyObject *ot, *od, *oo;
     if (!PyArg_ParseTuple(args, "OOO", &ot, &od, &oo)) return NULL;
-    Py_buffer t, d, o;
-    if (get_buffer(ot, &t, 0, 8, "t") < 0) return NULL;
-    if (get_buffer(od, &d, 0, 8, "dof") < 0) { PyBuffer_Release(&t); return NULL; }
-    if (get_buffer(oo, &o, 1, 8, "out") < 0) { PyBuffer_Release(&t); PyBuffer_Release(&d); return NULL; }
-    PyObject *ret = Py_None;
-    if (t.len != d.len || t.len != o.len) {
+    Py_buffer b[3];
+    const BufArg spec[3] = {{ot, 0, 8, "t"}, {od, 0, 8, "dof"}, {oo, 1, 8, "out"}};
+    if (get_buffers(spec, b, 3) < 0) return NULL;
+    if (b[0].len != b[1].len || b[0].len != b[2].len) {
         PyErr_SetString(PyExc_ValueError, "t_test_p: arrays of different lengths");
-        ret = NULL;
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        t_test_p(t.buf, d.buf, o.buf, t.len / 8);
-        Py_END_ALLOW_THREADS
+        return done(b, 3, 1);
     }
-    PyBuffer_Release(&t);
-    PyBuffer_Release(&d);
-    PyBuffer_Release(&o);
-    if (ret) Py_INCREF(ret);
-    return ret;
+    Py_BEGIN_ALLOW_THREADS
+    t_test_p(b[0].buf, b[1].buf, b[2].buf, b[0].len / 8);
+    Py_END_ALLOW_THREADS
+    return done(b, 3, 0);
 }
 
 /*
