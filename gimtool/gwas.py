@@ -218,6 +218,8 @@ def scan(
     if gpu:
         scanner = assoc.TorchPackedScan(prep, bf.n_samples, device, dtype=dtype)
     else:
+        if dtype != "float64" and kernel == "auto" and assoc._compiled_kernel("auto", np.dtype("float64")):
+            dtype = "float64"  # the compiled kernel in double is both faster and exact
         scanner = assoc.PackedScan(prep, bf.n_samples, dtype=dtype, kernel=kernel)
     m = stop - start
     p = prep.n_pheno

@@ -59,7 +59,7 @@ def command(
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5, help="Skip SNPs with minor allele frequency below this (over the samples used).")] = 0.0,
     chunk: Annotated[Optional[str], typer.Option("--chunk", help="K/N: test only the K-th of N contiguous parts of the SNPs (outputs concatenate to the whole).")] = None,
     pheno_transform: Annotated[str, typer.Option("--pheno-transform", help="none, or int: rank-based inverse normal transform after regressing out the covariates.")] = "none",
-    precision: Annotated[str, typer.Option("--precision", help="double (exact to plink2's printed digits) or single (faster, ~1e-5 relative).")] = "double",
+    precision: Annotated[str, typer.Option("--precision", help="double (exact to plink2's printed digits) or single (float32 products, ~1e-5 relative: faster on a GPU; on the CPU the compiled kernel computes in double either way).")] = "double",
     chunk_snps: Annotated[Optional[int], typer.Option("--chunk-snps", min=1, help="SNPs per streamed chunk (default: ~4 MB of packed .bed rows on the CPU).")] = None,
     ld_scores: Annotated[Optional[Path], typer.Option("--ld-scores", help="bolt: LD score table (--LDscoresFile); default --LDscoresUseChip.")] = None,
     genetic_map: Annotated[Optional[Path], typer.Option("--genetic-map", help="bolt: --geneticMapFile.")] = None,
