@@ -48,14 +48,14 @@ def test_t_test_p_equals_scipy():
 
 @pytest.mark.parametrize("n", [1, 5, 31, 32, 33, 64, 65, 150, 1001])
 def test_code_counts_equal_numpy_popcounts(n):
-    from gimtool.stats.qc import _pack_mask, packed_genotype_counts
+    from gimtool.stats.qc import pack_sample_mask, packed_genotype_counts
 
     rng = np.random.default_rng(n)
     nb = (n + 3) // 4
     raw = rng.integers(0, 256, (9, nb), dtype=np.uint8)
     mask = rng.random(n) < 0.7
     out = np.empty((9, 4), dtype=np.int64)
-    _speedups.code_counts(raw, nb, _pack_mask(mask).view(np.uint64), out)
+    _speedups.code_counts(raw, nb, pack_sample_mask(mask).view(np.uint64), out)
     np.testing.assert_array_equal(out, packed_genotype_counts(raw, n, mask))
 
 

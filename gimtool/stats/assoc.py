@@ -411,17 +411,18 @@ class PackedScan:
             self._setup_compiled()
 
     def _setup_compiled(self) -> None:
-        """Layouts for the compiled kernel: X in contiguous panels of 8 columns, and the union of
-        excluded samples sorted into groups that share the set of phenotypes excluding them."""
+        """Layouts for the compiled kernel: X in contiguous blocks of 16 (and a last of 8) columns,
+        the S0 mask in .bed byte layout, and the union of excluded samples sorted into groups that
+        share the set of phenotypes excluding them."""
         c = self.x.shape[1]
         npan = (c + 7) // 8
         xw = np.zeros((self.x.shape[0], 8 * npan))
         xw[:, :c] = self.x
         # blocks of 16 columns (one pass each on AVX-512) and a last one of 8 if the count is odd
         self.panels = [(a, np.ascontiguousarray(xw[:, a : a + 16])) for a in range(0, 8 * npan, 16)]
-        from gimtool.stats.qc import _pack_mask
+        from gimtool.stats.qc import pack_sample_mask
 
-        self.s0_words = _pack_mask(self.s0_mask).view(np.uint64)
+        self.s0_words = pack_sample_mask(self.s0_mask).view(np.uint64)
         p, k = self.prep.n_pheno, self.prep.k
         member = np.zeros((len(self.union), p), dtype=bool)
         for j, (pos, _) in enumerate(self.excl):

@@ -22,7 +22,7 @@ def genotype_counts(G: np.ndarray) -> np.ndarray:
     return np.stack([n0, n1, n2, n - n0 - n1 - n2], axis=1).astype(np.int64)
 
 
-def _pack_mask(sample_mask: np.ndarray) -> np.ndarray:
+def pack_sample_mask(sample_mask: np.ndarray) -> np.ndarray:
     """2-bit mask bytes (0b11 per kept sample) in .bed byte layout, padded to whole uint64 words."""
     n = len(sample_mask)
     bits = np.zeros(((n + 3) // 4) * 4, dtype=np.uint8)
@@ -46,7 +46,7 @@ def packed_genotype_counts(rows: np.ndarray, n_samples: int, sample_mask: np.nda
         rows = np.concatenate([rows, np.zeros((m, pad), dtype=np.uint8)], axis=1)
     w = np.ascontiguousarray(rows).view(np.uint64)  # (m, words)
     keep = np.ones(n_samples, dtype=bool) if sample_mask is None else np.asarray(sample_mask, dtype=bool)
-    mask = _pack_mask(keep).view(np.uint64)[None, :]
+    mask = pack_sample_mask(keep).view(np.uint64)[None, :]
     lo_bits = np.uint64(0x5555555555555555)
     lo = w & lo_bits & mask
     hi = (w >> np.uint64(1)) & lo_bits & mask
