@@ -90,7 +90,7 @@ def kernel_comparison(prefix: str, threads: int) -> list[str]:
            "| kernel | scan s | ratio to numpy |", "| --- | --- | --- |"]
     secs, betas = {}, {}
     for kernel in ("numpy", "auto"):
-        if kernel == "auto" and not assoc._compiled_kernel("auto", np.dtype("float64")):
+        if kernel == "auto" and not assoc.has_compiled_kernel():
             break
         best = []
         for _ in range(3):
@@ -137,7 +137,7 @@ def main() -> None:
     }
     from gimtool.stats import assoc
 
-    compiled = assoc._compiled_kernel("auto", np.dtype("float64"))
+    compiled = assoc.has_compiled_kernel()
     timed([*gim, "--no-plots", "--out", str(d / "warmup")], env=GIM_ENV)  # bytecode, page cache
     res: dict[str, list[tuple[float, float, float]]] = {k: [] for k in runs}
     parts: dict[str, list[float]] = {"start-up (wall minus the log's total)": [], "association scan": [],

@@ -218,7 +218,7 @@ def scan(
     if gpu:
         scanner = assoc.TorchPackedScan(prep, bf.n_samples, device, dtype=dtype)
     else:
-        if dtype != "float64" and kernel == "auto" and assoc._compiled_kernel("auto", np.dtype("float64")):
+        if dtype != "float64" and kernel == "auto" and assoc.has_compiled_kernel():
             dtype = "float64"  # the compiled kernel in double is both faster and exact
         scanner = assoc.PackedScan(prep, bf.n_samples, dtype=dtype, kernel=kernel)
     m = stop - start

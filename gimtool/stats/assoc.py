@@ -334,6 +334,11 @@ _CODE_DOSAGE = np.array([2.0, 0.0, 1.0, 0.0])  # missing decodes to 0: it drops 
 _CODE_MISSING = np.array([False, True, False, False])
 
 
+def has_compiled_kernel() -> bool:
+    """Whether gimtool._speedups (the compiled scan kernel) was built."""
+    return _compiled_kernel("auto", np.dtype("float64"))
+
+
 def _compiled_kernel(kernel: str, dtype: np.dtype) -> bool:
     """Whether PackedScan uses the compiled kernel: `kernel` auto (when built, for float64), c
     (required) or numpy."""
