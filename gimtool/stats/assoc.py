@@ -239,6 +239,16 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
     return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], prod[:, p + k], s2, ex, has_miss, miss_sub)
 
 
+def _sums_by_row(rows: np.ndarray, vals: np.ndarray, n_rows: int) -> np.ndarray:
+    """Sums of `vals` grouped by the sorted indices `rows`, as an (n_rows, ...) array (0 where a
+    row has no entry)."""
+    out = np.zeros((n_rows,) + vals.shape[1:])
+    if len(rows):
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        out[rows[starts]] = np.add.reduceat(vals, starts, axis=0)
+    return out
+
+
 def finish_chunk(
     prep: Prepared,
     gy0: np.ndarray,
@@ -269,10 +279,8 @@ def finish_chunk(
     gvar = np.empty((m, p))  # total sum of squares of g (for the VIF check)
 
     if len(has_miss):
-        import scipy.sparse as sp
-
-        mm = sp.csc_matrix(miss_sub.astype(np.float64))  # (n0, J)
-        mmt = mm.T.tocsr()
+        # the missing calls as (SNP, sample) pairs, sorted by SNP
+        miss_snp, miss_sample = np.nonzero(miss_sub.T)
         q = prep.q0
         qq = (q[:, :, None] * q[:, None, :]).reshape(n0, k * k)
 
@@ -291,15 +299,17 @@ def finish_chunk(
         n_j = np.full(m, prep.n[j], dtype=np.int64)
         if len(has_miss):
             # missing calls among this phenotype's samples (rows of E_p are already out)
-            keep = np.ones(n0)
-            keep[e] = 0
-            mk = mmt.multiply(keep[None, :]).tocsr()  # (J, n0)
-            dn = np.asarray(mk.sum(axis=1)).ravel().astype(np.int64)
-            da = (mk @ qq).reshape(-1, k, k)
+            keep = np.ones(n0, dtype=bool)
+            keep[e] = False
+            sel = keep[miss_sample]
+            r, c = miss_snp[sel], miss_sample[sel]
+            nj = len(has_miss)
+            dn = np.bincount(r, minlength=nj)
+            da = _sums_by_row(r, qq[c], nj).reshape(-1, k, k)
             a_j = np.linalg.inv(np.linalg.inv(prep.a_inv[j])[None] - da)
             yrj = prep.yr[:, j]
-            b = -(mk @ (prep.q0 * yrj[:, None]))  # (J, k)
-            dyy = mk @ (yrj * yrj)
+            b = -_sums_by_row(r, prep.q0[c] * yrj[c, None], nj)  # (J, k)
+            dyy = _sums_by_row(r, yrj[c] * yrj[c], nj)
             uj = u[has_miss]
             gg_j[has_miss] = sum2[has_miss] - _quad(a_j, uj, uj)
             gy_j[has_miss] = gy_j[has_miss] - _quad(a_j, uj, b)
