@@ -145,7 +145,7 @@ def test_kernel_equals_slow_reference():
     n, p, m = 150, 4, 25
     y = rng.standard_normal((n, p))
     y[rng.random((n, p)) < 0.2] = np.nan
-    c = rng.standard_normal((n, 3))
+    c = rng.standard_normal((n, ncov))
     c[7, 2] = np.nan
     g = rng.integers(0, 3, (n, m)).astype(float)
     g[rng.random((n, m)) < 0.05] = np.nan
@@ -163,11 +163,11 @@ def test_kernel_equals_slow_reference():
     np.testing.assert_allclose(r.beta, ref_b, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("n,na", [(150, 0.2), (151, 0.2), (153, 0.2), (150, 0.0)])
-def test_packed_kernels_equal_dense_kernel(n, na):
+@pytest.mark.parametrize("n,na,ncov", [(150, 0.2, 3), (151, 0.2, 3), (153, 0.2, 3), (150, 0.0, 3), (153, 0.2, 14)])
+def test_packed_kernels_equal_dense_kernel(n, na, ncov):
     """The packed .bed kernels (CPU numpy, compiled and torch, blocks not dividing the chunk,
     sample counts not a multiple of 4) give the dense kernel's results, missing calls included,
-    with and without phenotype NA."""
+    with and without phenotype NA, with few covariates and with many (wider compiled blocks)."""
     from gimtool.io.plink import encode_bed_chunk
 
     rng = np.random.default_rng(n)
@@ -175,7 +175,7 @@ def test_packed_kernels_equal_dense_kernel(n, na):
     y = rng.standard_normal((n, p))
     y[rng.random((n, p)) < na] = np.nan
     y[:, 1] = np.where(np.isnan(y[:, 1]), 0.5, y[:, 1])  # one phenotype without NA
-    c = rng.standard_normal((n, 3))
+    c = rng.standard_normal((n, ncov))
     c[7, 2] = np.nan
     g = rng.integers(0, 3, (n, m)).astype(np.int8)
     g[rng.random((n, m)) < 0.05] = -127
