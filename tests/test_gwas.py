@@ -145,7 +145,7 @@ def test_kernel_equals_slow_reference():
     n, p, m = 150, 4, 25
     y = rng.standard_normal((n, p))
     y[rng.random((n, p)) < 0.2] = np.nan
-    c = rng.standard_normal((n, ncov))
+    c = rng.standard_normal((n, 3))
     c[7, 2] = np.nan
     g = rng.integers(0, 3, (n, m)).astype(float)
     g[rng.random((n, m)) < 0.05] = np.nan
