@@ -110,3 +110,18 @@ def test_bad_sizes_are_errors():
     with pytest.raises(ValueError, match="inconsistent"):
         _speedups.group_sums(raw, 5, np.array([99]), np.zeros(1, np.uint8), np.zeros((1, 4)), 3, 4,
                               np.array([0, 1]), np.array([0, 1]), np.array([0]), 1, np.zeros((2, 4, 1)))
+
+
+def test_format_rows_text_and_errors():
+    """Rows are the prefix text, then each column after a tab: floats as %.7g (NaN as NA), ints."""
+    prefix = b"rs1\t1rs2\t2"
+    offsets = np.array([0, 5, 10], dtype=np.int64)
+    x = np.array([0.000123456789, np.nan])
+    n = np.array([4747, -3], dtype=np.int64)
+    assert _speedups.format_rows(prefix, offsets, "fi", (x, n), 7) == b"rs1\t1\t0.0001234568\t4747\nrs2\t2\tNA\t-3\n"
+    with pytest.raises(ValueError, match="length"):
+        _speedups.format_rows(prefix, offsets, "f", (np.zeros(3),), 7)
+    with pytest.raises(ValueError, match="kind"):
+        _speedups.format_rows(prefix, offsets, "x", (x,), 7)
+    with pytest.raises(ValueError, match="offsets"):
+        _speedups.format_rows(prefix, np.array([0, 50, 10], dtype=np.int64), "f", (x,), 7)
