@@ -526,50 +526,54 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
     if (PyTuple_GET_SIZE(ocols) != nc || nc > 64 || sig < 1 || sig > 17)
         return PyErr_Format(PyExc_ValueError, "format_rows: %zd kinds for %zd columns (at most 64), sig %d (1-17)",
                             nc, PyTuple_GET_SIZE(ocols), sig);
-    Py_buffer pre, off, cols[64];
-    if (get_buffer(opre, &pre, 0, 1, "prefix") < 0) return NULL;
-    if (get_buffer(ooff, &off, 0, 8, "offsets") < 0) { PyBuffer_Release(&pre); return NULL; }
-    Py_ssize_t got = 0, m = off.len / 8 - 1;
-    PyObject *ret = NULL;
-    for (; got < nc; got++) {
-        if (kinds[got] != 'f' && kinds[got] != 'i') { PyErr_Format(PyExc_ValueError, "format_rows: kind %c", kinds[got]); break; }
-        if (get_buffer(PyTuple_GET_ITEM(ocols, got), &cols[got], 0, 8, "column") < 0) break;
-        if (cols[got].len != m * 8) { PyErr_SetString(PyExc_ValueError, "format_rows: a column's length differs from the rows'"); got++; break; }
+    for (Py_ssize_t c = 0; c < nc; c++)
+        if (kinds[c] != 'f' && kinds[c] != 'i') return PyErr_Format(PyExc_ValueError, "format_rows: kind %c", kinds[c]);
+    /* b[0] the prefix, b[1] the offsets, b[2 + c] column c */
+    Py_buffer b[66];
+    BufArg spec[66] = {{opre, 0, 1, "prefix"}, {ooff, 0, 8, "offsets"}};
+    for (Py_ssize_t c = 0; c < nc; c++) spec[2 + c] = (BufArg){PyTuple_GET_ITEM(ocols, c), 0, 8, "column"};
+    const int nb = (int)(2 + nc);
+    if (get_buffers(spec, b, nb) < 0) return NULL;
+    const Py_buffer *cols = b + 2;
+    const int64_t *offs = b[1].buf;
+    Py_ssize_t m = b[1].len / 8 - 1;
+    int ok = m >= 0;
+    for (Py_ssize_t c = 0; ok && c < nc; c++) ok = cols[c].len == m * 8;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "format_rows: a column's length differs from the rows'");
+        return done(b, nb, 1);
     }
-    const int64_t *offs = off.buf;
-    int ok = got == nc && m >= 0 && !PyErr_Occurred();
-    for (Py_ssize_t i = 0; ok && i < m; i++) ok = offs[i] >= 0 && offs[i] <= offs[i + 1] && offs[i + 1] <= pre.len;
-    if (got == nc && !ok && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "format_rows: bad offsets");
-    if (ok) {
-        /* bound: prefix + per value a tab and at most 32 characters + newline */
-        Py_ssize_t cap = (m > 0 ? offs[m] - offs[0] : 0) + m * (nc * 33 + 1);
-        ret = PyBytes_FromStringAndSize(NULL, cap);
-        if (ret) {
-            char *o = PyBytes_AS_STRING(ret), *start = o;
-            const char *p = pre.buf;
-            Py_BEGIN_ALLOW_THREADS
-            for (Py_ssize_t i = 0; i < m; i++) {
-                memcpy(o, p + offs[i], (size_t)(offs[i + 1] - offs[i]));
-                o += offs[i + 1] - offs[i];
-                for (Py_ssize_t c = 0; c < nc; c++) {
-                    *o++ = '\t';
-                    if (kinds[c] == 'f') {
-                        o = put_float(o, ((const double *)cols[c].buf)[i], sig);
-                    } else {
-                        int64_t v = ((const int64_t *)cols[c].buf)[i];
-                        if (v < 0) { *o++ = '-'; o = put_uint(o, (unsigned long long)(-(v + 1)) + 1ULL); }
-                        else o = put_uint(o, (unsigned long long)v);
-                    }
+    for (Py_ssize_t i = 0; ok && i < m; i++) ok = offs[i] >= 0 && offs[i] <= offs[i + 1] && offs[i + 1] <= b[0].len;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "format_rows: bad offsets");
+        return done(b, nb, 1);
+    }
+    /* bound: prefix + per value a tab and at most 32 characters + newline */
+    Py_ssize_t cap = (m > 0 ? offs[m] - offs[0] : 0) + m * (nc * 33 + 1);
+    PyObject *ret = PyBytes_FromStringAndSize(NULL, cap);
+    if (ret) {
+        char *o = PyBytes_AS_STRING(ret), *start = o;
+        const char *p = b[0].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < m; i++) {
+            memcpy(o, p + offs[i], (size_t)(offs[i + 1] - offs[i]));
+            o += offs[i + 1] - offs[i];
+            for (Py_ssize_t c = 0; c < nc; c++) {
+                *o++ = '\t';
+                if (kinds[c] == 'f') {
+                    o = put_float(o, ((const double *)cols[c].buf)[i], sig);
+                } else {
+                    int64_t v = ((const int64_t *)cols[c].buf)[i];
+                    if (v < 0) { *o++ = '-'; o = put_uint(o, (unsigned long long)(-(v + 1)) + 1ULL); }
+                    else o = put_uint(o, (unsigned long long)v);
                 }
-                *o++ = '\n';
             }
-            Py_END_ALLOW_THREADS
-            if (_PyBytes_Resize(&ret, o - start) < 0) ret = NULL;
+            *o++ = '\n';
         }
+        Py_END_ALLOW_THREADS
+        if (_PyBytes_Resize(&ret, o - start) < 0) ret = NULL;
     }
-    for (Py_ssize_t i = 0; i < got && i < nc; i++) PyBuffer_Release(&cols[i]);
-    PyBuffer_Release(&pre);
-    PyBuffer_Release(&off);
+    release_buffers(b, nb);
     return ret;
 }
 

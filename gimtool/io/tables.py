@@ -42,7 +42,8 @@ def read_table(
         opener = gzip.open
     with opener(path, "rt") as fh:
         text = fh.read()
-    first = next((ln for ln in text.splitlines() if ln.strip()), None)
+    all_lines = text.splitlines()
+    first = next((ln for ln in all_lines if ln.strip()), None)
     if first is None:
         raise InputError(f"{path}: {what} file is empty")
     header = first.split()
@@ -70,7 +71,7 @@ def read_table(
     if df is not None:
         return df
     # something is wrong (or unusual): the line-by-line parse reads it, or says where the problem is
-    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    lines = [(i + 1, ln) for i, ln in enumerate(all_lines) if ln.strip()]
     fids, iids, arr = _parse_slow(path, lines[1:], header, idx, columns, miss)
     data = {"FID": fids, "IID": iids}
     for j, c in enumerate(columns):

@@ -423,12 +423,12 @@ class PackedScan:
         # the compiled kernel's group sums hold up to 62 covariates (+ intercept)
         self.compiled = prep.k <= 63 and _compiled_kernel(kernel, self.dtype)
         if self.compiled:
-            self._setup_compiled()
+            self._setup_compiled(q1)
 
-    def _setup_compiled(self) -> None:
+    def _setup_compiled(self, q1: np.ndarray) -> None:
         """Layouts for the compiled kernel: X in contiguous blocks of 16 (and a last of 8) columns,
         the S0 mask in .bed byte layout, and the union of excluded samples sorted into groups that
-        share the set of phenotypes excluding them."""
+        share the set of phenotypes excluding them. q1: [Q0 | 1] on S0."""
         c = self.x.shape[1]
         npan = (c + 7) // 8
         xw = np.zeros((self.x.shape[0], 8 * npan))
@@ -446,7 +446,6 @@ class PackedScan:
         order = np.argsort(gid.ravel(), kind="stable")
         s0_pos = np.full(self.n_bed, -1)
         s0_pos[self.prep.samples] = np.arange(len(self.prep.samples))
-        q1 = np.concatenate([self.prep.q0, np.ones((len(self.prep.samples), 1))], axis=1)
         u = self.union[order]
         self.g_byte = (u // 4).astype(np.int64)
         self.g_shift = (2 * (u % 4)).astype(np.uint8)
