@@ -145,7 +145,7 @@ def command(
                 r.stats.unlink()
 
         rows = []
-        from gimtool import plots
+        from gimtool.io import figures as plots
 
         with log.timed("write outputs"):
             import concurrent.futures as cf

@@ -47,7 +47,7 @@ def command(
     import polars as pl
 
     from gimtool import pcs as lib
-    from gimtool import plots
+    from gimtool.io import figures as plots
     from gimtool.errors import InputError
     from gimtool.gwas import split_names
     from gimtool.io.schemas import PCA_EXPLAINED_COLS

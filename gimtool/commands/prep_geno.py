@@ -30,7 +30,7 @@ def command(
     cm_per_mb: Annotated[float, typer.Option("--cm-per-mb", help="Rate used when the bim has no genetic positions and no map is given.", min=0.0)] = 1.0,
     threads: options.Threads = 1,
 ) -> None:
-    from gimtool.genotype_qc import QCFilters, run_qc, write_outputs
+    from gimtool.pipelines.prep_geno import QCFilters, run_qc, write_outputs
     from gimtool.io.plink import Bfile
     from gimtool.runlog import RunLog
 
