@@ -87,7 +87,7 @@ def nilearn_reference(lst: Path, voxel: float, k: int) -> float:
     from nilearn.image import resample_img
 
     from gimtool.imaging.normalize import zscore
-    from gimtool.io.grids import mni_grid
+    from gimtool.imaging.grids import mni_grid
 
     shape, aff = mni_grid(voxel)
     rows = [ln.split("\t") for ln in lst.read_text().splitlines()[1:]][:k]

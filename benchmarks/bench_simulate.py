@@ -47,7 +47,7 @@ def volume_rate(voxel: float, n: int, threads: int, tmp: Path) -> dict:
     import torch
     from scipy.ndimage import map_coordinates
 
-    from gimtool.io.grids import mni_grid
+    from gimtool.imaging.grids import mni_grid
     from gimtool.sim.cohort import IMAGE_SCALE, _write_nifti
     from gimtool.sim.images import ImageSimulator, choose_factors
     from gimtool.sim.template import load_template

@@ -16,7 +16,7 @@ import polars as pl
 
 from gimtool.errors import InputError
 from gimtool.io.plink import Bfile
-from gimtool.io.schemas import GWAS_SUMMARY_COLS
+from gimtool.conventions import GWAS_SUMMARY_COLS
 from gimtool.io.tables import align, read_table, select_samples
 from gimtool.stats import assoc
 

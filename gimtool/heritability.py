@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import H2_GREML_COLS, H2_LDSC_COLS, H2_SUMMARY_COLS
+from gimtool.conventions import H2_GREML_COLS, H2_LDSC_COLS, H2_SUMMARY_COLS
 
 MIN_REGRESSION_SNPS = 200  # below this the 200-block jackknife has blocks of one SNP
 LOW_OVERLAP_WARN = 0.5

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import SUMSTATS_COLS
+from gimtool.conventions import SUMSTATS_COLS
 from gimtool.io.sumstats import read_sumstats, write_sumstats
 
 BOLT = (

@@ -231,7 +231,7 @@ def test_cli_outputs(small_inputs):
     gimtool("mi", "--pheno", d / "strong.tsv", "--geno", d / "c", "--keep", d / "keep.ids", "--out", out,
             "--repeats", "2", "--genetic-encoder", "mlp", "--epochs", "4", "--patience", "2", "--seed", "1")
     mi = pl.read_csv(f"{out}.mi.tsv", separator="\t")
-    from gimtool.io.schemas import MI_COLS, MI_CURVE_COLS
+    from gimtool.conventions import MI_COLS, MI_CURVE_COLS
 
     assert tuple(mi.columns) == MI_COLS
     row = mi.row(0, named=True)

@@ -18,7 +18,7 @@ from gimtool.imaging.geometry import flirt_voxel_map, fsl_mni152_reference, fsl_
 from gimtool.imaging.normalize import from_uint8, to_uint8, zscore
 from gimtool.imaging.qc import centre_of_mass, cohort_qc
 from gimtool.imaging.resample import resample
-from gimtool.io.grids import mni_grid
+from gimtool.imaging.grids import mni_grid
 from gimtool.io.imagestore import ImageStore, StoreWriter
 from tests.conftest import gimtool
 
@@ -472,7 +472,7 @@ def test_resume_after_complete_store_and_after_interruption(variants, tmp_path, 
     # an interrupted run: one volume finished, the next half written, its progress line torn
     out2 = tmp_path / "st2"
     shape, aff = mni_grid(4.0)
-    from gimtool.io.schemas import IMAGE_QC_COLS
+    from gimtool.conventions import IMAGE_QC_COLS
 
     w = StoreWriter(out2, shape, aff, (4.0,) * 3, IMAGE_QC_COLS, intensity=st.meta["intensity"])
     w.append(st.volumes[0].copy(), {"FID": "F", "IID": "a", "SOURCE": str(paths["ras"]), **{c: 1 for c in IMAGE_QC_COLS}})

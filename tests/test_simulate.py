@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from gimtool.io.genmap import read_genetic_map
-from gimtool.io.grids import mni_grid
+from gimtool.imaging.grids import mni_grid
 from gimtool.io.plink import Bfile
 from gimtool.io.tables import read_ids, read_table
 from gimtool.sim.cohort import preset, simulate_cohort

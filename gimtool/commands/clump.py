@@ -43,7 +43,7 @@ def _pheno_name(path: str) -> str:
 
 
 def _write_tsv(df, path: str) -> None:
-    from gimtool.io.schemas import MISSING
+    from gimtool.conventions import MISSING
     from gimtool.runlog import atomic_path
 
     with atomic_path(path) as tmp:
@@ -118,7 +118,7 @@ def command(
     import polars as pl
 
     from gimtool.io.plink import Bfile
-    from gimtool.io.schemas import CLUMP_COLS, CLUMP_MEMBER_COLS, LOCI_COLS, LOCI_UNIQUE_COL
+    from gimtool.conventions import CLUMP_COLS, CLUMP_MEMBER_COLS, LOCI_COLS, LOCI_UNIQUE_COL
     from gimtool.io.sumstats import read_sumstats
     from gimtool.stats import clump as clumping
 

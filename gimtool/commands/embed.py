@@ -31,7 +31,7 @@ def command(
     import polars as pl
 
     from gimtool.io.imagestore import ImageStore
-    from gimtool.io.schemas import EMBEDDING_PREFIX
+    from gimtool.conventions import EMBEDDING_PREFIX
     from gimtool.io.tables import select_samples, write_table
     from gimtool.runlog import RunLog
     from gimtool.train import checkpoint as ckpt_mod

@@ -76,7 +76,7 @@ def command(
     from gimtool import gwas
     from gimtool.errors import InputError
     from gimtool.io.plink import Bfile
-    from gimtool.io.schemas import GWAS_SUMMARY_COLS
+    from gimtool.conventions import GWAS_SUMMARY_COLS
     from gimtool.io.sumstats import SharedSnpWriter, read_sumstats, write_sumstats
     from gimtool.runlog import RunLog, atomic_path
 

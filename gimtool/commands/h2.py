@@ -105,7 +105,7 @@ def command(
 
 
 def _write(df, path, log, what):
-    from gimtool.io.schemas import MISSING
+    from gimtool.conventions import MISSING
     from gimtool.runlog import atomic_path
 
     with atomic_path(path) as tmp:
@@ -130,7 +130,7 @@ def _run_ldsc(out, log, backend, paths, bfile, ref_ld, w_ld, wind_cm, wind_kb, i
     from gimtool import heritability as H
     from gimtool.errors import InputError
     from gimtool.io.ldscore import read_ldscore, write_ldscore
-    from gimtool.io.schemas import H2_LDSC_COLS
+    from gimtool.conventions import H2_LDSC_COLS
 
     if wind_cm is not None and wind_kb is not None:
         raise InputError("give one of --ld-wind-cm and --ld-wind-kb")
@@ -203,7 +203,7 @@ def _run_greml(out, log, backend, bfile, pheno, pheno_names, covar, covar_names,
     from gimtool import heritability as H
     from gimtool.errors import InputError
     from gimtool.io.plink import Bfile
-    from gimtool.io.schemas import H2_GREML_COLS
+    from gimtool.conventions import H2_GREML_COLS
     from gimtool.io.tables import align, select_samples
     from gimtool.stats import greml
 
@@ -279,7 +279,7 @@ def _run_bolt(out, log, bf, data, pheno, covar, threads):
 
     from gimtool import heritability as H
     from gimtool.backends.bolt_reml import run_bolt_reml
-    from gimtool.io.schemas import H2_GREML_COLS
+    from gimtool.conventions import H2_GREML_COLS
     from gimtool.io.tables import write_ids
 
     # people outside the analysis set go to BOLT as --remove

@@ -108,7 +108,7 @@ def command(
 
     from gimtool.errors import InputError
     from gimtool.io.genostore import GenoStore
-    from gimtool.io.schemas import MI_COLS, MI_CURVE_COLS
+    from gimtool.conventions import MI_COLS, MI_CURVE_COLS
     from gimtool.io.tables import read_table, select_samples
     from gimtool.model.config import ModelConfig
     from gimtool.runlog import RunLog, atomic_path

@@ -50,7 +50,7 @@ def command(
     from gimtool.io import figures as plots
     from gimtool.errors import InputError
     from gimtool.gwas import split_names
-    from gimtool.io.schemas import PCA_EXPLAINED_COLS
+    from gimtool.conventions import PCA_EXPLAINED_COLS
     from gimtool.io.tables import read_table, select_samples, write_table
     from gimtool.runlog import RunLog, atomic_path, atomic_write_text
     from gimtool.stats import pca

@@ -72,10 +72,10 @@ def _run(log, out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtyp
     from gimtool.imaging.geometry import fsl_mni152_reference, world_voxel_map
     from gimtool.imaging.prep import ConformConfig, conform_many
     from gimtool.imaging.resample import resample
-    from gimtool.io.grids import mni_grid
+    from gimtool.imaging.grids import mni_grid
     from gimtool.io.imagestore import StoreWriter
     from gimtool.io.nifti import load_header, load_volume, read_flirt_mat, read_image_list, scan_image_dir
-    from gimtool.io.schemas import IMAGE_COHORT_QC_COLS, IMAGE_FAILED_COLS, IMAGE_QC_COLS
+    from gimtool.conventions import IMAGE_COHORT_QC_COLS, IMAGE_FAILED_COLS, IMAGE_QC_COLS
 
     # -- arguments -------------------------------------------------------------------------------
     if dtype not in ("float16", "uint8"):

@@ -57,9 +57,9 @@ def fsl_mni152_reference(voxel: float = 1.0) -> tuple[tuple[int, int, int], np.n
     """(shape, affine, zooms) of FSL's ``MNI152_T1_<v>mm`` as FSL stores it (x right-to-left).
 
     The default FLIRT reference of UK Biobank's T1 pipeline; voxels coincide with
-    :func:`gimtool.io.grids.mni_grid` at the same voxel size, in the opposite x order.
+    :func:`gimtool.imaging.grids.mni_grid` at the same voxel size, in the opposite x order.
     """
-    from gimtool.io.grids import mni_grid
+    from gimtool.imaging.grids import mni_grid
 
     shape, ras = mni_grid(voxel)
     affine = ras.copy()

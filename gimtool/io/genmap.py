@@ -1,4 +1,4 @@
-"""Genetic maps in the BOLT-LMM / HapMap format, and chromosome codes.
+"""Genetic maps in the BOLT-LMM / HapMap format, and `--chr` specifications.
 
 A map file has a header and four whitespace-separated columns:
 ``chr position COMBINED_rate(cM/Mb) Genetic_Map(cM)``; gzipped or not.
@@ -14,18 +14,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import GENMAP_COLS
-
-# PLINK's numeric codes for the non-autosomal chromosomes
-CHROM_CODES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
-
-
-def chrom_to_int(code: str) -> int | None:
-    """'7' -> 7, 'chr7' -> 7, 'X' -> 23 (PLINK's numbering); None for an unknown code."""
-    c = code[3:] if code.lower().startswith("chr") else code
-    if c.isdigit():
-        return int(c)
-    return CHROM_CODES.get(c.upper())
+from gimtool.conventions import GENMAP_COLS, chrom_to_int
 
 
 def parse_chr_spec(spec: str) -> set[int]:

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import SAMPLE_COLS, SNP_COLS
+from gimtool.conventions import SAMPLE_COLS, SNP_COLS
 
 FORMAT = "gimtool-genostore"
 VERSION = 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import LDSCORE_COLS
+from gimtool.conventions import LDSCORE_COLS
 
 
 @dataclass

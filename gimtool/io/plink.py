@@ -15,10 +15,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import polars as pl
 
+from gimtool.conventions import BIM_COLS, FAM_COLS, MISSING_INT8
 from gimtool.errors import InputError
-from gimtool.io.schemas import BIM_COLS, FAM_COLS
 
-MISSING_INT8 = -127  # bed-reader's int8 missing value, kept unchanged everywhere in gimtool
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
 
 # genotype (count of A1) -> 2-bit PLINK code: 2 -> 00, 1 -> 10, 0 -> 11, missing -> 01

@@ -1,7 +1,7 @@
 """Summary statistics files: gimtool's own, BOLT-LMM `--statsFile`, PLINK 2 `.glm.linear`.
 
 gimtool writes one gzipped TSV per phenotype with the columns of
-:data:`gimtool.io.schemas.SUMSTATS_COLS` (BOLT-LMM names; BETA is per copy of ALLELE1, missing
+:data:`gimtool.conventions.SUMSTATS_COLS` (BOLT-LMM names; BETA is per copy of ALLELE1, missing
 written ``NA``). :func:`read_sumstats` reads any of the three formats, recognized by the header,
 and returns one frame in gimtool's schema and dtypes:
 
@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import MISSING, SUMSTATS_COLS
+from gimtool.conventions import MISSING, SUMSTATS_COLS
 
 SUMSTATS_DTYPES = {
     "SNP": pl.Utf8,

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import ID_COLS, MISSING
+from gimtool.conventions import ID_COLS, MISSING
 
 _MISSING = {"NA", "na", "nan", "NaN", "NAN", ""}
 

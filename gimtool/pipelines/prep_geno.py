@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
-from gimtool.io.genmap import chrom_to_int, parse_chr_spec, read_genetic_map
+from gimtool.conventions import chrom_to_int
+from gimtool.io.genmap import parse_chr_spec, read_genetic_map
 from gimtool.io.plink import Bfile
 from gimtool.io.tables import read_snp_list, select_samples
 from gimtool.stats import qc

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gimtool.io.schemas import IMAGE_LIST_COLS, SIM_CAUSAL_COLS, SIM_COVAR_COLS, SIM_LOCI_COLS
+from gimtool.conventions import IMAGE_LIST_COLS, SIM_CAUSAL_COLS, SIM_COVAR_COLS, SIM_LOCI_COLS
 from gimtool.sim.images import FACTOR_KINDS, NuisanceParams
 
 LOCUS_HALF_WIDTH_BP = 250_000  # the paper merges significant SNPs into loci within 250 kb
@@ -118,7 +118,7 @@ def _genotypes(cfg: CohortConfig, log) -> tuple[np.ndarray, pl.DataFrame, pl.Dat
         return s.G, s.bim, s.fam, s.genetic_map, deme
     from gimtool.io.plink import Bfile
     from gimtool.errors import InputError
-    from gimtool.io.schemas import GENMAP_COLS
+    from gimtool.conventions import GENMAP_COLS
 
     bf = Bfile(cfg.bfile)
     G = bf.read(dtype="int8")
@@ -362,7 +362,7 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
             ids: pl.DataFrame, threads: int, log, progress: bool):
     from tqdm import tqdm
 
-    from gimtool.io.grids import mni_grid
+    from gimtool.imaging.grids import mni_grid
     from gimtool.runlog import atomic_path
     from gimtool.sim.images import ImageSimulator, choose_factors
     from gimtool.sim.template import load_template

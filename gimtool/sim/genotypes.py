@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from gimtool.io.schemas import BIM_COLS, GENMAP_COLS
+from gimtool.conventions import BIM_COLS, GENMAP_COLS
 
 NE = 10_000
 MUTATION_RATE = 1.25e-8

@@ -1,7 +1,7 @@
 """Brain volumes whose regional shape and intensity follow latent genetic factors.
 
 Each person's volume is the MNI152 template sampled through a person-specific deformation, on
-the target grid (:func:`gimtool.io.grids.mni_grid`), then given intensity effects and nuisance:
+the target grid (:func:`gimtool.imaging.grids.mni_grid`), then given intensity effects and nuisance:
 
 * genetic factors z (standardized, one per factor): a *volume* factor expands or contracts a
   region (smooth radial displacement), a *shape* factor moves a region's tissue along a direction,

@@ -370,7 +370,7 @@ def clump_sumstats(
         mem["KB"].extend(((bp[c.member_snp] - bp[c.index]) / 1000).tolist())
         mem["R2"].extend(np.abs(c.member_r2).tolist())
         mem["P"].extend(c.member_p.tolist())
-    from gimtool.io.schemas import CLUMP_COLS, CLUMP_MEMBER_COLS
+    from gimtool.conventions import CLUMP_COLS, CLUMP_MEMBER_COLS
 
     dtypes = (pl.Utf8, pl.Int64, pl.Utf8, pl.Int64, pl.Float64) + (pl.Int64,) * 6 + (pl.Utf8,)
     table = pl.DataFrame(rows, schema=dict(zip(CLUMP_COLS, dtypes)), orient="row")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MISSING_INT8 = -127
+from gimtool.conventions import MISSING_INT8
 
 # PLINK 1.9's tolerances (plink_common.h): powers of two near 1e-13, 1e-9 and 3e-11.
 SMALL_EPSILON = 2.0**-44

@@ -13,17 +13,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from gimtool.io.schemas import LOCI_COLS
-
-
-def chrom_sort_key(chrom: np.ndarray) -> np.ndarray:
-    """Sort key putting 1..22 numerically first, then X, Y, XY, MT, then other names (as str)."""
-    special = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
-    out = []
-    for c in np.asarray(chrom, dtype=str):
-        c2 = c[3:] if c.lower().startswith("chr") else c
-        out.append(f"{int(c2):04d}" if c2.isdigit() else (f"{special[c2.upper()]:04d}" if c2.upper() in special else f"9999{c2}"))
-    return np.array(out)
+from gimtool.conventions import LOCI_COLS, chrom_sort_key
 
 
 def significant_mask(p: np.ndarray, maf: np.ndarray, p_threshold: float, maf_min: float) -> np.ndarray:

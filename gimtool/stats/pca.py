@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-MISSING_INT8 = -127
+from gimtool.conventions import MISSING_INT8
 
 
 # -- embeddings -------------------------------------------------------------------------------

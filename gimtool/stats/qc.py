@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MISSING = -127
+from gimtool.conventions import MISSING_INT8 as MISSING
 
 
 def genotype_counts(G: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import polars as pl
 import torch
 
 from gimtool.errors import InputError
-from gimtool.io.schemas import TRAIN_HISTORY_COLS
+from gimtool.conventions import TRAIN_HISTORY_COLS
 from gimtool.runlog import atomic_path, atomic_write_text
 from gimtool.train import checkpoint as ckpt_mod
 from gimtool.train.config import TrainConfig, crop_shape, stage_epochs

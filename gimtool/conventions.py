@@ -1,9 +1,45 @@
-"""Every column schema gimtool reads or writes, in one place.
+"""What every layer shares, defined once: table schemas, missing-value codes, chromosome codes.
+
+Kernels (stats/, imaging/, model/) and file formats (io/) both import this module; it imports
+nothing of gimtool's, so no kernel has to reach into io/ for a convention.
 
 Tables are tab-separated with a header; missing values are written `NA`.
 """
 
 from __future__ import annotations
+
+# -- missing values ------------------------------------------------------------------------------
+
+# Genotypes are int8 counts of A1 (0, 1, 2), samples x SNPs; a missing call is -127 (bed-reader's
+# int8 missing value), kept unchanged everywhere in gimtool.
+MISSING_INT8 = -127
+
+# -- chromosome codes ----------------------------------------------------------------------------
+
+# PLINK's numeric codes for the non-autosomal chromosomes
+CHROM_CODES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
+
+
+def chrom_to_int(code: str) -> int | None:
+    """'7' -> 7, 'chr7' -> 7, 'X' -> 23 (PLINK's numbering); None for an unknown code."""
+    c = code[3:] if code.lower().startswith("chr") else code
+    if c.isdigit():
+        return int(c)
+    return CHROM_CODES.get(c.upper())
+
+
+def chrom_sort_key(chrom) -> "np.ndarray":
+    """Sort key (str array) putting 1..22 numerically first, then X, Y, XY, MT, then other names."""
+    import numpy as np
+
+    out = []
+    for c in np.asarray(chrom, dtype=str):
+        i = chrom_to_int(c)
+        out.append(f"{i:04d}" if i is not None else f"9999{c[3:] if c.lower().startswith('chr') else c}")
+    return np.array(out)
+
+
+# -- table schemas -------------------------------------------------------------------------------
 
 # Sample identifiers: every per-person table starts with these two columns.
 ID_COLS = ("FID", "IID")
