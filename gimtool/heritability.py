@@ -223,7 +223,7 @@ def check_phenotypes(data: GremlData, pheno_path: str) -> list[int]:
 def save_grm(path: str | os.PathLike, K: np.ndarray, lam: np.ndarray, U: np.ndarray, ids: pl.DataFrame,
              n_snps: int, source: str) -> None:
     """GRM + eigendecomposition + sample IDs in one .npz (uncompressed: the matrices don't compress)."""
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -1,12 +1,12 @@
-"""The `<out>.log` every command writes, and atomic output files.
+"""The `<out>.log` every command writes.
 
-Usage in a command module::
+Usage in a pipeline::
 
     with RunLog(out, "gwas") as log:
         log.input("bfile", prefix + ".bed")
         log.info("kept 4,981 of 5,000 samples")
-        with atomic_path(out + ".summary.tsv") as tmp:
-            write_table(df, tmp)
+        with log.timed("association scan"):
+            ...
 
 The log is written (atomically, like every output) when the block ends, also when it ends in
 an error, so that a failed run says what it had done and why it stopped.
@@ -20,14 +20,13 @@ import logging
 import os
 import platform
 import shlex
-import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 from gimtool import __version__
+from gimtool.io.atomic import atomic_write_text
 
 logger = logging.getLogger("gimtool")
 
@@ -38,36 +37,6 @@ def _human_size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
-
-    An interrupted command therefore never leaves a half-written file under the final name.
-    Works for files and for directories (the temporary name is then a directory the caller
-    creates).
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # process and thread in the name: threads of one command may write the same path
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}.{threading.get_ident()}")
-    try:
-        yield tmp
-        if final.is_dir() and tmp.is_dir():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 class RunLog:

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from gimtool.errors import InputError
 from gimtool.io.plink import MISSING_INT8, Bfile, encode_bed_chunk, write_bfile
 from gimtool.io.tables import align, read_ids, read_table, select_samples, write_table
-from gimtool.runlog import RunLog, atomic_path
+from gimtool.runlog import RunLog
+from gimtool.io.atomic import atomic_path
 from tests.conftest import gimtool
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -44,7 +44,7 @@ def _pheno_name(path: str) -> str:
 
 def _write_tsv(df, path: str) -> None:
     from gimtool.conventions import MISSING
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         df.write_csv(tmp, separator="\t", null_value=MISSING)

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 
 
 def command(

@@ -22,28 +22,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gimtool import options
-
-class _Cpu:
-    type = "cpu"
-
-    def __str__(self) -> str:
-        return "cpu"
-
-
-def _limit_cpu_threads(threads: int) -> None:
-    """BLAS and OpenMP thread counts, set before numpy is imported (torch is not needed on CPU)."""
-    import os
-
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:  # pragma: no cover
-        pass
-
+from gimtool.commands import _options as options
 
 Backend = Annotated[str, typer.Option("--backend", help="builtin (linear regression, plink2 --glm model) or bolt (BOLT-LMM --lmm).")]
 
@@ -69,7 +48,7 @@ def command(
     device: options.Device = "cpu",
     threads: options.Threads = 1,
 ) -> None:
-    _limit_cpu_threads(threads)  # before numpy loads its BLAS
+    options.set_threads(threads)  # before numpy loads its BLAS
     import numpy as np
     import polars as pl
 
@@ -78,7 +57,8 @@ def command(
     from gimtool.io.plink import Bfile
     from gimtool.conventions import GWAS_SUMMARY_COLS
     from gimtool.io.sumstats import SharedSnpWriter, read_sumstats, write_sumstats
-    from gimtool.runlog import RunLog, atomic_path
+    from gimtool.runlog import RunLog
+    from gimtool.io.atomic import atomic_path
 
     if backend not in ("builtin", "bolt"):
         raise InputError(f"--backend {backend}: expected builtin or bolt")
@@ -87,7 +67,7 @@ def command(
     if precision not in ("double", "single"):
         raise InputError(f"--precision {precision}: expected double or single")
     # torch (seconds to import) is loaded only when a GPU is asked for
-    dev = options.resolve_device(device) if device != "cpu" else _Cpu()
+    dev = options.resolve_device(device, torch_for_cpu=False)
     if backend == "bolt" and (chunk or dev.type != "cpu"):
         raise InputError("--chunk and --device cuda apply to the built-in backend only")
 

@@ -23,7 +23,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -106,7 +106,7 @@ def command(
 
 def _write(df, path, log, what):
     from gimtool.conventions import MISSING
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         df.write_csv(tmp, separator="\t", null_value=MISSING, float_precision=6)

@@ -22,7 +22,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -111,7 +111,8 @@ def command(
     from gimtool.conventions import MI_COLS, MI_CURVE_COLS
     from gimtool.io.tables import read_table, select_samples
     from gimtool.model.config import ModelConfig
-    from gimtool.runlog import RunLog, atomic_path
+    from gimtool.runlog import RunLog
+    from gimtool.io.atomic import atomic_path
     from gimtool.train import mi as milib
 
     files = _split(pheno)

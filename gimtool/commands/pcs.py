@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 
 
 def command(
@@ -40,9 +40,7 @@ def command(
     threads: options.Threads = 1,
     seed: options.Seed = 1,
 ) -> None:
-    from gimtool.commands.gwas import _limit_cpu_threads
-
-    _limit_cpu_threads(threads)
+    options.set_threads(threads)
     import numpy as np
     import polars as pl
 
@@ -52,7 +50,8 @@ def command(
     from gimtool.gwas import split_names
     from gimtool.conventions import PCA_EXPLAINED_COLS
     from gimtool.io.tables import read_table, select_samples, write_table
-    from gimtool.runlog import RunLog, atomic_path, atomic_write_text
+    from gimtool.runlog import RunLog
+    from gimtool.io.atomic import atomic_path, atomic_write_text
     from gimtool.stats import pca
 
     if (pheno is None) == (bfile is None):

@@ -21,7 +21,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 from gimtool.errors import InputError
 
 N_QC_FIGURE = 3  # outliers shown in qc.png beside the mean image

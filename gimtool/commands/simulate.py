@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gimtool import options
+from gimtool.commands import _options as options
 
 Preset = Annotated[str, typer.Option("--preset", help="Starting configuration: default (README example), tiny (tests, seconds), gwas (2,000 people, no images).")]
 

@@ -22,7 +22,7 @@ def _pyplot():
 
 
 def _save(fig, path) -> None:
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -83,7 +83,7 @@ def read_genetic_map(path: str | os.PathLike) -> dict[int, tuple[np.ndarray, np.
 
 def write_genetic_map(df: pl.DataFrame, path: str | os.PathLike) -> None:
     """Write a map frame with GENMAP_COLS (space-separated with header; gzipped if path ends .gz)."""
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     text = df.select(list(GENMAP_COLS)).write_csv(separator=" ")
     with atomic_path(path) as tmp:

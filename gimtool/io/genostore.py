@@ -4,7 +4,7 @@ one person's whole genome in one contiguous read).
 Layout of ``<out>.geno/``::
 
     genotypes.i8   raw int8, shape (n_samples, n_snps), C order: sample-major; counts of A1,
-                   missing = -127 (gimtool.io.plink.MISSING_INT8). Memory-mapped when read.
+                   missing = -127 (gimtool.conventions.MISSING_INT8). Memory-mapped when read.
     snps.tsv       CHR SNP CM BP A1 A2   (CM in centimorgans)
     samples.tsv    FID IID
     meta.json      {"format": "gimtool-genostore", "version": 1, "n_samples", "n_snps",
@@ -19,14 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from gimtool.conventions import MISSING_INT8, SAMPLE_COLS, SNP_COLS
 from gimtool.errors import InputError
-from gimtool.conventions import SAMPLE_COLS, SNP_COLS
+from gimtool.io.atomic import TempNameWriter
 
 FORMAT = "gimtool-genostore"
 VERSION = 1
@@ -42,15 +42,11 @@ def snp_table_hash(snps: pl.DataFrame) -> str:
     return h.hexdigest()
 
 
-class GenoStoreWriter:
+class GenoStoreWriter(TempNameWriter):
     """Create a store at `path` (written to a temporary folder, renamed on :meth:`close`)."""
 
     def __init__(self, path: str | os.PathLike, samples: pl.DataFrame, snps: pl.DataFrame):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir(parents=True)
+        super().__init__(path, folder=True)
         self.samples = samples.select(list(SAMPLE_COLS))
         self.snps = snps.select(list(SNP_COLS))
         self.n_samples, self.n_snps = self.samples.height, self.snps.height
@@ -73,7 +69,7 @@ class GenoStoreWriter:
             os.pwrite(self._fd, G[i].data, i * self.n_snps + self._next)
         self._next += m
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         if self._next != self.n_snps:
             self.abort()
             raise ValueError(f"wrote {self._next} of {self.n_snps} SNPs")
@@ -86,30 +82,18 @@ class GenoStoreWriter:
             "n_samples": self.n_samples,
             "n_snps": self.n_snps,
             "dtype": "int8",
-            "missing": -127,
+            "missing": MISSING_INT8,
             "snp_hash": snp_table_hash(self.snps),
         }
         (self.tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
+        if self.path.exists() and not self.path.is_dir():
+            self.path.unlink()
 
-    def abort(self) -> None:
+    def _release(self) -> None:
         try:
             os.close(self._fd)
         except OSError:
             pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> "GenoStoreWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
 
 
 class GenoStore:

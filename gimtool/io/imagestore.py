@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.errors import InputError
+from gimtool.io.atomic import remove, replace_into_place, temp_name
 
 FORMAT = "gimtool-imagestore"
 VERSION = 1
@@ -163,9 +164,8 @@ def create_store(
     """Start a store in a temporary folder beside `path`; fill the returned memmap, then call
     :func:`finish_store`. Returns (tmp_folder, array of shape (n, *shape))."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = temp_name(path)
+    remove(tmp)
     tmp.mkdir(parents=True)
     n = manifest.height
     arr = np.memmap(tmp / ARRAY_FILE, dtype=np.dtype(dtype), mode="w+", shape=(n, *shape))
@@ -190,10 +190,7 @@ def finish_store(tmp: Path, path: str | os.PathLike, arr: np.memmap, manifest: p
     arr.flush()
     if manifest is not None:
         manifest.write_csv(tmp / "manifest.tsv", separator="\t", null_value="NA")
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    replace_into_place(tmp, Path(path))
 
 
 def array_file_name(dtype: str) -> str:

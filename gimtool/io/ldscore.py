@@ -31,7 +31,7 @@ class LDScoreFile:
 
 def write_ldscore(prefix: str | os.PathLike, table: pl.DataFrame, M: int, M_5_50: int) -> list[Path]:
     """Write `<prefix>.l2.ldscore.gz`, `.l2.M`, `.l2.M_5_50` atomically; returns the paths."""
-    from gimtool.runlog import atomic_path, atomic_write_text
+    from gimtool.io.atomic import atomic_path, atomic_write_text
 
     missing = [c for c in LDSCORE_COLS if c not in table.columns]
     if missing:

@@ -135,7 +135,7 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, s
     """
     import nibabel as nib
 
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     data = np.asarray(data)
     if data.dtype == np.float16:
@@ -175,7 +175,7 @@ def read_flirt_mat(path: str | os.PathLike) -> np.ndarray:
 
 def write_flirt_mat(path: str | os.PathLike, mat: np.ndarray) -> None:
     """Write a 4x4 matrix in FLIRT's text layout."""
-    from gimtool.runlog import atomic_write_text
+    from gimtool.io.atomic import atomic_write_text
 
     atomic_write_text(path, "\n".join("  ".join(f"{v:.10f}" for v in row) for row in np.asarray(mat)) + "\n")
 

@@ -17,6 +17,7 @@ import polars as pl
 
 from gimtool.conventions import BIM_COLS, FAM_COLS, MISSING_INT8
 from gimtool.errors import InputError
+from gimtool.io.atomic import TempNameWriter, atomic_path
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
 
@@ -194,7 +195,7 @@ def encode_bed_chunk(G: np.ndarray) -> bytes:
     return packed.astype(np.uint8).tobytes()
 
 
-class BedWriter:
+class BedWriter(TempNameWriter):
     """Stream a .bed file SNP chunk by SNP chunk (samples x SNPs int8 arrays).
 
     Writes to a temporary name; :meth:`close` renames it into place, so an interrupted write never
@@ -202,8 +203,7 @@ class BedWriter:
     """
 
     def __init__(self, path: str | os.PathLike, n_samples: int):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        super().__init__(path)
         self.n_samples = n_samples
         self.n_snps = 0
         self._fh = open(self.tmp, "wb")
@@ -222,29 +222,16 @@ class BedWriter:
         self._fh.write(np.ascontiguousarray(rows).tobytes())
         self.n_snps += rows.shape[0]
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         self._fh.close()
-        os.replace(self.tmp, self.path)
 
-    def abort(self) -> None:
+    def _release(self) -> None:
         self._fh.close()
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> "BedWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
         return False
 
 
 def write_bim(bim: pl.DataFrame, path: str | os.PathLike) -> None:
     """Write a .bim (tab-separated, no header) atomically; CM written with full precision."""
-    from gimtool.runlog import atomic_path
-
     cols = [pl.col(c).cast(pl.Utf8) for c in BIM_COLS]
     with atomic_path(path) as tmp:
         bim.select(cols).write_csv(tmp, separator="\t", include_header=False)
@@ -252,8 +239,6 @@ def write_bim(bim: pl.DataFrame, path: str | os.PathLike) -> None:
 
 def write_fam(fam: pl.DataFrame, path: str | os.PathLike) -> None:
     """Write a .fam (space-separated, no header) atomically. Missing parent/sex/pheno columns are filled."""
-    from gimtool.runlog import atomic_path
-
     defaults = {"FATHER": "0", "MOTHER": "0", "SEX": "0", "PHENO": "-9"}
     df = fam.with_columns([pl.lit(v).alias(k) for k, v in defaults.items() if k not in fam.columns])
     with atomic_path(path) as tmp:

@@ -154,7 +154,7 @@ def _csv_bytes(df: pl.DataFrame, header: bool, quote_style: str = "necessary") -
 
 
 def _write_gz(text: bytes, path: str | os.PathLike, compresslevel: int) -> None:
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     data = gzip_bytes(text, compresslevel)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

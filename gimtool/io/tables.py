@@ -142,7 +142,7 @@ def _parse_slow(path: Path, lines, header: list[str], idx: list[int], columns, m
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike, float_precision: int | None = None) -> None:
     """Write a `FID IID ...` table tab-separated with NA for missing, atomically."""
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     if list(df.columns[:2]) != list(ID_COLS):
         raise ValueError(f"table must start with FID IID, got {df.columns[:2]}")
@@ -183,7 +183,7 @@ def read_snp_list(path: str | os.PathLike, what: str = "SNP list") -> list[str]:
 
 def write_ids(ids: pl.DataFrame, path: str | os.PathLike) -> None:
     """Write a `FID IID` list (no header, tab-separated, as PLINK --keep reads it), atomically."""
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         ids.select("FID", "IID").write_csv(tmp, separator="\t", include_header=False)

@@ -250,7 +250,7 @@ def _simulate(out: Path, cfg: CohortConfig, threads: int, log, progress: bool) -
     from gimtool.io.genmap import write_genetic_map
     from gimtool.io.plink import write_bfile
     from gimtool.io.tables import write_ids, write_table
-    from gimtool.runlog import atomic_write_text
+    from gimtool.io.atomic import atomic_write_text
 
     if cfg.n_factors < 0 or cfg.n_causal < 0 or cfg.n_polygenic < 0:
         raise ValueError("n_factors, n_causal and n_polygenic must be >= 0")
@@ -352,7 +352,7 @@ def _json_default(o):
 
 
 def _write_tsv(df: pl.DataFrame, path: Path) -> None:
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         df.write_csv(tmp, separator="\t", null_value="NA")
@@ -363,7 +363,7 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
     from tqdm import tqdm
 
     from gimtool.imaging.grids import mni_grid
-    from gimtool.runlog import atomic_path
+    from gimtool.io.atomic import atomic_path
     from gimtool.sim.images import ImageSimulator, choose_factors
     from gimtool.sim.template import load_template
 

@@ -29,7 +29,7 @@ import torch
 
 from gimtool import __version__
 from gimtool.errors import InputError
-from gimtool.runlog import atomic_path
+from gimtool.io.atomic import atomic_path
 
 FORMAT = "gimtool-checkpoint"
 VERSION = 1

@@ -54,7 +54,7 @@ def setup(device: str) -> Dist:
     With `--device cuda` each process takes GPU LOCAL_RANK; `--device cuda:N` is refused under
     torchrun, where one fixed GPU for every process is certainly a mistake.
     """
-    from gimtool.options import resolve_device
+    from gimtool.devices import resolve_device
 
     d = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -23,7 +23,7 @@ import torch
 
 from gimtool.errors import InputError
 from gimtool.conventions import TRAIN_HISTORY_COLS
-from gimtool.runlog import atomic_path, atomic_write_text
+from gimtool.io.atomic import atomic_path, atomic_write_text
 from gimtool.train import checkpoint as ckpt_mod
 from gimtool.train.config import TrainConfig, crop_shape, stage_epochs
 from gimtool.train.data import Collate, KeyedBatches, PairDataset, Pairs, make_loader, pair_samples

@@ -1,0 +1,27 @@
+"""Options shared by several commands, defined once (Typer types: only commands import this).
+
+Each is an ``Annotated`` type to use in a command's signature::
+
+    def command(out: options.Out, threads: options.Threads = 1, ...):
+
+The device and thread helpers live in :mod:`gimtool.devices`; they are re-exported here so a
+command reads ``options.set_threads(threads)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gimtool.devices import resolve_device, set_threads  # noqa: F401  (re-exported for commands)
+
+Out = Annotated[str, typer.Option("--out", help="Output prefix (PLINK-style); <out>.log is written beside the outputs.")]
+Threads = Annotated[int, typer.Option("--threads", min=1, help="CPU threads to use.")]
+Device = Annotated[str, typer.Option("--device", help="Compute device: cpu, cuda or cuda:N. Fails if CUDA is asked for and absent.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same outputs.")]
+Keep = Annotated[Optional[Path], typer.Option("--keep", help="Keep only the samples listed in this file (FID IID per line).")]
+Remove = Annotated[Optional[Path], typer.Option("--remove", help="Drop the samples listed in this file (FID IID per line).")]
+Bfile = Annotated[str, typer.Option("--bfile", help="PLINK 1 fileset prefix (.bed/.bim/.fam).")]
+
