@@ -216,7 +216,7 @@ def test_kernel_constant_snp_is_nan():
 def test_inverse_normal_transform(inputs, tmp_path):
     from scipy.stats import rankdata
 
-    from gimtool.gwas import inverse_normal_transform
+    from gimtool.stats.phenostats import inverse_normal_transform
 
     rng = np.random.default_rng(3)
     y = rng.exponential(size=(200, 2))

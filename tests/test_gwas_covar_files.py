@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gimtool import gwas
+from gimtool.pipelines import gwas
 from gimtool.errors import InputError
 from gimtool.io.plink import Bfile
 from gimtool.io.tables import write_table

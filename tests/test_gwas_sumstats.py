@@ -124,7 +124,7 @@ def test_shared_snp_writer_writes_what_write_sumstats_writes(tmp_path):
 def test_lambda_gc_equals_chi2_quantile():
     from scipy.special import chdtri
 
-    from gimtool.gwas import CHISQ_MEDIAN_1DF, lambda_gc
+    from gimtool.stats.phenostats import CHISQ_MEDIAN_1DF, lambda_gc
 
     rng = np.random.default_rng(4)
     for p in (rng.random(1001), rng.random(1000) ** 3, np.array([0.5]), np.array([1e-12, np.nan, 1.0])):

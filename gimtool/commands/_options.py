@@ -25,3 +25,8 @@ Keep = Annotated[Optional[Path], typer.Option("--keep", help="Keep only the samp
 Remove = Annotated[Optional[Path], typer.Option("--remove", help="Drop the samples listed in this file (FID IID per line).")]
 Bfile = Annotated[str, typer.Option("--bfile", help="PLINK 1 fileset prefix (.bed/.bim/.fam).")]
 
+
+# Phenotypes and covariates: the same in gwas, h2, pcs and mi (read by gimtool.io.phenotypes).
+PhenoName = Annotated[Optional[list[str]], typer.Option("--pheno-name", help="Phenotype columns to use (repeat or comma-separate); default all.")]
+Covar = Annotated[Optional[list[Path]], typer.Option("--covar", help="Covariate table: FID IID name... (repeat to join several files by FID IID, e.g. age/sex and ancestry PCs).")]
+CovarName = Annotated[Optional[list[str]], typer.Option("--covar-name", help="Covariate columns to use (repeat or comma-separate); default all.")]

@@ -47,7 +47,7 @@ def command(
     from gimtool import pcs as lib
     from gimtool.io import figures as plots
     from gimtool.errors import InputError
-    from gimtool.gwas import split_names
+    from gimtool.io.phenotypes import split_names
     from gimtool.conventions import PCA_EXPLAINED_COLS
     from gimtool.io.tables import read_table, select_samples, write_table
     from gimtool.runlog import RunLog

@@ -1,0 +1,127 @@
+"""The one phenotype and covariate loader, shared by gwas, h2, pcs and mi.
+
+``--pheno FILE --pheno-name A,B --covar F1 --covar F2 --covar-name X --keep K --remove R``
+behave the same in every command: tables are ``FID IID name...`` (see :func:`read_table`),
+names may be repeated or comma-separated, several covariate files are joined by FID IID, and
+--keep/--remove select the samples.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from gimtool.conventions import ID_COLS
+from gimtool.errors import InputError
+from gimtool.io.tables import align, read_table, select_samples
+
+
+@dataclass
+class PhenoCovar:
+    """Phenotypes and covariates in the order of a reference sample list (NaN = missing, not in
+    the file, or dropped by --keep/--remove)."""
+
+    samples: pl.DataFrame  # FID IID of the reference (e.g. the .fam)
+    y: np.ndarray  # (n, p)
+    c: np.ndarray | None  # (n, q); None without --covar
+    pheno_names: list[str]
+    covar_names: list[str]
+    mask: np.ndarray  # (n,) bool: samples left by --keep/--remove
+
+
+def split_names(names: Sequence[str] | None) -> list[str] | None:
+    """`--pheno-name A --pheno-name B` and `--pheno-name A,B` both give [A, B]; None for none."""
+    if not names:
+        return None
+    out = [x for n in names for x in str(n).replace(",", " ").split()]
+    return out or None
+
+
+def as_files(paths) -> list:
+    """One path or several (a repeated option) as a list."""
+    if paths is None:
+        return []
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def read_named_table(path, names: Sequence[str] | None, what: str) -> pl.DataFrame:
+    """A `FID IID name...` table with the named columns (all when None); an error when it has none."""
+    tab = read_table(path, names, what=what)
+    if not tab.columns[2:]:
+        raise InputError(f"{path}: no {what} columns after {' '.join(ID_COLS)}")
+    return tab
+
+
+def aligned_columns(samples: pl.DataFrame, path, names, what: str, log=None, kept: np.ndarray | None = None,
+                    ref_name: str = ".fam") -> tuple[np.ndarray, list[str]]:
+    """Columns of a table in the order of `samples` (NaN where absent). `kept`: the samples
+    --keep/--remove leave, against which 'few in common' is judged."""
+    tab = read_named_table(path, names, what)
+    cols = tab.columns[2:]
+    al = align(samples, tab)
+    if al.n_matched == 0:
+        raise InputError(
+            f"{path}: no sample IDs in common with the {ref_name} (first {what} ID: "
+            f"{tab['FID'][0]} {tab['IID'][0]}; first {ref_name} ID: {samples['FID'][0]} {samples['IID'][0]})"
+        )
+    msg = al.describe(ref_name, f"{what} file")
+    if log:
+        log.info(msg)
+    n_kept = al.n_ref if kept is None else int(kept.sum())
+    n_matched_kept = al.n_matched if kept is None else int(kept[al.ref_index].sum())
+    if (n_matched_kept < 0.5 * n_kept or al.n_matched < 0.5 * al.n_table) and log:
+        log.warn(f"{path}: few samples in common: {msg}" + ("" if kept is None else f" ({n_matched_kept} of the {n_kept} kept samples)"))
+    arr = np.full((samples.height, len(cols)), np.nan)
+    arr[al.ref_index] = tab.select(cols).to_numpy().astype(np.float64)[al.table_index]
+    return arr, list(cols)
+
+
+def _header_names(path) -> list[str]:
+    with open(path) as fh:
+        return fh.readline().split()[2:]
+
+
+def load_covariates(samples: pl.DataFrame, covar, covar_names: list[str] | None, log=None, kept=None,
+                    ref_name: str = ".fam") -> tuple[np.ndarray | None, list[str]]:
+    """Covariates of one or several files joined by FID IID, in the order of `samples`;
+    (None, []) without files. `covar_names` picks (and orders) columns across the files."""
+    files = as_files(covar)
+    if not files:
+        return None, []
+    parts = []
+    for path in files:
+        names = [n for n in covar_names if n in _header_names(path)] if covar_names else None
+        if covar_names and not names:
+            continue  # none of the asked-for covariates is in this file
+        parts.append(aligned_columns(samples, path, names, "covariate", log, kept, ref_name))
+    where = ", ".join(map(str, files))
+    if not parts:
+        raise InputError(f"{where}: none of the covariates {', '.join(covar_names)} found")
+    c = np.concatenate([a for a, _ in parts], axis=1)
+    cnames = [n for _, names in parts for n in names]
+    dup = sorted({n for n in cnames if cnames.count(n) > 1})
+    if dup:
+        raise InputError(f"{where}: covariate name(s) {', '.join(dup)} appear in more than one --covar file")
+    if covar_names:
+        missing = [n for n in covar_names if n not in cnames]
+        if missing:
+            raise InputError(f"{where}: covariate(s) {', '.join(missing)} not found; covariate columns are: {', '.join(cnames)}")
+        idx = [cnames.index(n) for n in covar_names]
+        c, cnames = c[:, idx], list(covar_names)
+    return c, cnames
+
+
+def load_pheno_covar(samples: pl.DataFrame, pheno, pheno_names=None, covar=None, covar_names=None, keep=None,
+                     remove=None, log=None, ref_name: str = ".fam") -> PhenoCovar:
+    """Read phenotypes (and covariates) and put them in the order of `samples` (FID IID);
+    samples dropped by --keep/--remove get NaN phenotypes."""
+    samples = samples.select(*ID_COLS)
+    mask = select_samples(samples, keep, remove, log)
+    y, pnames = aligned_columns(samples, pheno, split_names(pheno_names), "phenotype", log, mask, ref_name)
+    c, cnames = load_covariates(samples, covar, split_names(covar_names), log, mask, ref_name)
+    y[~mask] = np.nan
+    return PhenoCovar(samples, y, c, pnames, cnames, mask)
