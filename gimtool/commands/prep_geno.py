@@ -30,25 +30,8 @@ def command(
     cm_per_mb: Annotated[float, typer.Option("--cm-per-mb", help="Rate used when the bim has no genetic positions and no map is given.", min=0.0)] = 1.0,
     threads: options.Threads = 1,
 ) -> None:
-    from gimtool.pipelines.prep_geno import QCFilters, run_qc, write_outputs
-    from gimtool.io.plink import Bfile
-    from gimtool.runlog import RunLog
+    from gimtool.pipelines import prep_geno
 
-    with RunLog(out, "prep-geno") as log:
-        bf = Bfile(bfile)
-        for p in (bf.bed_path, bf.bim_path, bf.fam_path):
-            log.input("bfile", p)
-        log.info(f"{bf.n_samples} samples and {bf.n_snps} SNPs read")
-        f = QCFilters(
-            maf=maf, geno=geno, mind=mind, hwe=hwe, chr=chr,
-            keep=str(keep) if keep else None, remove=str(remove) if remove else None,
-            extract=str(extract) if extract else None, exclude=str(exclude) if exclude else None,
-            genetic_map=str(genetic_map) if genetic_map else None, cm_per_mb=cm_per_mb,
-        )
-        with log.timed("QC"):
-            res = run_qc(bf, f, log, threads=threads)
-        with log.timed("write"):
-            write_outputs(bf, res, out, log, threads=threads)
-        c = res.counts
-        log.info(f"kept {c['samples_out']} of {c['samples_in']} samples and {c['snps_out']} of {c['snps_in']} SNPs")
-        typer.echo(f"prep-geno: kept {c['samples_out']}/{c['samples_in']} samples, {c['snps_out']}/{c['snps_in']} SNPs -> {out}.bed, {out}.geno/", err=True)
+    c = prep_geno.run(bfile, out, maf, geno, mind, hwe, chr, keep, remove, extract, exclude, genetic_map, cm_per_mb,
+                      threads)
+    typer.echo(f"prep-geno: kept {c['samples_out']}/{c['samples_in']} samples, {c['snps_out']}/{c['snps_in']} SNPs -> {out}.bed, {out}.geno/", err=True)

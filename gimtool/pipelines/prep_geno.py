@@ -213,3 +213,29 @@ def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, pro
     write_fam(fam, out + ".fam")
     log.output("QC'd fileset", out + ".bed/.bim/.fam")
     log.output("genotype store", out + ".geno/")
+
+
+def run(bfile: str, out: str, maf: float = 0.01, geno: float = 0.1, mind: float | None = None,
+        hwe: float | None = None, chr: str = "1-22", keep=None, remove=None, extract=None, exclude=None,
+        genetic_map=None, cm_per_mb: float = 1.0, threads: int = 1) -> dict:
+    """`gimtool prep-geno`: writes <out>.bed/.bim/.fam, the genotype store <out>.geno/ and
+    <out>.log; returns the counts (samples_in/out, snps_in/out, ...)."""
+    from gimtool.runlog import RunLog
+
+    def opt(p):
+        return str(p) if p else None
+
+    with RunLog(out, "prep-geno") as log:
+        bf = Bfile(bfile)
+        for p in (bf.bed_path, bf.bim_path, bf.fam_path):
+            log.input("bfile", p)
+        log.info(f"{bf.n_samples} samples and {bf.n_snps} SNPs read")
+        f = QCFilters(maf=maf, geno=geno, mind=mind, hwe=hwe, chr=chr, keep=opt(keep), remove=opt(remove),
+                      extract=opt(extract), exclude=opt(exclude), genetic_map=opt(genetic_map), cm_per_mb=cm_per_mb)
+        with log.timed("QC"):
+            res = run_qc(bf, f, log, threads=threads)
+        with log.timed("write"):
+            write_outputs(bf, res, out, log, threads=threads)
+        c = res.counts
+        log.info(f"kept {c['samples_out']} of {c['samples_in']} samples and {c['snps_out']} of {c['snps_in']} SNPs")
+    return c
