@@ -232,7 +232,7 @@ def test_clump_sumstats_aligned_frame_equals_joined():
     import polars as pl
 
     from gimtool.io.plink import encode_bed_chunk
-    from gimtool.stats.clump import clump_sumstats
+    from gimtool.pipelines.clump import clump_sumstats
 
     rng = np.random.default_rng(3)
     n, m = 200, 400

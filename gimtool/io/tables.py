@@ -1,7 +1,7 @@
 """Phenotype, covariate and embedding tables, sample ID lists, and sample alignment.
 
 Format: whitespace-separated with a header whose first two columns are ``FID IID`` (``#FID`` is
-accepted, as PLINK 2 writes it); missing values ``NA`` (also ``nan``, ``-9`` as in PLINK 2 when
+accepted, as PLINK 2 writes it); missing values ``NA`` (also ``nan``, ``-9``, -9.0 as in PLINK 2 when
 ``missing_neg9``). Every problem is reported with the file, the line and the column.
 """
 
@@ -69,7 +69,7 @@ def read_table(
     miss = set(_MISSING) | ({"-9"} if missing_neg9 else set())
     df = _parse_fast(text, header, list(columns), miss)
     if df is not None:
-        return df
+        return _neg9_missing(df, columns) if missing_neg9 else df
     # something is wrong (or unusual): the line-by-line parse reads it, or says where the problem is
     lines = [(i + 1, ln) for i, ln in enumerate(all_lines) if ln.strip()]
     fids, iids, arr = _parse_slow(path, lines[1:], header, idx, columns, miss)
@@ -77,7 +77,13 @@ def read_table(
     for j, c in enumerate(columns):
         data[c] = arr[:, j]
     df = pl.DataFrame(data, schema={"FID": pl.Utf8, "IID": pl.Utf8, **{c: pl.Float64 for c in columns}})
-    return df.with_columns([pl.col(c).fill_nan(None) for c in columns])
+    df = df.with_columns([pl.col(c).fill_nan(None) for c in columns])
+    return _neg9_missing(df, columns) if missing_neg9 else df
+
+
+def _neg9_missing(df: pl.DataFrame, columns) -> pl.DataFrame:
+    """-9 in any spelling (-9, -9.0, -9.000000) is missing, as in PLINK 2 and BOLT-LMM."""
+    return df.with_columns([pl.when(pl.col(c) == -9.0).then(None).otherwise(pl.col(c)).alias(c) for c in columns])
 
 
 def _parse_fast(text: str, header: list[str], columns, miss: set[str]) -> pl.DataFrame | None:
@@ -146,6 +152,16 @@ def write_table(df: pl.DataFrame, path: str | os.PathLike, float_precision: int 
 
     if list(df.columns[:2]) != list(ID_COLS):
         raise ValueError(f"table must start with FID IID, got {df.columns[:2]}")
+    floats = [c for c, t in df.schema.items() if t in (pl.Float32, pl.Float64)]
+    df = df.with_columns([pl.col(c).fill_nan(None) for c in floats])
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp, separator="\t", null_value=MISSING, float_precision=float_precision)
+
+
+def write_tsv(df: pl.DataFrame, path: str | os.PathLike, float_precision: int | None = None) -> None:
+    """Write any table tab-separated with a header and NA for missing values (NaN too), atomically."""
+    from gimtool.io.atomic import atomic_path
+
     floats = [c for c, t in df.schema.items() if t in (pl.Float32, pl.Float64)]
     df = df.with_columns([pl.col(c).fill_nan(None) for c in floats])
     with atomic_path(path) as tmp:

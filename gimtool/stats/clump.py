@@ -89,7 +89,7 @@ def group_entries(n_snps: int, snp: np.ndarray, file: np.ndarray, p: np.ndarray)
     return Entries(start, file, p, min_p)
 
 
-def _position_key(chrom: np.ndarray, bp: np.ndarray) -> np.ndarray:
+def position_key(chrom: np.ndarray, bp: np.ndarray) -> np.ndarray:
     """A sorted int64 key (chromosome block, bp); chromosomes must be contiguous blocks and
     positions non-decreasing within each."""
     m = chrom.shape[0]
@@ -107,7 +107,7 @@ def _position_key(chrom: np.ndarray, bp: np.ndarray) -> np.ndarray:
 
 def windows(chrom: np.ndarray, bp: np.ndarray, rows: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """[lo, hi) reference rows within `radius` bp of each SNP in `rows`, on its chromosome."""
-    key = _position_key(np.asarray(chrom), np.asarray(bp, dtype=np.int64))
+    key = position_key(np.asarray(chrom), np.asarray(bp, dtype=np.int64))
     rows = np.asarray(rows, dtype=np.int64)
     lo = np.searchsorted(key, key[rows] - radius, side="left")
     hi = np.searchsorted(key, key[rows] + radius, side="right")
@@ -253,127 +253,3 @@ def _make_clump(r: int, absorbed: np.ndarray, ar2: np.ndarray, entries: Entries,
 
 class ReferenceOrderError(ValueError):
     """The reference's chromosomes are not contiguous or its positions not sorted."""
-
-
-@dataclass
-class ClumpReport:
-    """Result of :func:`clump_sumstats`: the .clumped table (CLUMP_COLS), the listed members
-    (CLUMP_MEMBER_COLS), and what happened to each file's rows."""
-
-    clumps: list[Clump]
-    table: "pl.DataFrame"
-    members: "pl.DataFrame"
-    file_stats: list[dict]
-    n_index_eligible: int
-    n_loaded: int
-    n_pairs: int
-    dup_ref_ids: int
-
-
-def clump_sumstats(
-    bim: "pl.DataFrame",
-    frames: list["pl.DataFrame"],
-    read_packed: Callable[[np.ndarray], np.ndarray],
-    n_samples: int,
-    keep: np.ndarray | None = None,
-    p1: float = 5e-8,
-    p2: float = 1e-2,
-    r2: float = 0.1,
-    kb: float = 250.0,
-    r2_method: str = "em",
-    labels: list[str] | None = None,
-    max_block: int = 256,
-) -> ClumpReport:
-    """Clump sumstats frames (columns SNP and P at least; file F = position in `frames`, from 1)
-    against a reference: `bim` (CHR SNP BP ...), `read_packed(rows)` returning the .bed rows of
-    those reference rows (uint8, shape (len(rows), ceil(n_samples/4))), `keep` the samples LD is
-    computed from (PLINK: founders). Rows whose P is missing are skipped, as PLINK does."""
-    import polars as pl
-
-    from gimtool.errors import InputError
-    from gimtool.stats import ld
-
-    labels = labels or [f"sumstats {k}" for k in range(1, len(frames) + 1)]
-    m = bim.height
-    ref = pl.DataFrame({"SNP": bim["SNP"], "ROW": np.arange(m, dtype=np.int64)})
-    n_dup_ref = 0
-    if bim["SNP"].n_unique() != m:
-        n_dup_ref = int(ref["SNP"].is_duplicated().sum())
-        ref = ref.unique("SNP", keep="first", maintain_order=True)
-    snp_all, file_all, p_all, stats = [], [], [], []
-    for k, (df, label) in enumerate(zip(frames, labels), 1):
-        d = df.select(pl.col("SNP").cast(pl.Utf8), pl.col("P").cast(pl.Float64))
-        has_p = d["P"].is_not_null() & d["P"].is_not_nan()
-        bad = d.filter(has_p & ((pl.col("P") < 0) | (pl.col("P") > 1)))
-        if bad.height:
-            raise InputError(f"{label}: column P: expected values in [0, 1], found {bad['P'][0]} (SNP {bad['SNP'][0]})")
-        if not n_dup_ref and d.height == m and d["SNP"].equals(bim["SNP"]):
-            # the reference's SNPs in its order (what `gimtool gwas` writes): row k is reference
-            # row k; the join below would give the same rows, found in this order
-            ok = has_p.fill_null(False).to_numpy()
-            stats.append({"rows": df.height, "no_p": int(m - ok.sum()), "found": int(ok.sum()), "missing": 0,
-                          "missing_top": 0, "missing_top_ids": [], "dup": 0})
-            snp_all.append(np.flatnonzero(ok).astype(np.int64))
-            file_all.append(np.full(int(ok.sum()), k, dtype=np.int64))
-            p_all.append(d["P"].to_numpy()[ok].astype(np.float64))
-            continue
-        d = d.filter(has_p)
-        j = d.join(ref, on="SNP", how="left", maintain_order="left")
-        found = j.filter(pl.col("ROW").is_not_null())
-        missing = j.filter(pl.col("ROW").is_null())
-        top = missing.filter(pl.col("P") <= p1)
-        stats.append({
-            "rows": df.height, "no_p": df.height - d.height, "found": found.height, "missing": missing.height,
-            "missing_top": top.height, "missing_top_ids": top["SNP"].head(5).to_list(),
-            "dup": int(d["SNP"].is_duplicated().sum()),
-        })
-        snp_all.append(found["ROW"].to_numpy().astype(np.int64))
-        file_all.append(np.full(found.height, k, dtype=np.int64))
-        p_all.append(found["P"].to_numpy().astype(np.float64))
-    entries = group_entries(m, np.concatenate(snp_all), np.concatenate(file_all), np.concatenate(p_all))
-    # runs of equal CHR; a chromosome split over several runs is caught by _position_key
-    chrom = bim["CHR"].rle_id().to_numpy().astype(np.int64)
-    if m and bim["CHR"].n_unique() != int(chrom[-1]) + 1:
-        raise ReferenceOrderError("reference chromosomes are not contiguous blocks")
-    bp = bim["BP"].to_numpy().astype(np.int64)
-    try:
-        _position_key(chrom, bp)
-    except ValueError as e:
-        raise ReferenceOrderError(str(e)) from None
-
-    need = needed_snps(chrom, bp, entries, p1, kb)
-    planes = ld.planes_from_reader(read_packed, need, n_samples, keep) if need.size else None
-    lut = np.full(m, -1, dtype=np.int64)
-    lut[need] = np.arange(need.size)
-    n_pairs = 0
-
-    def r2_fn(i, j):
-        nonlocal n_pairs
-        n_pairs += i.shape[0]
-        return ld.r2_pairs(planes, lut[i], lut[j], r2_method)
-
-    clumps = clump(chrom, bp, entries, r2_fn, p1=p1, p2=p2, r2=r2, kb=kb, max_block=max_block) if need.size else []
-
-    # names of the reference rows the output mentions only (not all m)
-    shown = np.unique(np.concatenate([[c.index for c in clumps]] + [c.member_snp for c in clumps])).astype(np.int64) if clumps else np.zeros(0, np.int64)
-    names = dict(zip(shown.tolist(), bim["SNP"].gather(shown).to_list()))
-    chr_str = dict(zip(shown.tolist(), bim["CHR"].gather(shown).to_list()))
-    rows = []
-    mem = {"INDEX": [], "SNP": [], "F": [], "KB": [], "R2": [], "P": []}
-    for c in clumps:
-        ms, mf = c.member_snp.tolist(), c.member_file.tolist()
-        sp2 = ",".join(f"{names[s]}({f})" for s, f in zip(ms, mf)) or "NONE"
-        rows.append((chr_str[c.index], c.file, names[c.index], int(bp[c.index]), c.p, c.total, *map(int, c.histo), sp2))
-        mem["INDEX"].extend([names[c.index]] * len(ms))
-        mem["SNP"].extend(names[s] for s in ms)
-        mem["F"].extend(mf)
-        mem["KB"].extend(((bp[c.member_snp] - bp[c.index]) / 1000).tolist())
-        mem["R2"].extend(np.abs(c.member_r2).tolist())
-        mem["P"].extend(c.member_p.tolist())
-    from gimtool.conventions import CLUMP_COLS, CLUMP_MEMBER_COLS
-
-    dtypes = (pl.Utf8, pl.Int64, pl.Utf8, pl.Int64, pl.Float64) + (pl.Int64,) * 6 + (pl.Utf8,)
-    table = pl.DataFrame(rows, schema=dict(zip(CLUMP_COLS, dtypes)), orient="row")
-    members = pl.DataFrame(mem, schema=dict(zip(CLUMP_MEMBER_COLS, (pl.Utf8, pl.Utf8, pl.Int64, pl.Float64, pl.Float64, pl.Float64))))
-    return ClumpReport(clumps, table, members, stats, int(np.sum(entries.min_p <= p1)), int(need.size), n_pairs,
-                       n_dup_ref)
