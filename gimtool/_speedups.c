@@ -20,6 +20,7 @@
 #define _USE_MATH_DEFINES
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const double DOSAGE[4] = {2.0, 0.0, 1.0, 0.0};
@@ -374,6 +375,191 @@ static PyObject *py_code_counts(PyObject *self, PyObject *args) {
 }
 
 /*
+ * Missing genotype calls, sparsely. A missing call decodes to 0, so the dense sums (products,
+ * group_sums, code_counts) already leave it out of every sum of g; what changes is the sample set
+ * of that SNP: its covariate basis, phenotype sums and N. For each SNP row that has missing calls
+ * among S0, the missing samples M are read from the packed bits (code 01 under the S0 mask, 32
+ * samples a 64-bit word), and for every phenotype p, over M_p = M minus the samples p excludes:
+ *   A  = G_p - sum_{i in M_p} q_i q_i^T      (Gram of the covariate basis Q0 on S_p \ M)
+ *   b  = -sum_{i in M_p} q_i yr_ip           (Q0^T yr on S_p \ M; yr is orthogonal to Q0 on S_p)
+ *   gg = s2 - u^T A^-1 u,  gy = gy0 - u^T A^-1 b,  yy = yy0 - sum_{i in M_p} yr_ip^2 - b^T A^-1 b,
+ *   n  = n_p - |M_p|,
+ * with u = Q0^T g on S_p (the caller's, missing calls counted as 0), through one Cholesky
+ * factorization of A (k x k). Work: O(|M| (p + k^2) + p k^3) per SNP instead of a dense pass.
+ * yr is zero outside S_p, so sums of yr need no membership test; the sums of q q^T over the
+ * missing samples that a phenotype excludes are taken out per phenotype through the groups of
+ * group_sums (gid: each sample's group or -1, the group's phenotypes members[mstart[g]..]).
+ * A factor with a pivot below 1e-10 (the SNP's samples leave the covariates collinear) gives NaN.
+ */
+static int cholesky_solve2(double *a, Py_ssize_t k, double *v1, double *v2) {
+    /* a: k x k symmetric (lower triangle used), overwritten by L; v1, v2 <- L^-1 v1, L^-1 v2 */
+    for (Py_ssize_t c = 0; c < k; c++) {
+        double d = a[c * k + c];
+        for (Py_ssize_t t = 0; t < c; t++) d -= a[c * k + t] * a[c * k + t];
+        if (!(d > 1e-10)) return -1;
+        d = sqrt(d);
+        a[c * k + c] = d;
+        for (Py_ssize_t r = c + 1; r < k; r++) {
+            double s = a[r * k + c];
+            for (Py_ssize_t t = 0; t < c; t++) s -= a[r * k + t] * a[c * k + t];
+            a[r * k + c] = s / d;
+        }
+    }
+    for (Py_ssize_t r = 0; r < k; r++) {
+        double s1 = v1[r], s2 = v2[r];
+        for (Py_ssize_t t = 0; t < r; t++) {
+            s1 -= a[r * k + t] * v1[t];
+            s2 -= a[r * k + t] * v2[t];
+        }
+        v1[r] = s1 / a[r * k + r];
+        v2[r] = s2 / a[r * k + r];
+    }
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *raw;
+    Py_ssize_t nb, nw;
+    const uint64_t *mask;
+    const int64_t *rows;
+    Py_ssize_t nrows;
+    const double *x; /* row i (a .bed sample): yr (p columns), then Q0 (k columns), ldx apart */
+    Py_ssize_t ldx, p, k;
+    const int64_t *gid, *mstart, *members;
+    const double *gram, *u, *s2, *gy0, *yy0; /* gram p x k x k; u J x p x k; s2, gy0 J x p; yy0 p */
+    const int64_t *n0;                       /* p */
+    double *gg, *gy, *yy;                    /* J x p */
+    int64_t *nobs;                           /* J x p */
+} MissingArgs;
+
+static int missing_fix(const MissingArgs *g) {
+    const Py_ssize_t p = g->p, k = g->k, kk = k * k;
+    /* D (k x k), Dex (p x k x k), b (p x k), dyy (p), a (k x k), v1, v2 (k); dnex, touched (p) */
+    double *wk = malloc(sizeof(double) * (kk + p * kk + p * k + p + kk + 2 * k));
+    int64_t *dnex = malloc(sizeof(int64_t) * p);
+    unsigned char *touched = calloc((size_t)p, 1);
+    if (!wk || !dnex || !touched) {
+        free(wk); free(dnex); free(touched);
+        return -1;
+    }
+    double *D = wk, *Dex = D + kk, *b = Dex + p * kk, *dyy = b + p * k, *a = dyy + p, *v1 = a + kk, *v2 = v1 + k;
+    const uint64_t lo_bits = 0x5555555555555555ULL;
+    for (Py_ssize_t jj = 0; jj < g->nrows; jj++) {
+        const uint8_t *r = g->raw + g->rows[jj] * g->nb;
+        memset(D, 0, sizeof(double) * kk);
+        memset(b, 0, sizeof(double) * (p * k + p));
+        int64_t dn = 0;
+        for (Py_ssize_t w = 0; w < g->nw; w++) {
+            uint64_t xw = 0;
+            Py_ssize_t off = 8 * w;
+            if (off + 8 <= g->nb) memcpy(&xw, r + off, 8);
+            else memcpy(&xw, r + off, (size_t)(g->nb - off));
+            xw &= g->mask[w];
+            uint64_t mb = xw & ~(xw >> 1) & lo_bits; /* code 01 */
+            while (mb) {
+                const Py_ssize_t i = 32 * w + (__builtin_ctzll(mb) >> 1);
+                mb &= mb - 1;
+                const double *yi = g->x + i * g->ldx, *q = yi + p;
+                dn++;
+                for (Py_ssize_t c = 0; c < k; c++)
+                    for (Py_ssize_t t = 0; t <= c; t++) D[c * k + t] += q[c] * q[t];
+                for (Py_ssize_t ph = 0; ph < p; ph++) {
+                    const double y = yi[ph];
+                    if (y != 0.0) {
+                        dyy[ph] += y * y;
+                        for (Py_ssize_t t = 0; t < k; t++) b[ph * k + t] -= y * q[t];
+                    }
+                }
+                const int64_t gr = g->gid[i];
+                if (gr >= 0)
+                    for (int64_t e = g->mstart[gr]; e < g->mstart[gr + 1]; e++) {
+                        const int64_t ph = g->members[e];
+                        double *de = Dex + ph * kk;
+                        if (!touched[ph]) {
+                            touched[ph] = 1;
+                            memset(de, 0, sizeof(double) * kk);
+                            dnex[ph] = 0;
+                        }
+                        dnex[ph]++;
+                        for (Py_ssize_t c = 0; c < k; c++)
+                            for (Py_ssize_t t = 0; t <= c; t++) de[c * k + t] += q[c] * q[t];
+                    }
+            }
+        }
+        for (Py_ssize_t ph = 0; ph < p; ph++) {
+            const Py_ssize_t o = jj * p + ph;
+            const double *gp = g->gram + ph * kk, *de = Dex + ph * kk;
+            for (Py_ssize_t c = 0; c < k; c++)
+                for (Py_ssize_t t = 0; t <= c; t++)
+                    a[c * k + t] = gp[c * k + t] - D[c * k + t] + (touched[ph] ? de[c * k + t] : 0.0);
+            memcpy(v1, g->u + o * k, sizeof(double) * k);
+            memcpy(v2, b + ph * k, sizeof(double) * k);
+            g->nobs[o] = g->n0[ph] - dn + (touched[ph] ? dnex[ph] : 0);
+            if (cholesky_solve2(a, k, v1, v2) < 0) {
+                g->gg[o] = g->gy[o] = g->yy[o] = NAN;
+            } else {
+                double s11 = 0, s12 = 0, s22 = 0;
+                for (Py_ssize_t t = 0; t < k; t++) {
+                    s11 += v1[t] * v1[t];
+                    s12 += v1[t] * v2[t];
+                    s22 += v2[t] * v2[t];
+                }
+                g->gg[o] = g->s2[o] - s11;
+                g->gy[o] = g->gy0[o] - s12;
+                g->yy[o] = g->yy0[ph] - dyy[ph] - s22;
+            }
+            touched[ph] = 0;
+        }
+    }
+    free(wk); free(dnex); free(touched);
+    return 0;
+}
+
+/* missing_fix(raw, nb, mask uint64, rows int64 (J), x float64 (rows of ldx), ldx, p, k, gid int64,
+ *             mstart int64, members int64, gram (p k k), u (J p k), s2 (J p), gy0 (J p), yy0 (p),
+ *             n0 int64 (p), out gg, gy, yy float64 (J p), nobs int64 (J p)) */
+static PyObject *py_missing_fix(PyObject *self, PyObject *args) {
+    PyObject *o[18];
+    Py_ssize_t nb, ldx, p, k;
+    if (!PyArg_ParseTuple(args, "OnOOOnnnOOOOOOOOOOOOO", &o[0], &nb, &o[1], &o[2], &o[3], &ldx, &p, &k, &o[4], &o[5], &o[6],
+                          &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &o[14], &o[15], &o[16]))
+        return NULL;
+    if (nb <= 0 || p <= 0 || k <= 0 || ldx < p + k)
+        return PyErr_Format(PyExc_ValueError, "missing_fix: need nb, p, k > 0 and ldx >= p + k");
+    Py_buffer v[17];
+    const BufArg spec[17] = {{o[0], 0, 1, "raw"},     {o[1], 0, 8, "mask"},    {o[2], 0, 8, "rows"},   {o[3], 0, 8, "x"},
+                             {o[4], 0, 8, "gid"},     {o[5], 0, 8, "mstart"},  {o[6], 0, 8, "members"}, {o[7], 0, 8, "gram"},
+                             {o[8], 0, 8, "u"},       {o[9], 0, 8, "s2"},      {o[10], 0, 8, "gy0"},   {o[11], 0, 8, "yy0"},
+                             {o[12], 0, 8, "n0"},     {o[13], 1, 8, "gg"},     {o[14], 1, 8, "gy"},    {o[15], 1, 8, "yy"},
+                             {o[16], 1, 8, "nobs"}};
+    if (get_buffers(spec, v, 17) < 0) return NULL;
+    MissingArgs g = {v[0].buf, nb, v[1].len / 8, v[1].buf, v[2].buf, v[2].len / 8, v[3].buf, ldx, p, k,
+                     v[4].buf, v[5].buf, v[6].buf, v[7].buf, v[8].buf, v[9].buf, v[10].buf, v[11].buf, v[12].buf,
+                     v[13].buf, v[14].buf, v[15].buf, v[16].buf};
+    const Py_ssize_t m = v[0].len / nb, J = g.nrows, nx = v[3].len / 8 / ldx, ngroups = v[5].len / 8 - 1,
+                     nmem = v[6].len / 8;
+    int ok = v[0].len == m * nb && g.nw == (nb + 7) / 8 && nx >= 4 * nb && v[3].len == nx * ldx * 8 &&
+             v[4].len / 8 >= 4 * nb && ngroups >= 0 && v[7].len == p * k * k * 8 && v[8].len == J * p * k * 8 &&
+             v[11].len == p * 8 && v[12].len == p * 8;
+    for (int i = 9; ok && i <= 16; i++)
+        if (i != 11 && i != 12) ok = v[i].len == J * p * 8;
+    for (Py_ssize_t j = 0; ok && j < J; j++) ok = g.rows[j] >= 0 && g.rows[j] < m;
+    for (Py_ssize_t i = 0; ok && i < 4 * nb; i++) ok = g.gid[i] < ngroups;
+    for (Py_ssize_t e = 0; ok && e <= ngroups; e++) ok = g.mstart[e] >= 0 && g.mstart[e] <= nmem && (e == 0 || g.mstart[e] >= g.mstart[e - 1]);
+    for (Py_ssize_t e = 0; ok && e < nmem; e++) ok = g.members[e] >= 0 && g.members[e] < p;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "missing_fix: inconsistent array sizes or indices");
+        return done(v, 17, 1);
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = missing_fix(&g);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) PyErr_NoMemory();
+    return done(v, 17, rc < 0);
+}
+
+/*
  * Two-sided P of Student's t: P = I_x(nu/2, 1/2), x = nu / (nu + t^2), the regularized incomplete
  * beta function, by its continued fraction (modified Lentz) where that converges fast, and by the
  * symmetry I_x(a, b) = 1 - I_{1-x}(b, a) elsewhere. 1 - x = t^2 / (nu + t^2) is formed directly, so
@@ -582,6 +768,7 @@ static PyMethodDef methods[] = {
     {"group_sums", py_group_sums, METH_VARARGS, "Sums of g*z and hom-A1 counts over sample groups."},
     {"t_test_p", py_t_test_p, METH_VARARGS, "Two-sided P values of Student's t."},
     {"code_counts", py_code_counts, METH_VARARGS, "Genotype counts of .bed rows over a sample mask."},
+    {"missing_fix", py_missing_fix, METH_VARARGS, "Per-SNP sums corrected for missing calls (sparse, see the C source)."},
     {"format_rows", py_format_rows, METH_VARARGS, "TSV rows: text prefixes, then float/int columns."},
     {NULL, NULL, 0, NULL},
 };

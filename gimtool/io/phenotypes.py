@@ -50,7 +50,8 @@ def as_files(paths) -> list:
 
 def read_named_table(path, names: Sequence[str] | None, what: str) -> pl.DataFrame:
     """A `FID IID name...` table with the named columns (all when None); an error when it has none."""
-    tab = read_table(path, names, what=what)
+    # -9 is missing in phenotype and covariate files, as in PLINK 2 (--input-missing-phenotype) and BOLT-LMM
+    tab = read_table(path, names, what=what, missing_neg9=what in ("phenotype", "covariate"))
     if not tab.columns[2:]:
         raise InputError(f"{path}: no {what} columns after {' '.join(ID_COLS)}")
     return tab

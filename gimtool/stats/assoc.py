@@ -29,6 +29,7 @@ Arrays are samples × SNPs. Kernels here take arrays and return arrays; no files
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -54,10 +55,13 @@ class Prepared:
     excl: list[np.ndarray]  # per phenotype: indices (into S0) of E_p
     a_inv: np.ndarray  # (p, k, k) inverse Gram of Q0 on S_p
     k: int
+    gram: np.ndarray | None = None  # (p, k, k) Gram of Q0 on S_p, I − Q0[E_p]ᵀQ0[E_p] (from a_inv if not given)
     max_vif: float = 50.0
     x: np.ndarray = field(init=False)  # (n0, p + k + 1) right-hand side of the one product
 
     def __post_init__(self):
+        if self.gram is None:
+            self.gram = np.linalg.inv(self.a_inv)
         self.x = np.ascontiguousarray(np.concatenate([self.yr, self.q0, np.ones((len(self.samples), 1))], axis=1))
 
     @property
@@ -123,6 +127,7 @@ def prepare(y: np.ndarray, c: np.ndarray | None, max_vif: float = 50.0) -> Prepa
     nn = np.zeros(p, dtype=np.int64)
     excl = []
     a_inv = np.zeros((p, k, k))
+    gram = np.zeros((p, k, k))
     for j in range(p):
         m = np.isfinite(ys[:, j])
         nn[j] = m.sum()
@@ -138,8 +143,9 @@ def prepare(y: np.ndarray, c: np.ndarray | None, max_vif: float = 50.0) -> Prepa
         e = np.flatnonzero(~m)
         excl.append(e)
         qe = q0[e]
-        a_inv[j] = np.linalg.inv(np.eye(k) - qe.T @ qe)
-    return Prepared(samples=s0, q0=q0, yr=yr, yy=yy, n=nn, excl=excl, a_inv=a_inv, k=k, max_vif=max_vif)
+        gram[j] = np.eye(k) - qe.T @ qe
+        a_inv[j] = np.linalg.inv(gram[j])
+    return Prepared(samples=s0, q0=q0, yr=yr, yy=yy, n=nn, excl=excl, a_inv=a_inv, k=k, max_vif=max_vif, gram=gram)
 
 
 @dataclass
@@ -202,9 +208,26 @@ class Products:
                 continue
             ge = np.take(buf, e, axis=0, out=self.gflat[: len(e) * m].reshape(len(e), m))
             uz = ge.T @ z
-            ex.append((uz[:, :k].astype(np.float64), uz[:, k].astype(np.float64),
-                       np.einsum("ij,ij->j", ge, ge).astype(np.float64)))
+            ex.append(ExcludedSums(uz[:, :k].astype(np.float64), uz[:, k].astype(np.float64),
+                                   np.einsum("ij,ij->j", ge, ge).astype(np.float64)))
         return out.astype(np.float64), s2.astype(np.float64), ex
+
+
+class ExcludedSums(NamedTuple):
+    """A chunk's genotype sums over one phenotype's excluded rows E_p (missing calls count 0):
+    qg (m, k) = Q0[E_p]ᵀg, s1 (m,) = Σg, s2 (m,) = Σg²."""
+
+    qg: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+
+
+class MissingFix(Protocol):
+    """The sums of the SNPs that have missing calls, on each one's own sample set (S_p minus its
+    missing samples): called with u (J, p, k) = Q0ᵀg, s2 (J, p) = Σg², gy (J, p) = gᵀyr over S_p
+    (missing calls counted as 0), returns gg, gy, yy (residual sums, float (J, p)) and n (int64 (J, p))."""
+
+    def __call__(self, u: np.ndarray, s2: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) -> ChunkResult:
@@ -231,12 +254,17 @@ def scan_chunk(prep: Prepared, g: np.ndarray, products: Products | None = None) 
     else:
         miss = np.isnan(g)
         g0 = np.where(miss, 0.0, g) if miss.any() else g
-    has_miss = np.flatnonzero(miss.any(axis=0)) if miss is not None else np.zeros(0, dtype=np.int64)
 
     prod, s2, ex = products(g0)
     p, k = prep.n_pheno, prep.k
-    miss_sub = miss[:, has_miss] if len(has_miss) else None
-    return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], prod[:, p + k], s2, ex, has_miss, miss_sub)
+    called = np.full(m, n0, dtype=np.int64)
+    missing = None
+    if miss is not None and miss.any():
+        has_miss = np.flatnonzero(miss.any(axis=0))
+        called -= miss.sum(axis=0)
+        snp, sample = np.nonzero(miss[:, has_miss].T)  # sorted by SNP
+        missing = (has_miss, missing_fix_numpy(prep, snp, sample, len(has_miss)))
+    return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], prod[:, p + k], s2, ex, called, missing)
 
 
 def _sums_by_row(rows: np.ndarray, vals: np.ndarray, n_rows: int) -> np.ndarray:
@@ -249,79 +277,103 @@ def _sums_by_row(rows: np.ndarray, vals: np.ndarray, n_rows: int) -> np.ndarray:
     return out
 
 
+def _cholesky_solve(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """L⁻¹v for the Cholesky factor L of each a (J, k, k), v (J, k, r); NaN where a pivot is at
+    most 1e-10 (as the compiled kernel)."""
+    out = np.full(v.shape, np.nan)
+    try:
+        lo = np.linalg.cholesky(a)
+        good = np.all(np.diagonal(lo, axis1=1, axis2=2) ** 2 > 1e-10, axis=1)
+    except np.linalg.LinAlgError:  # some are not positive definite: one at a time
+        lo = np.zeros_like(a)
+        good = np.zeros(len(a), dtype=bool)
+        for i in range(len(a)):
+            try:
+                lo[i] = np.linalg.cholesky(a[i])
+                good[i] = np.all(np.diag(lo[i]) ** 2 > 1e-10)
+            except np.linalg.LinAlgError:
+                pass
+    if good.any():
+        out[good] = np.linalg.solve(lo[good], v[good])
+    return out
+
+
+def missing_fix_numpy(prep: Prepared, snp: np.ndarray, sample: np.ndarray, n_rows: int) -> MissingFix:
+    """The :class:`MissingFix` of the missing calls (snp, sample): snp in 0..n_rows-1 (sorted),
+    sample an index into S0. Over the missing samples M_p of each phenotype (those in S_p), with
+    A = Gram of Q0 on S_p minus Σ q qᵀ over M_p and b = −Σ q·yr over M_p:
+    gg = Σg² − uᵀA⁻¹u, gy = gᵀyr − uᵀA⁻¹b, yy = yy_p − Σ yr² − bᵀA⁻¹b, n = n_p − |M_p|."""
+    n0 = len(prep.samples)
+    p, k = prep.n_pheno, prep.k
+    q = prep.q0[sample]
+    qq = (q[:, :, None] * q[:, None, :]).reshape(len(sample), k * k)
+
+    def fix(u, s2, gy0):
+        gg, gy, yy = (np.empty((n_rows, p)) for _ in range(3))
+        nobs = np.empty((n_rows, p), dtype=np.int64)
+        for j in range(p):
+            in_sp = np.ones(n0, dtype=bool)
+            in_sp[prep.excl[j]] = False
+            sel = in_sp[sample]
+            r, c = snp[sel], sample[sel]
+            nobs[:, j] = prep.n[j] - np.bincount(r, minlength=n_rows)
+            a = prep.gram[j][None] - _sums_by_row(r, qq[sel], n_rows).reshape(-1, k, k)
+            yrj = prep.yr[c, j]
+            b = -_sums_by_row(r, q[sel] * yrj[:, None], n_rows)
+            v = _cholesky_solve(a, np.stack([u[:, j], b], axis=2))
+            v1, v2 = v[..., 0], v[..., 1]
+            gg[:, j] = s2[:, j] - (v1 * v1).sum(1)
+            gy[:, j] = gy0[:, j] - (v1 * v2).sum(1)
+            yy[:, j] = prep.yy[j] - _sums_by_row(r, yrj * yrj, n_rows) - (v2 * v2).sum(1)
+        return gg, gy, yy, nobs
+
+    return fix
+
+
 def finish_chunk(
     prep: Prepared,
     gy0: np.ndarray,
     u0: np.ndarray,
     s1: np.ndarray,
     s2: np.ndarray,
-    ex: list,
-    has_miss: np.ndarray,
-    miss_sub: np.ndarray | None,
+    ex: list[ExcludedSums | None],
+    called: np.ndarray,
+    missing: tuple[np.ndarray, MissingFix] | None = None,
 ) -> ChunkResult:
     """β, SE, N and frequencies of a chunk from its sums over S0 (missing calls counted as 0).
 
-    gy0 (m, p) = G0ᵀYr, u0 (m, k) = G0ᵀQ0, s1 (m,) = Σg, s2 (m,) = Σg² over S0; ex[j]: None or the
-    sums (Q0ᵀg (m, k), Σg, Σg²) over phenotype j's excluded rows E_j; has_miss (J,): chunk columns
-    with a missing call among S0; miss_sub (n0, J) bool: where those calls are missing.
+    gy0 (m, p) = G0ᵀYr, u0 (m, k) = G0ᵀQ0, s1 (m,) = Σg, s2 (m,) = Σg² over S0; ex[j]: None or
+    phenotype j's :class:`ExcludedSums`; called (m,): calls among S0; missing: None or (rows, fix):
+    the chunk rows with a missing call among S0 and the :class:`MissingFix` of their sums.
     """
-    n0 = len(prep.samples)
     m = gy0.shape[0]
     p, k = prep.n_pheno, prep.k
 
     beta = np.full((m, p), np.nan)
     se = np.full((m, p), np.nan)
-    nobs = np.zeros((m, p), dtype=np.int64)
-    freq = np.full((m, p), np.nan)
+    u = np.empty((m, p, k))
+    sum1 = np.empty((m, p))
+    sum2 = np.empty((m, p))
     gg = np.empty((m, p))
-    gy = np.empty((m, p))
-    yy = np.empty((m, p))
-    gvar = np.empty((m, p))  # total sum of squares of g (for the VIF check)
-
-    if len(has_miss):
-        # the missing calls as (SNP, sample) pairs, sorted by SNP
-        miss_snp, miss_sample = np.nonzero(miss_sub.T)
-        q = prep.q0
-        qq = (q[:, :, None] * q[:, None, :]).reshape(n0, k * k)
-
     for j in range(p):
-        e = prep.excl[j]
         if ex[j] is not None:
-            ue, s1e, s2e = ex[j]
-            u = u0 - ue
-            sum2 = s2 - s2e
-            sum1 = s1 - s1e
+            np.subtract(u0, ex[j].qg, out=u[:, j])
+            np.subtract(s1, ex[j].s1, out=sum1[:, j])
+            np.subtract(s2, ex[j].s2, out=sum2[:, j])
         else:
-            u, sum2, sum1 = np.array(u0), np.array(s2), np.array(s1)
-        gg_j = sum2 - _quad(prep.a_inv[j], u, u)
-        gy_j = np.array(gy0[:, j])
-        yy_j = np.full(m, prep.yy[j])
-        n_j = np.full(m, prep.n[j], dtype=np.int64)
-        if len(has_miss):
-            # missing calls among this phenotype's samples (rows of E_p are already out)
-            keep = np.ones(n0, dtype=bool)
-            keep[e] = False
-            sel = keep[miss_sample]
-            r, c = miss_snp[sel], miss_sample[sel]
-            nj = len(has_miss)
-            dn = np.bincount(r, minlength=nj)
-            da = _sums_by_row(r, qq[c], nj).reshape(-1, k, k)
-            a_j = np.linalg.inv(np.linalg.inv(prep.a_inv[j])[None] - da)
-            yrj = prep.yr[:, j]
-            b = -_sums_by_row(r, prep.q0[c] * yrj[c, None], nj)  # (J, k)
-            dyy = _sums_by_row(r, yrj[c] * yrj[c], nj)
-            uj = u[has_miss]
-            gg_j[has_miss] = sum2[has_miss] - _quad(a_j, uj, uj)
-            gy_j[has_miss] = gy_j[has_miss] - _quad(a_j, uj, b)
-            yy_j[has_miss] = prep.yy[j] - dyy - _quad(a_j, b, b)
-            n_j[has_miss] -= dn
-        gg[:, j], gy[:, j], yy[:, j], nobs[:, j] = gg_j, gy_j, yy_j, n_j
-        with np.errstate(invalid="ignore", divide="ignore"):
-            freq[:, j] = sum1 / (2.0 * n_j)
-            gvar[:, j] = sum2 - sum1 * sum1 / n_j
+            u[:, j], sum1[:, j], sum2[:, j] = u0, s1, s2
+        gg[:, j] = sum2[:, j] - _quad(prep.a_inv[j], u[:, j], u[:, j])
+    gy = np.array(gy0, dtype=np.float64)
+    yy = np.broadcast_to(prep.yy, (m, p)).copy()
+    nobs = np.broadcast_to(prep.n, (m, p)).astype(np.int64)
+    if missing is not None and len(missing[0]):
+        rows, fix = missing
+        gg[rows], gy[rows], yy[rows], nobs[rows] = fix(u[rows], sum2[rows], gy[rows])
 
     dof = nobs - k - 1
     with np.errstate(invalid="ignore", divide="ignore"):
+        freq = sum1 / (2.0 * nobs)
+        gvar = sum2 - sum1 * sum1 / nobs  # total sum of squares of g (for the VIF check)
         vif = gvar / gg
         ok = (gg > 0) & (vif <= prep.max_vif) & (dof > 0) & (gvar > 1e-12 * np.maximum(nobs, 1))
         b_ = gy / gg
@@ -331,10 +383,6 @@ def finish_chunk(
     se[ok] = s_[ok]
     with np.errstate(invalid="ignore", divide="ignore"):
         t = beta / se
-    called = np.full(m, n0, dtype=np.int64)
-    if len(has_miss):
-        called[has_miss] -= miss_sub.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
         freq0 = s1 / (2.0 * called)
     return ChunkResult(beta=beta, se=se, t=t, n=nobs, freq=freq, dof=dof, freq0=freq0)
 
@@ -412,6 +460,10 @@ class PackedScan:
         self.miss_lut = byte_table(_CODE_MISSING)
         self.s0_mask = np.zeros(n_bed, dtype=bool)
         self.s0_mask[rows] = True
+        self.s0_count = len(rows)
+        self.s0_pos = np.full(4 * self.nb, -1)  # .bed sample -> its index in S0, or -1
+        self.s0_pos[rows] = np.arange(len(rows))
+        self.byte_has_missing = self.miss_lut.any(axis=1)
         # the union of the phenotypes' excluded rows (in .bed sample indices); per phenotype, the
         # positions of its own in the union and [Q0 | 1] on them
         self.union = np.unique(np.concatenate([rows[e] for e in prep.excl] + [np.zeros(0, np.int64)]))
@@ -457,6 +509,13 @@ class PackedScan:
         # each group's phenotypes, as CSR
         self.g_mstart = np.concatenate([[0], np.cumsum(pats.sum(axis=1))]).astype(np.int64)
         self.g_members = np.nonzero(pats)[1].astype(np.int64)
+        # for the missing calls: each .bed sample's group (-1: excluded by no phenotype), the
+        # phenotypes' Gram matrices, residual sums of squares and sample counts
+        self.m_gid = np.full(4 * self.nb, -1, dtype=np.int64)
+        self.m_gid[self.union] = gid.ravel()
+        self.gram = np.ascontiguousarray(self.prep.gram, dtype=np.float64)
+        self.yy0 = np.ascontiguousarray(self.prep.yy, dtype=np.float64)
+        self.n0 = np.ascontiguousarray(self.prep.n, dtype=np.int64)
 
     def products(self, raw: np.ndarray) -> tuple[np.ndarray, list]:
         """(G0ᵀX (m, p+k+1) float64, per phenotype None or (Q0ᵀg, Σg, Σg²) over E_j)."""
@@ -481,7 +540,7 @@ class PackedScan:
                                   self.g_mstart, self.g_members, p, agg)
             for j, (pos, _) in enumerate(self.excl):
                 if len(pos):
-                    ex[j] = (agg[:, :k, j], agg[:, k, j], agg[:, k, j] + 2.0 * agg[:, k + 1, j])
+                    ex[j] = ExcludedSums(agg[:, :k, j], agg[:, k, j], agg[:, k, j] + 2.0 * agg[:, k + 1, j])
         return out[:, : self.x.shape[1]], ex
 
     def _products_numpy(self, raw: np.ndarray) -> tuple[np.ndarray, list]:
@@ -506,7 +565,7 @@ class PackedScan:
                     cj = codes[:, pos]
                     uq = self.dosage[cj] @ q  # (m, k+1): Q0ᵀg and Σg over E_j
                     hom = np.count_nonzero(cj == 0, axis=1)  # Σg² = Σg + 2·#(2 copies)
-                    ex[j] = (uq[:, :k], uq[:, k], uq[:, k] + 2.0 * hom)
+                    ex[j] = ExcludedSums(uq[:, :k], uq[:, k], uq[:, k] + 2.0 * hom)
         return prod.astype(np.float64, copy=False), ex
 
     def __call__(self, raw: np.ndarray) -> ChunkResult:
@@ -529,11 +588,47 @@ class PackedScan:
         s2 = (counts[:, 1] + 4 * counts[:, 2]).astype(np.float64)
         prod, ex = self.products(raw)
         has_miss = np.flatnonzero(counts[:, 3] > 0)
-        miss_sub = None
+        called = self.s0_count - counts[:, 3]
+        missing = None
         if len(has_miss):
-            mb = self.miss_lut[raw[has_miss]].reshape(len(has_miss), 4 * self.nb)
-            miss_sub = np.ascontiguousarray(mb[:, prep.samples].T)
-        return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], s1, s2, ex, has_miss, miss_sub)
+            missing = (has_miss, self._missing_fix_compiled(raw, has_miss) if self.compiled else self._missing_fix_numpy(raw, has_miss))
+        return finish_chunk(prep, prod[:, :p], prod[:, p : p + k], s1, s2, ex, called, missing)
+
+    def _missing_fix_numpy(self, raw: np.ndarray, rows: np.ndarray) -> MissingFix:
+        """The missing calls among S0 of `rows`, found byte by byte (only bytes holding a missing
+        code are expanded to their samples)."""
+        sub = raw[rows]
+        r, byte = np.nonzero(self.byte_has_missing[sub])
+        codes = sub[r, byte]
+        snp, sample = [], []
+        for s in range(4):
+            hit = ((codes >> (2 * s)) & 3) == 1
+            snp.append(r[hit])
+            sample.append(4 * byte[hit] + s)
+        snp, sample = np.concatenate(snp), np.concatenate(sample)
+        pos = self.s0_pos[sample]
+        inside = pos >= 0
+        snp, pos = snp[inside], pos[inside]
+        order = np.lexsort((pos, snp))
+        return missing_fix_numpy(self.prep, snp[order], pos[order], len(rows))
+
+    def _missing_fix_compiled(self, raw: np.ndarray, rows: np.ndarray) -> MissingFix:
+        from gimtool import _speedups
+
+        prep = self.prep
+        p, k = prep.n_pheno, prep.k
+
+        def fix(u, s2, gy0):
+            shape = (len(rows), p)
+            gg, gy, yy = np.empty(shape), np.empty(shape), np.empty(shape)
+            nobs = np.empty(shape, dtype=np.int64)
+            _speedups.missing_fix(raw, self.nb, self.s0_words, np.ascontiguousarray(rows, dtype=np.int64), self.x,
+                                  self.x.shape[1], p, k, self.m_gid, self.g_mstart, self.g_members, self.gram,
+                                  np.ascontiguousarray(u), np.ascontiguousarray(s2), np.ascontiguousarray(gy0),
+                                  self.yy0, self.n0, gg, gy, yy, nobs)
+            return gg, gy, yy, nobs
+
+        return fix
 
 
 class TorchPackedScan(PackedScan):
@@ -584,7 +679,7 @@ class TorchPackedScan(PackedScan):
             for j, (pos, _) in enumerate(self.excl):
                 if len(pos):
                     blk = uz[:, j * (k + 1) : (j + 1) * (k + 1)]
-                    ex[j] = (blk[:, :k], blk[:, k], s2e[:, j])
+                    ex[j] = ExcludedSums(blk[:, :k], blk[:, k], s2e[:, j])
         return prod, ex
 
 
