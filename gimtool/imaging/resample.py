@@ -126,3 +126,14 @@ def fov_coverage(voxel_map: np.ndarray, src_shape: tuple[int, int, int], out_sha
     src = g @ m[:3, :3].T + m[:3, 3]
     inside = np.all((src >= -0.5) & (src <= np.asarray(src_shape) - 0.5), axis=1)
     return float(inside.mean())
+
+
+def mask_on_grid(mask: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
+                 out_shape: tuple[int, int, int]) -> np.ndarray:
+    """A mask (voxels > 0 inside) placed on a target grid through the two affines: trilinear
+    share of mask, kept where >= 0.5. Returns bool `out_shape`."""
+    from gimtool.imaging.geometry import world_voxel_map
+
+    share = resample((mask > 0).astype(np.float32), world_voxel_map(src_affine, dst_affine), out_shape, order=1,
+                     antialias=False)
+    return share >= 0.5
