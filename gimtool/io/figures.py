@@ -124,3 +124,37 @@ def scree(explained, path: str | os.PathLike, title: str = "", cumulative: bool 
     ax.legend()
     fig.tight_layout()
     _save(fig, path)
+
+
+def mi_curves(curves, path, max_mi: float) -> None:
+    """Per-epoch MI estimates and JSE losses of `gimtool mi`, one row of two panels per model.
+
+    `curves`: a frame with NAME, REPEAT (0-based), EPOCH, MI_VAL, MI_TRAIN, VAL_LOSS, TRAIN_LOSS;
+    the best validation epoch of each seed is marked with a dot."""
+    import polars as pl
+
+    plt = _pyplot()
+    names = curves["NAME"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 3.2 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        sub = curves.filter(pl.col("NAME") == name)
+        for r in sub["REPEAT"].unique(maintain_order=True).to_list():
+            c = sub.filter(pl.col("REPEAT") == r)
+            ep = c["EPOCH"].to_numpy()
+            col = f"C{r % 10}"
+            row[0].plot(ep, c["MI_VAL"].to_numpy(), "-", color=col, label=f"validation, seed {r + 1}")
+            row[0].plot(ep, c["MI_TRAIN"].to_numpy(), "--", color=col, label=f"training, seed {r + 1}")
+            b = int(np.argmin(c["VAL_LOSS"].to_numpy()))
+            row[0].plot([ep[b]], [c["MI_VAL"][b]], "o", color=col, ms=5)
+            row[1].plot(ep, c["VAL_LOSS"].to_numpy(), "-", color=col)
+            row[1].plot(ep, c["TRAIN_LOSS"].to_numpy(), "--", color=col)
+        row[0].axhline(0.0, color="grey", lw=0.5)
+        row[0].set(xlabel="epoch", ylabel="JSE MI estimate (nats)", title=f"{name}: MI (max {max_mi:.3f})")
+        row[0].legend(fontsize=7, title="dot: best validation epoch", title_fontsize=7)
+        row[1].set(xlabel="epoch", ylabel="JSE loss", title=f"{name}: loss (solid validation, dashed training)")
+    fig.tight_layout()
+    from gimtool.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
