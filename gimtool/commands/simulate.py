@@ -49,63 +49,11 @@ def command(
     seed: options.Seed = 0,
     threads: options.Threads = 1,
 ) -> None:
-    from pathlib import Path
+    from gimtool.pipelines import simulate
 
-    from gimtool.errors import InputError
-    from gimtool.runlog import RunLog
-    from gimtool.sim.cohort import PRESETS, preset as make_preset, simulate_cohort
-
-    if preset not in PRESETS:
-        raise InputError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
-    over: dict = {"seed": seed}
-    for key, val in (("n_samples", n), ("n_chromosomes", chromosomes), ("chrom_length_mb", chrom_length_mb),
-                     ("demes", demes), ("current_ne", current_ne), ("migration", migration),
-                     ("split_generations", split_generations), ("n_factors", factors), ("n_causal", causal),
-                     ("strong_share", strong_share), ("n_polygenic", polygenic), ("effect_scale", effect_scale),
-                     ("voxel", voxel), ("bfile", bfile)):
-        if val is not None:
-            over[key] = val
-    if snps is not None:
-        over["n_snps"] = snps or None
-    if growth is not None:
-        if growth not in ("recent", "none"):
-            raise InputError(f"--growth {growth}: expected recent or none")
-        over["growth"] = growth
-    if h2 is not None:
-        over["h2"] = _floats(h2, "--h2")
-        if any(not 0 <= x <= 1 for x in over["h2"]):
-            raise InputError(f"--h2 {h2}: each value must be between 0 and 1")
-    if split is not None:
-        sp = _floats(split, "--split")
-        if len(sp) != 3 or any(x < 0 for x in sp) or sum(sp) <= 0 or sp[2] <= 0:
-            raise InputError(f"--split {split}: expected three non-negative shares train,val,test with test > 0")
-        over["split"] = tuple(sp)
-    if no_images:
-        over["images"] = False
-    cfg = make_preset(preset, **over)
-    try:
-        cfg.h2_per_factor()
-    except ValueError as e:
-        raise InputError(f"--h2: {e}") from None
-    options.set_threads(threads)
-    outdir = Path(out)
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    outdir.mkdir(parents=True, exist_ok=True)
-    with RunLog(str(outdir / "simulate"), "simulate") as log:
-        if bfile:
-            log.input("bfile", bfile + ".bed")
-        try:
-            simulate_cohort(outdir, cfg, threads=threads, log=log, progress=True)
-        except ValueError as e:
-            raise InputError(str(e)) from None
-        log.output("cohort", outdir)
-
-
-def _floats(text: str, opt: str) -> list[float]:
-    from gimtool.errors import InputError
-
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"{opt} {text}: expected comma-separated numbers") from None
+    cfg = simulate.make_config(preset, seed, snps, growth, h2, split, no_images, n=n, chromosomes=chromosomes,
+                               chrom_length_mb=chrom_length_mb, demes=demes, current_ne=current_ne, migration=migration,
+                               split_generations=split_generations, factors=factors, causal=causal,
+                               strong_share=strong_share, polygenic=polygenic, effect_scale=effect_scale, voxel=voxel,
+                               bfile=bfile)
+    simulate.run(out, cfg, threads)

@@ -1,0 +1,83 @@
+"""`gimtool simulate` as a function: :func:`make_config` turns the command's options into a
+cohort configuration (a preset with overrides), :func:`run` simulates the cohort into a folder
+(the simulator itself is :mod:`gimtool.sim`). A script calls::
+
+    from gimtool.pipelines import simulate
+    simulate.run("cohort", simulate.make_config("tiny", n=200, seed=3))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gimtool.errors import InputError
+
+# command option -> field of the simulator's configuration
+_FIELDS = {"n": "n_samples", "chromosomes": "n_chromosomes", "chrom_length_mb": "chrom_length_mb", "demes": "demes",
+           "current_ne": "current_ne", "migration": "migration", "split_generations": "split_generations",
+           "factors": "n_factors", "causal": "n_causal", "strong_share": "strong_share", "polygenic": "n_polygenic",
+           "effect_scale": "effect_scale", "voxel": "voxel", "bfile": "bfile"}
+
+
+def _floats(text: str, opt: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{opt} {text}: expected comma-separated numbers") from None
+
+
+def make_config(preset: str = "default", seed: int = 0, snps: int | None = None, growth: str | None = None,
+                h2: str | None = None, split: str | None = None, no_images: bool = False, **options):
+    """The cohort configuration: `preset` with every option that is not None (names as the
+    command's options: n, chromosomes, demes, factors, causal, voxel, bfile, ...)."""
+    from gimtool.sim.cohort import PRESETS, preset as make_preset
+
+    if preset not in PRESETS:
+        raise InputError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
+    over: dict = {"seed": seed}
+    over.update({_FIELDS[k]: v for k, v in options.items() if v is not None})
+    if snps is not None:
+        over["n_snps"] = snps or None
+    if growth is not None:
+        if growth not in ("recent", "none"):
+            raise InputError(f"--growth {growth}: expected recent or none")
+        over["growth"] = growth
+    if h2 is not None:
+        over["h2"] = _floats(h2, "--h2")
+        if any(not 0 <= x <= 1 for x in over["h2"]):
+            raise InputError(f"--h2 {h2}: each value must be between 0 and 1")
+    if split is not None:
+        sp = _floats(split, "--split")
+        if len(sp) != 3 or any(x < 0 for x in sp) or sum(sp) <= 0 or sp[2] <= 0:
+            raise InputError(f"--split {split}: expected three non-negative shares train,val,test with test > 0")
+        over["split"] = tuple(sp)
+    if no_images:
+        over["images"] = False
+    cfg = make_preset(preset, **over)
+    try:
+        cfg.h2_per_factor()
+    except ValueError as e:
+        raise InputError(f"--h2: {e}") from None
+    return cfg
+
+
+def run(out: str, cfg, threads: int = 1) -> Path:
+    """Simulate the cohort `cfg` into the folder `out` (created), with out/simulate.log."""
+    from gimtool.devices import set_threads
+    from gimtool.runlog import RunLog
+    from gimtool.sim.cohort import simulate_cohort
+
+    set_threads(threads)
+    outdir = Path(out)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+    with RunLog(str(outdir / "simulate"), "simulate") as log:
+        if cfg.bfile:
+            log.input("bfile", cfg.bfile + ".bed")
+        try:
+            simulate_cohort(outdir, cfg, threads=threads, log=log, progress=True)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        log.output("cohort", outdir)
+    return outdir
