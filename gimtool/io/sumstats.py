@@ -324,53 +324,57 @@ def read_sumstats(path: str | os.PathLike, typed: bool = True) -> pl.DataFrame:
         header, data = _header(data, path)
         raw = _parse_strings(data, path)
     fmt = sumstats_format(header)
-    n = raw.height
-    null_f = pl.Series([None] * n, dtype=pl.Float64)
-    null_i = pl.Series([None] * n, dtype=pl.Int64)
-
     if fmt == "gimtool":
         _require(path, header, SUMSTATS_COLS, "gimtool")
-        cols = {}
-        for c, t in SUMSTATS_DTYPES.items():
-            cols[c] = raw[c] if t == pl.Utf8 else _num(raw, c, path, t)
+        cols = {c: raw[c] if t == pl.Utf8 else _num(raw, c, path, t) for c, t in SUMSTATS_DTYPES.items()}
         return pl.DataFrame(cols).select(SUMSTATS_COLS)
-
     if fmt == "bolt":
-        _require(path, header, _BOLT_NEEDED, "BOLT-LMM")
-        pcol = next((c for c in _BOLT_P if c in header), None)
-        if pcol is None:
-            raise InputError(
-                f"{path}: BOLT-LMM sumstats lack a P column; expected one of {', '.join(_BOLT_P)}, found {' '.join(header)}"
-            )
-        p = _num(raw, pcol, path)
-        chi_col = {"P_BOLT_LMM": "CHISQ_BOLT_LMM", "P_BOLT_LMM_INF": "CHISQ_BOLT_LMM_INF", "P_LINREG": "CHISQ_LINREG"}[pcol]
-        if chi_col in header:
-            chisq = _num(raw, chi_col, path)
-        else:
-            chisq = pl.Series(_chisq_from_p(p.to_numpy().astype(float)), dtype=pl.Float64).fill_nan(None)
-        cols = {
-            "SNP": raw["SNP"],
-            "CHR": raw["CHR"],
-            "BP": _num(raw, "BP", path, pl.Int64),
-            "GENPOS": _num(raw, "GENPOS", path) if "GENPOS" in header else null_f,
-            "ALLELE1": raw["ALLELE1"],
-            "ALLELE0": raw["ALLELE0"],
-            "A1FREQ": _num(raw, "A1FREQ", path) if "A1FREQ" in header else null_f,
-            "N": null_i,
-            "BETA": _num(raw, "BETA", path),
-            "SE": _num(raw, "SE", path),
-            "CHISQ": chisq,
-            "P": p,
-        }
-        return pl.DataFrame(cols).select(SUMSTATS_COLS)
+        return _from_bolt(raw, header, path)
+    return _from_plink2(raw, header, path)
 
-    # PLINK 2
+
+def _nulls(n: int) -> tuple[pl.Series, pl.Series]:
+    return pl.Series([None] * n, dtype=pl.Float64), pl.Series([None] * n, dtype=pl.Int64)
+
+
+def _from_bolt(raw: pl.DataFrame, header: list[str], path: Path) -> pl.DataFrame:
+    """BOLT-LMM --statsFile columns (all strings or typed) in gimtool's schema."""
+    _require(path, header, _BOLT_NEEDED, "BOLT-LMM")
+    pcol = next((c for c in _BOLT_P if c in header), None)
+    if pcol is None:
+        raise InputError(
+            f"{path}: BOLT-LMM sumstats lack a P column; expected one of {', '.join(_BOLT_P)}, found {' '.join(header)}"
+        )
+    null_f, null_i = _nulls(raw.height)
+    p = _num(raw, pcol, path)
+    chi_col = {"P_BOLT_LMM": "CHISQ_BOLT_LMM", "P_BOLT_LMM_INF": "CHISQ_BOLT_LMM_INF", "P_LINREG": "CHISQ_LINREG"}[pcol]
+    if chi_col in header:
+        chisq = _num(raw, chi_col, path)
+    else:
+        chisq = pl.Series(_chisq_from_p(p.to_numpy().astype(float)), dtype=pl.Float64).fill_nan(None)
+    cols = {
+        "SNP": raw["SNP"],
+        "CHR": raw["CHR"],
+        "BP": _num(raw, "BP", path, pl.Int64),
+        "GENPOS": _num(raw, "GENPOS", path) if "GENPOS" in header else null_f,
+        "ALLELE1": raw["ALLELE1"],
+        "ALLELE0": raw["ALLELE0"],
+        "A1FREQ": _num(raw, "A1FREQ", path) if "A1FREQ" in header else null_f,
+        "N": null_i,
+        "BETA": _num(raw, "BETA", path),
+        "SE": _num(raw, "SE", path),
+        "CHISQ": chisq,
+        "P": p,
+    }
+    return pl.DataFrame(cols).select(SUMSTATS_COLS)
+
+
+def _from_plink2(raw: pl.DataFrame, header: list[str], path: Path) -> pl.DataFrame:
+    """PLINK 2 .glm.linear columns (ADD rows) in gimtool's schema."""
     _require(path, header, _PLINK2_NEEDED, "PLINK 2 .glm.linear")
     if "TEST" in header:
         raw = raw.filter(pl.col("TEST") == "ADD")
-        n = raw.height
-        null_f = pl.Series([None] * n, dtype=pl.Float64)
-        null_i = pl.Series([None] * n, dtype=pl.Int64)
+    null_f, null_i = _nulls(raw.height)
     if "AX" in header:
         a0 = raw["AX"]
     else:

@@ -299,6 +299,36 @@ def _lnlike(k11, k12, k21, k22, center, f11, f12, f21, f22, half, x):
     return ll
 
 
+def _cubic_candidates(f11, f12, f21, f22, half):
+    """Candidate shifts of f11 where the likelihood's stationary points are a cubic's real roots
+    (pairs with double heterozygotes and a non-zero product term), shape (k,) inputs.
+
+    Returns (roots (k, 3) clipped to [0, half], first kept root (k,), one past the last (k,)),
+    the roots outside [-eps, half + eps] dropped as PLINK does."""
+    p1122, p1221 = f11 * f22, f12 * f21
+    ca = 0.5 * (f11 + f22 - f12 - f21 - 3 * half)
+    cb = 0.5 * (p1122 + p1221 + half * (f12 + f21 - f11 - f22 + half))
+    cc = -0.5 * half * p1122
+    R, cnt = _cubic_real_roots(ca, cb, cc)
+    h = half[:, None]
+    slot = np.arange(3)[None, :]
+    live = slot < cnt[:, None]
+    e = (live & (R <= h + SMALLISH_EPSILON)).sum(1)  # roots are sorted: the kept ones are a prefix
+    st = (live & (slot < e[:, None]) & (R < -SMALLISH_EPSILON)).sum(1)
+    lost = st == e
+    Rc = R.copy()
+    rows = np.arange(R.shape[0])
+    first = np.clip(st, 0, 2)
+    last = np.clip(e - 1, 0, 2)
+    Rc[rows[~lost], first[~lost]] = np.maximum(Rc[rows[~lost], first[~lost]], 0.0)
+    Rc[rows[~lost], last[~lost]] = np.minimum(Rc[rows[~lost], last[~lost]], h[~lost, 0])
+    # every root dropped: a double root at a boundary; PLINK then weighs both boundaries
+    Rc[lost] = np.nan
+    Rc[lost, 0] = 0.0
+    Rc[lost, 1] = h[lost, 0]
+    return Rc, np.where(lost, 0, st), np.where(lost, 2, e)
+
+
 def em_haplotype_freqs(s: PairSums) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Maximum-likelihood two-locus haplotype frequencies, PLINK 1.9's ``em_phase_hethet``.
 
@@ -332,29 +362,7 @@ def em_haplotype_freqs(s: PairSums) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
     cub = ok & has_center & has_prod
     if cub.any():
-        ca = 0.5 * (f11 + f22 - f12 - f21 - 3 * half)
-        cb = 0.5 * (p1122 + p1221 + half * (f12 + f21 - f11 - f22 + half))
-        cc = -0.5 * half * p1122
-        R, cnt = _cubic_real_roots(ca[cub], cb[cub], cc[cub])
-        h = half[cub][:, None]
-        slot = np.arange(3)[None, :]
-        live = slot < cnt[:, None]
-        e = (live & (R <= h + SMALLISH_EPSILON)).sum(1)  # roots are sorted: the kept ones are a prefix
-        st = (live & (slot < e[:, None]) & (R < -SMALLISH_EPSILON)).sum(1)
-        lost = st == e
-        Rc = R.copy()
-        rows = np.arange(R.shape[0])
-        first = np.clip(st, 0, 2)
-        last = np.clip(e - 1, 0, 2)
-        Rc[rows[~lost], first[~lost]] = np.maximum(Rc[rows[~lost], first[~lost]], 0.0)
-        Rc[rows[~lost], last[~lost]] = np.minimum(Rc[rows[~lost], last[~lost]], h[~lost, 0])
-        # every root dropped: a double root at a boundary; PLINK then weighs both boundaries
-        Rc[lost] = np.nan
-        Rc[lost, 0] = 0.0
-        Rc[lost, 1] = h[lost, 0]
-        st = np.where(lost, 0, st)
-        e = np.where(lost, 2, e)
-        cand[cub], start[cub], end[cub] = Rc, st, e
+        cand[cub], start[cub], end[cub] = _cubic_candidates(f11[cub], f12[cub], f21[cub], f22[cub], half[cub])
 
     flat = ok & has_center & ~has_prod
     if flat.any():

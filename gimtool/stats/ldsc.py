@@ -98,6 +98,34 @@ def _irwls(X, y, reweight, w0, edges) -> _Jack:
     return _lstsq_jackknife(X * s[:, None], y * s, edges)
 
 
+def _two_step(chisq, xs, ld, w_ld, N, M: float, Nbar: float, w0, nb: int, cutoff: float):
+    """LDSC v1's two-step estimator: the intercept from the SNPs with chi2 < cutoff, then the
+    slope on all SNPs with that intercept fixed; the jackknife covers both steps.
+    Returns (slope, slope SE, intercept, intercept SE, SNPs left out of step 1)."""
+    n = len(chisq)
+    keep = chisq < cutoff
+    n1 = int(keep.sum())
+    if n1 < 2:
+        raise ValueError(f"two-step estimator: only {n1} SNPs with chi2 < {cutoff}")
+    # step 1: intercept (and a slope) from the SNPs below the cutoff
+    X1 = np.column_stack([xs[keep], np.ones(n1)])
+    # LDSC v1 feeds step 1's reweighting the N-scaled regressor, not the raw LD score
+    ld1, wld1, N1 = xs[keep], w_ld[keep], N[keep]
+    e1 = _block_edges(n1, min(n1, nb))
+    jk1 = _irwls(X1, chisq[keep], lambda c: _weights(ld1, wld1, N1, M, M * c[0] / Nbar, c[1]), w0[keep], e1)
+    a1 = float(jk1.est[1])
+    # step 2: slope on all SNPs with the intercept fixed; blocks are step 1's, mapped back
+    pos = np.flatnonzero(keep)
+    e2 = np.concatenate([[0], pos[e1[1:-1]], [n]])
+    jk2 = _irwls(xs[:, None], chisq - a1, lambda c: _weights(ld, w_ld, N, M, M * c[0] / Nbar, a1), w0, e2)
+    # a block's step-1 intercept shift moves its step-2 slope by -c per unit (first order)
+    c = float(np.sum(w0 * xs) / np.sum(w0 * xs * xs))
+    est = np.array([jk2.est[0], a1])
+    delete = np.column_stack([jk2.delete[:, 0] - c * (jk1.delete[:, 1] - a1), jk1.delete[:, 1]])
+    cov = _jackknife_cov(est, delete)
+    return est[0], np.sqrt(cov[0, 0]), a1, float(np.sqrt(cov[1, 1])), n - n1
+
+
 def ldsc_h2(
     chisq: np.ndarray,
     ld: np.ndarray,
@@ -152,30 +180,7 @@ def ldsc_h2(
         slope, slope_se = jk.est[0], np.sqrt(cov[0, 0])
         a, a_se = float(jk.est[1]), float(np.sqrt(cov[1, 1]))
     else:
-        keep = chisq < two_step
-        n1 = int(keep.sum())
-        n_drop = n - n1
-        if n1 < 2:
-            raise ValueError(f"two-step estimator: only {n1} SNPs with chi2 < {two_step}")
-        # step 1: intercept (and a slope) from the SNPs below the cutoff
-        X1 = np.column_stack([xs[keep], np.ones(n1)])
-        # LDSC v1 feeds step 1's reweighting the N-scaled regressor, not the raw LD score
-        ld1, wld1, N1 = xs[keep], w_ld[keep], N[keep]
-        e1 = _block_edges(n1, min(n1, nb))
-        jk1 = _irwls(X1, chisq[keep], lambda c: _weights(ld1, wld1, N1, M, M * c[0] / Nbar, c[1]), w0[keep], e1)
-        a1 = float(jk1.est[1])
-        # step 2: slope on all SNPs with the intercept fixed; blocks are step 1's, mapped back
-        pos = np.flatnonzero(keep)
-        e2 = np.concatenate([[0], pos[e1[1:-1]], [n]])
-        X2 = xs[:, None]
-        jk2 = _irwls(X2, chisq - a1, lambda c: _weights(ld, w_ld, N, M, M * c[0] / Nbar, a1), w0, e2)
-        # a block's step-1 intercept shift moves its step-2 slope by -c per unit (first order)
-        c = float(np.sum(w0 * xs) / np.sum(w0 * xs * xs))
-        est = np.array([jk2.est[0], a1])
-        delete = np.column_stack([jk2.delete[:, 0] - c * (jk1.delete[:, 1] - a1), jk1.delete[:, 1]])
-        cov = _jackknife_cov(est, delete)
-        slope, slope_se = est[0], np.sqrt(cov[0, 0])
-        a, a_se = a1, float(np.sqrt(cov[1, 1]))
+        slope, slope_se, a, a_se, n_drop = _two_step(chisq, xs, ld, w_ld, N, M, Nbar, w0, nb, two_step)
 
     h2 = float(M * slope / Nbar)
     h2_se = float(M * slope_se / Nbar)
