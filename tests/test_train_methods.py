@@ -69,7 +69,11 @@ def test_method_trains_and_embeds(name, cohort, tmp_path):
             build_modules(method, cfg, data.crop, data.n_snps), load_model(final, torch.device("cpu"))[1]))
         assert after < before, (name, before, after, loss)
         if method.needs_genotypes and "TRAIN_MI" in h.columns and h["TRAIN_MI"].null_count() < h.height:
-            np.testing.assert_allclose(h["MI_GAP"], h["TRAIN_MI"] - h["VAL_MI"], rtol=1e-9)
+            # JSE estimates are at most 2 ln 2 (a critic that separates every pair); above it the
+            # estimate's formula or its sign is wrong
+            for col in ("TRAIN_MI", "VAL_MI"):
+                v = h[col].drop_nulls().to_numpy()
+                assert np.all(v <= 2 * np.log(2) + 1e-6), (name, col, v.max())
     else:
         assert not (tmp_path / "run" / "history.tsv").exists()
     m, modules, _, _ = load_model(final, torch.device("cpu"))
