@@ -18,7 +18,7 @@ T=$(nproc)
 step() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s)"; local t0=$SECONDS
   timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; local rc=$?
   echo "== $name: rc=$rc in $((SECONDS - t0)) s"; tail -25 "$OUT/$name.txt"; }
-step pytest_kernels 120 python3 -m pytest -q -p no:cacheprovider tests/test_gwas.py -k "packed_kernels"
+step pytest_kernels 120 python3 -m pytest -q -p no:cacheprovider tests/pipelines/test_gwas.py -k "packed_kernels"
 step gwas_gpu "${GWAS_LIMIT:-260}" python3 benchmarks/bench_gwas_gpu.py --n "${GWAS_N:-30000}" --snps "${GWAS_SNPS:-650000}" \
   --threads "$T" --results "$OUT/gwas_gpu.md"
 rm -rf /tmp/gimtool_bench_gwas_gpu

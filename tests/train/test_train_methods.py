@@ -15,8 +15,8 @@ from gimtool.train.embedding import embed_volumes, load_model
 from gimtool.train.data import Collate, KeyedBatches, PairDataset, make_loader
 from gimtool.train.loop import build_modules, prepare_data, train
 from gimtool.io.imagestore import ImageStore
-from tests.test_embed import gimtool
-from tests.test_train_data import ids_of, make_geno_store, make_image_store, write_ids
+from tests.train.test_embed import gimtool
+from tests.train.test_train_data import ids_of, make_geno_store, make_image_store, write_ids
 
 # small but valid for the genetic transformer: windows of 4, pooling by 4
 SMALL_MODEL = {"conv_channels": [8, 8, 8], "norm_groups": 4, "flatten_grid": [2, 2, 2], "genetic_dims": [8, 8, 8],

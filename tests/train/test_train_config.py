@@ -8,7 +8,7 @@ import pytest
 
 from gimtool.errors import InputError
 from gimtool.train.config import TrainConfig, load_config, parse_epochs, stage_epochs
-from tests.test_embed import gimtool
+from tests.train.test_embed import gimtool
 
 
 def test_paper_defaults():

@@ -20,7 +20,7 @@ from gimtool.stats.ldsc import ldsc_h2
 from gimtool.stats.ldscore import ld_scores, ldsc_windows, window_bounds
 from tests.conftest import gimtool
 
-REF = Path(__file__).parent / "data" / "ldsc_ref"
+REF = Path(__file__).resolve().parents[1] / "data" / "ldsc_ref"
 
 
 def cli(capsys, *args):

@@ -16,8 +16,8 @@ import torch
 
 from gimtool.train import checkpoint as ckpt_mod
 from tests.conftest import gimtool
-from tests.test_train_data import ids_of, make_geno_store, make_image_store, write_ids
-from tests.test_train_methods import SMALL_MODEL
+from tests.train.test_train_data import ids_of, make_geno_store, make_image_store, write_ids
+from tests.train.test_train_methods import SMALL_MODEL
 
 
 def _free_port() -> int:

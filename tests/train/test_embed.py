@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from gimtool.cli import main
-from tests.test_train_data import ids_of, make_image_store, write_ids
+from tests.train.test_train_data import ids_of, make_image_store, write_ids
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from gimtool.errors import InputError
 from gimtool.train import checkpoint as ckpt_mod
 from gimtool.train.config import TrainConfig
 from gimtool.train.loop import prepare_data, train
-from tests.test_train_data import ids_of, make_geno_store, make_image_store
+from tests.train.test_train_data import ids_of, make_geno_store, make_image_store
 
 
 @dataclass

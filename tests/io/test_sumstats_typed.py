@@ -9,7 +9,7 @@ import pytest
 
 from gimtool.errors import InputError
 from gimtool.io.sumstats import read_sumstats
-from tests.test_gwas_sumstats import BOLT, BOLT_INF, PLINK2
+from tests.io.test_gwas_sumstats import BOLT, BOLT_INF, PLINK2
 
 GIM_HEAD = "SNP\tCHR\tBP\tGENPOS\tALLELE1\tALLELE0\tA1FREQ\tN\tBETA\tSE\tCHISQ\tP\n"
 GIM_ROWS = (

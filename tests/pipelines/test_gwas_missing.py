@@ -16,7 +16,7 @@ import pytest
 from gimtool.io.plink import MISSING_INT8, Bfile, write_bfile
 from gimtool.stats import assoc
 from tests.conftest import gimtool, require_program, run
-from tests.test_gwas import _assert_same_as_plink
+from tests.pipelines.test_gwas import _assert_same_as_plink
 
 N_PHENO = 6
 M = 4000
