@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from gimtool.backends import find_program, run_program
 
@@ -24,19 +25,19 @@ class BoltRun:
     log: Path  # BOLT's combined output
 
 
-def bolt_command(
-    bolt: str,
-    bfile: str,
-    pheno_file: str | os.PathLike,
-    pheno: str,
-    stats: str | os.PathLike,
-    covar_file: str | os.PathLike | None = None,
-    covar_names: list[str] = (),
-    threads: int = 1,
-    ld_scores: str | os.PathLike | None = None,
-    genetic_map: str | os.PathLike | None = None,
-    extra: list[str] = (),
-) -> list[str]:
+@dataclass
+class LmmOptions:
+    """What every `bolt --lmm` run of one command shares besides the fileset and phenotype."""
+
+    covar_file: str | os.PathLike | None = None
+    covar_names: Sequence[str] = ()  # quantitative covariates
+    ld_scores: str | os.PathLike | None = None  # --LDscoresFile; default --LDscoresUseChip
+    genetic_map: str | os.PathLike | None = None
+    extra: Sequence[str] = ()  # more bolt arguments, appended as given
+
+
+def bolt_command(bolt: str, bfile: str, pheno_file: str | os.PathLike, pheno: str, stats: str | os.PathLike,
+                 threads: int = 1, opts: LmmOptions = LmmOptions()) -> list[str]:
     """The `bolt --lmm` command line for one phenotype (quantitative covariates only)."""
     cmd = [
         bolt,
@@ -47,27 +48,17 @@ def bolt_command(
         f"--numThreads={threads}",
         f"--statsFile={stats}",
     ]
-    if covar_file is not None and covar_names:
-        cmd.append(f"--covarFile={covar_file}")
-        cmd += [f"--qCovarCol={c}" for c in covar_names]
-    cmd.append(f"--LDscoresFile={ld_scores}" if ld_scores else "--LDscoresUseChip")
-    if genetic_map:
-        cmd.append(f"--geneticMapFile={genetic_map}")
-    return cmd + list(extra)
+    if opts.covar_file is not None and opts.covar_names:
+        cmd.append(f"--covarFile={opts.covar_file}")
+        cmd += [f"--qCovarCol={c}" for c in opts.covar_names]
+    cmd.append(f"--LDscoresFile={opts.ld_scores}" if opts.ld_scores else "--LDscoresUseChip")
+    if opts.genetic_map:
+        cmd.append(f"--geneticMapFile={opts.genetic_map}")
+    return cmd + list(opts.extra)
 
 
-def run_bolt_lmm(
-    bfile: str,
-    pheno_file: str | os.PathLike,
-    phenos: list[str],
-    out: str,
-    covar_file: str | os.PathLike | None = None,
-    covar_names: list[str] = (),
-    threads: int = 1,
-    ld_scores: str | os.PathLike | None = None,
-    genetic_map: str | os.PathLike | None = None,
-    extra: list[str] = (),
-) -> list[BoltRun]:
+def run_bolt_lmm(bfile: str, pheno_file: str | os.PathLike, phenos: list[str], out: str, threads: int = 1,
+                 opts: LmmOptions = LmmOptions()) -> list[BoltRun]:
     """Run `bolt --lmm` for each phenotype, at most `threads` threads in total.
 
     Files: `<out>.<PHENO>.bolt.stats` and `<out>.<PHENO>.bolt.log`. A failing run raises
@@ -80,8 +71,7 @@ def run_bolt_lmm(
     def one(ph: str) -> BoltRun:
         stats = Path(f"{out}.{ph}.bolt.stats")
         log = Path(f"{out}.{ph}.bolt.log")
-        cmd = bolt_command(bolt, bfile, pheno_file, ph, stats, covar_file, covar_names, per_run,
-                           ld_scores, genetic_map, extra)
+        cmd = bolt_command(bolt, bfile, pheno_file, ph, stats, per_run, opts)
         run_program(cmd, log_path=log)
         return BoltRun(ph, stats, log)
 

@@ -27,6 +27,7 @@ import polars as pl
 from gimtool.conventions import MISSING_INT8, SAMPLE_COLS, SNP_COLS
 from gimtool.errors import InputError
 from gimtool.io.atomic import TempNameWriter
+from gimtool.io.stores import read_meta
 
 FORMAT = "gimtool-genostore"
 VERSION = 1
@@ -101,12 +102,7 @@ class GenoStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise InputError(f"{self.path}: not a gimtool genotype store (no meta.json; make one with gimtool prep-geno)")
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.meta = read_meta(self.path, FORMAT, "genotype", "prep-geno")
         self.n_samples = int(self.meta["n_samples"])
         self.n_snps = int(self.meta["n_snps"])
         self.snps = pl.read_csv(

@@ -33,6 +33,7 @@ import polars as pl
 
 from gimtool.errors import InputError
 from gimtool.io.atomic import remove, replace_into_place, temp_name
+from gimtool.io.stores import read_meta
 
 FORMAT = "gimtool-imagestore"
 VERSION = 1
@@ -44,12 +45,7 @@ class ImageStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise InputError(f"{self.path}: not a gimtool image store (no meta.json; make one with gimtool prep-mri)")
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.meta = read_meta(self.path, FORMAT, "image", "prep-mri")
         self.n = int(self.meta["n"])
         self.shape = tuple(int(s) for s in self.meta["shape"])
         self.affine = np.asarray(self.meta["affine"], dtype=np.float64)

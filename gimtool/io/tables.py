@@ -173,18 +173,14 @@ def read_ids(path: str | os.PathLike, what: str = "sample list") -> pl.DataFrame
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
-    fids, iids = [], []
     with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            tok = line.split()
-            if not tok:
-                continue
-            if lineno == 1 and tok[0] in ("FID", "#FID"):
-                continue
-            if len(tok) < 2:
-                raise InputError(f"{path}: line {lineno}: expected 'FID IID', found {line.strip()!r}")
-            fids.append(tok[0])
-            iids.append(tok[1])
+        rows = [(n, line.split()) for n, line in enumerate(fh, 1) if line.strip()]
+    if rows and rows[0][0] == 1 and rows[0][1][0] in ("FID", "#FID"):
+        rows = rows[1:]  # the header
+    short = next(((n, tok) for n, tok in rows if len(tok) < 2), None)
+    if short is not None:
+        raise InputError(f"{path}: line {short[0]}: expected 'FID IID', found {' '.join(short[1])!r}")
+    fids, iids = [tok[0] for _, tok in rows], [tok[1] for _, tok in rows]
     return pl.DataFrame({"FID": fids, "IID": iids}, schema={"FID": pl.Utf8, "IID": pl.Utf8}).unique(maintain_order=True)
 
 

@@ -255,7 +255,7 @@ def _bolt(bf: Bfile, inputs: PhenoCovar, out: str, threads, ld_scores, genetic_m
     import tempfile
     from pathlib import Path
 
-    from gimtool.backends.bolt import run_bolt_lmm
+    from gimtool.backends.bolt import LmmOptions, run_bolt_lmm
     from gimtool.io.sumstats import read_sumstats
     from gimtool.io.tables import write_table
 
@@ -269,7 +269,8 @@ def _bolt(bf: Bfile, inputs: PhenoCovar, out: str, threads, ld_scores, genetic_m
             cf_ = Path(td) / "covar.tsv"
             write_table(inputs.samples.with_columns([pl.Series(nm, inputs.c[:, j]) for j, nm in enumerate(inputs.covar_names)]), cf_)
         with log.timed("bolt --lmm"):
-            runs = run_bolt_lmm(bf.prefix, pf, names, out, cf_, inputs.covar_names, threads, ld_scores, genetic_map)
+            opts = LmmOptions(cf_, inputs.covar_names, ld_scores, genetic_map)
+            runs = run_bolt_lmm(bf.prefix, pf, names, out, threads, opts)
     frames, n_used = {}, {}
     for r in runs:
         log.output(f"BOLT log ({r.pheno})", r.log)
