@@ -26,18 +26,28 @@ import numpy as np
 import polars as pl
 
 
-def make_cohort(d: Path, n: int, m: int, n_pheno: int = 10, seed: int = 1) -> str:
-    from gimtool.io.plink import BedWriter, write_bim, write_fam
+def make_cohort(d: Path, n: int, m: int, n_pheno: int = 10, seed: int = 1, missing: float = 0.0,
+                freq: tuple[float, float] = (0.05, 0.5)) -> str:
+    """The cohort's fileset prefix (made once and kept in `d`). `missing`: the mean share of
+    missing genotype calls, spread as on real arrays: each SNP's rate is the mean times a
+    gamma(0.5) factor (most SNPs have few missing calls, some many) and each person's a gamma(2)
+    factor (some people are called worse than others). A1 frequencies are uniform in `freq`."""
+    from gimtool.io.plink import MISSING_INT8, BedWriter, write_bim, write_fam
 
-    prefix = d / f"cohort_{n}x{m}"
+    prefix = d / (f"cohort_{n}x{m}" + (f"_miss{missing:g}" if missing else "") + (f"_f{freq[0]:g}" if freq != (0.05, 0.5) else ""))
     if Path(str(prefix) + ".bed").is_file():
         return str(prefix)
     rng = np.random.default_rng(seed)
-    f = rng.uniform(0.05, 0.5, m)
+    f = rng.uniform(*freq, m)
+    snp_rate = missing * rng.gamma(0.5, 2.0, m)
+    person = rng.gamma(2.0, 0.5, n)
     with BedWriter(str(prefix) + ".bed", n) as w:
         for a in range(0, m, 5000):
             ff = f[a : a + 5000]
-            w.write(((rng.random((n, len(ff))) < ff).astype(np.int8) + (rng.random((n, len(ff))) < ff)).astype(np.int8))
+            g = ((rng.random((n, len(ff))) < ff).astype(np.int8) + (rng.random((n, len(ff))) < ff)).astype(np.int8)
+            if missing:
+                g[rng.random(g.shape) < np.minimum(person[:, None] * snp_rate[None, a : a + 5000], 0.5)] = MISSING_INT8
+            w.write(g)
     chrom = np.repeat(np.arange(1, 23), int(np.ceil(m / 22)))[:m]
     write_bim(pl.DataFrame({"CHR": chrom.astype(str), "SNP": [f"rs{i}" for i in range(m)], "CM": np.zeros(m),
                             "BP": np.arange(m) * 1000 + 1, "A1": ["A"] * m, "A2": ["G"] * m}), str(prefix) + ".bim")
@@ -79,7 +89,7 @@ def scan_seconds(log: str) -> float:
 def kernel_comparison(prefix: str, threads: int) -> list[str]:
     """The association scan of the whole cohort in this process with each kernel (same inputs,
     same threads), and the largest relative difference between their BETA."""
-    from gimtool import gwas
+    from gimtool.pipelines import gwas
     from gimtool.io.plink import Bfile
     from gimtool.stats import assoc
 

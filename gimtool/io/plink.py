@@ -219,7 +219,7 @@ class BedWriter(TempNameWriter):
         """Append SNPs already in .bed form: rows (m, ceil(n_samples / 4)) uint8 for the same samples."""
         if rows.ndim != 2 or rows.shape[1] != (self.n_samples + 3) // 4 or rows.dtype != np.uint8:
             raise ValueError(f"expected packed rows of shape (m, {(self.n_samples + 3) // 4}) uint8, got {rows.shape} {rows.dtype}")
-        self._fh.write(np.ascontiguousarray(rows).tobytes())
+        self._fh.write(memoryview(np.ascontiguousarray(rows)).cast("B"))  # no intermediate bytes copy
         self.n_snps += rows.shape[0]
 
     def _finish(self) -> None:

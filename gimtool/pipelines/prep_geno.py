@@ -46,9 +46,16 @@ class QCResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def chunk_size_for(n_samples: int, budget_bytes: int = 256 * 2**20) -> int:
-    """SNPs per chunk so that one int8 chunk (and its temporaries) stays within the budget."""
-    return int(max(256, min(50_000, budget_bytes // (4 * max(n_samples, 1)))))
+def packed_chunk_size(n_samples: int, budget_bytes: int = 32 * 2**20) -> int:
+    """SNPs per chunk of packed .bed rows (~32 MB)."""
+    return int(max(64, min(200_000, budget_bytes // max(1, (n_samples + 3) // 4))))
+
+
+def chrom_codes(chr_col: pl.Series) -> np.ndarray:
+    """PLINK chromosome numbers of a bim's CHR column (-1 where unknown), looked up once per distinct code."""
+    uniq, inv = np.unique(np.asarray(chr_col.to_list(), dtype=object).astype(str), return_inverse=True)
+    codes = np.array([(-1 if (c := chrom_to_int(x)) is None else c) for x in uniq.tolist()], dtype=np.int64)
+    return codes[inv.ravel()] if len(uniq) else np.zeros(0, dtype=np.int64)
 
 
 def _founders(fam: pl.DataFrame, mask: np.ndarray) -> np.ndarray:
@@ -91,93 +98,94 @@ def genetic_positions(bf: Bfile, chrom: np.ndarray, f: QCFilters, log) -> np.nda
     return col
 
 
-def run_qc(bf: Bfile, f: QCFilters, log, threads: int = 1, progress: bool = True) -> QCResult:
-    """Decide which samples and SNPs pass QC. Reads the bed in SNP chunks (twice when --mind)."""
-    from tqdm.auto import tqdm
-
-    counts: dict[str, int] = {"samples_in": bf.n_samples, "snps_in": bf.n_snps}
-    # -- samples: keep/remove
-    smask = select_samples(bf.fam.select("FID", "IID"), f.keep, f.remove, log=log, strict=True)
-    if not smask.any():
-        raise InputError("no samples left after --keep/--remove")
-    # -- SNPs: chromosome, extract, exclude
-    chrom = np.array([(-1 if (c := chrom_to_int(x)) is None else c) for x in bf.bim["CHR"].to_list()])
-    wanted = parse_chr_spec(f.chr)
-    vmask = np.isin(chrom, list(wanted))
+def _candidate_snps(bf: Bfile, f: QCFilters, log, counts: dict) -> tuple[np.ndarray, np.ndarray]:
+    """PLINK chromosome numbers of every bim SNP and the mask of those --chr/--extract/--exclude keep."""
+    chrom = chrom_codes(bf.bim["CHR"])
+    vmask = np.isin(chrom, list(parse_chr_spec(f.chr)))
     dropped_chr = int((~vmask).sum())
     if dropped_chr:
         codes = sorted(set(np.asarray(bf.bim["CHR"].to_list())[~vmask].tolist()))
         log.info(f"--chr {f.chr}: {dropped_chr} SNPs on other chromosomes dropped (codes: {', '.join(codes[:10])})")
     counts["snps_dropped_chr"] = dropped_chr
-    snp_ids = bf.bim["SNP"].to_numpy()
     for path, is_extract in ((f.extract, True), (f.exclude, False)):
         if path is None:
             continue
-        lst = set(read_snp_list(path))
-        hit = np.array([s in lst for s in snp_ids])
+        lst = read_snp_list(path)
+        hit = bf.bim["SNP"].is_in(pl.Series(list(lst), dtype=pl.Utf8)).to_numpy()
         before = int(vmask.sum())
         vmask &= hit if is_extract else ~hit
-        log.info(f"--{'extract' if is_extract else 'exclude'} {path}: {len(lst)} IDs, {before - int(vmask.sum())} SNPs dropped")
+        log.info(f"--{'extract' if is_extract else 'exclude'} {path}: {len(set(lst))} IDs, {before - int(vmask.sum())} SNPs dropped")
     if not vmask.any():
         raise InputError("no SNPs left after --chr/--extract/--exclude")
-    cm = genetic_positions(bf, chrom, f, log)
+    return chrom, vmask
 
-    chunk = chunk_size_for(int(smask.sum()))
-    cand = np.flatnonzero(vmask)
 
-    def chunks(samples_idx):
-        for a in range(0, len(cand), chunk):
-            idx = cand[a : a + chunk]
-            # contiguous runs read fastest; bed-reader takes index arrays as well
-            yield idx, bf.read(snps=idx, samples=samples_idx, dtype="int8", num_threads=threads)
+def _packed_chunks(bf: Bfile, cand: np.ndarray):
+    """(offset into cand, packed .bed rows) over chunks of the candidate SNPs; contiguous SNPs are
+    read as one slice of the .bed (no index gather)."""
+    pchunk = packed_chunk_size(bf.n_samples)
+    contiguous = bool(len(cand)) and cand[-1] - cand[0] + 1 == len(cand)
+    for a in range(0, len(cand), pchunk):
+        sel = slice(int(cand[a]), int(cand[min(a + pchunk, len(cand)) - 1]) + 1) if contiguous else cand[a : a + pchunk]
+        yield a, bf.packed(sel)
 
-    # -- --mind: sample call rate over the candidate SNPs
-    if f.mind is not None:
-        sidx = np.flatnonzero(smask)
-        miss = np.zeros(len(sidx), dtype=np.int64)
-        for _, G in tqdm(chunks(sidx), total=-(-len(cand) // chunk), desc="sample missingness", disable=not progress, leave=False):
-            miss += qc.sample_missing_counts(G)
-        rate = miss / len(cand)
-        bad = rate > f.mind
-        if bad.any():
-            shown = ", ".join(f"{bf.fam['FID'][i]} {bf.fam['IID'][i]}" for i in sidx[bad][:5].tolist())
-            log.info(f"--mind {f.mind}: {int(bad.sum())} samples removed (e.g. {shown})")
-        smask[sidx[bad]] = False
-        counts["samples_dropped_mind"] = int(bad.sum())
-        if not smask.any():
-            raise InputError(f"--mind {f.mind}: every sample was removed")
-    # -- SNP statistics on the remaining samples, counted from the packed .bed rows (no decoding)
+
+def _apply_mind(bf: Bfile, cand: np.ndarray, smask: np.ndarray, mind: float, log, counts: dict) -> None:
+    """--mind: drop (in smask) the samples missing more than `mind` of the candidate SNPs, counted
+    from the missing codes of the packed rows."""
     sidx = np.flatnonzero(smask)
+    miss = np.zeros(4 * ((bf.n_samples + 3) // 4), dtype=np.int64)
+    for _, rows in _packed_chunks(bf, cand):
+        qc.packed_missing_per_sample(rows, miss)
+    bad = miss[sidx] / len(cand) > mind
+    if bad.any():
+        shown = ", ".join(f"{bf.fam['FID'][i]} {bf.fam['IID'][i]}" for i in sidx[bad][:5].tolist())
+        log.info(f"--mind {mind}: {int(bad.sum())} samples removed (e.g. {shown})")
+    smask[sidx[bad]] = False
+    counts["samples_dropped_mind"] = int(bad.sum())
+    if not smask.any():
+        raise InputError(f"--mind {mind}: every sample was removed")
+
+
+def _snp_filters(stats_all: np.ndarray, stats_f: np.ndarray, n_samples: int, f: QCFilters, log, counts: dict) -> np.ndarray:
+    """The candidate SNPs that pass --geno (over all kept samples), --hwe and --maf (founders)."""
+    keep = np.ones(len(stats_all), dtype=bool)
+    tests = []
+    if f.geno is not None:
+        tests.append(("geno", f.geno, stats_all[:, 3] / n_samples > f.geno))
+    if f.hwe is not None:
+        tests.append(("hwe", f.hwe, ~(qc.hwe_exact_p(stats_f) >= f.hwe)))
+    if f.maf is not None:
+        af = qc.allele_freq(stats_f)
+        tests.append(("maf", f.maf, ~(np.minimum(af, 1 - af) >= f.maf)))
+    for name, value, bad in tests:
+        counts[f"snps_dropped_{name}"] = int((bad & keep).sum())
+        log.info(f"--{name} {value}: {counts[f'snps_dropped_{name}']} SNPs removed")
+        keep &= ~bad
+    return keep
+
+
+def run_qc(bf: Bfile, f: QCFilters, log, threads: int = 1, progress: bool = True) -> QCResult:
+    """Decide which samples and SNPs pass QC, from the packed .bed rows (read twice with --mind)."""
+    counts: dict[str, int] = {"samples_in": bf.n_samples, "snps_in": bf.n_snps}
+    smask = select_samples(bf.fam.select("FID", "IID"), f.keep, f.remove, log=log, strict=True)
+    if not smask.any():
+        raise InputError("no samples left after --keep/--remove")
+    chrom, vmask = _candidate_snps(bf, f, log, counts)
+    cm = genetic_positions(bf, chrom, f, log)
+    cand = np.flatnonzero(vmask)
+    if f.mind is not None:
+        _apply_mind(bf, cand, smask, f.mind, log, counts)
+    # SNP statistics on the remaining samples (allele frequencies and HWE on founders only)
     founders = _founders(bf.fam, smask)
     all_founders = bool((founders == smask).all())
     stats_all = np.zeros((len(cand), 4), dtype=np.int64)
     stats_f = stats_all if all_founders else np.zeros((len(cand), 4), dtype=np.int64)
-    pchunk = 4 * chunk  # packed rows are a quarter of the decoded size
-    for a in tqdm(range(0, len(cand), pchunk), desc="SNP QC", disable=not progress, leave=False):
-        rows = bf.packed(cand[a : a + pchunk])
+    for a, rows in _packed_chunks(bf, cand):
         stats_all[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, smask)
         if not all_founders:
             stats_f[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, founders)
-    keep = np.ones(len(cand), dtype=bool)
-    if f.geno is not None:
-        rate = stats_all[:, 3] / len(sidx)
-        bad = rate > f.geno
-        counts["snps_dropped_geno"] = int((bad & keep).sum())
-        log.info(f"--geno {f.geno}: {counts['snps_dropped_geno']} SNPs removed")
-        keep &= ~bad
-    if f.hwe is not None:
-        p = qc.hwe_exact_p(stats_f)
-        bad = ~(p >= f.hwe)
-        counts["snps_dropped_hwe"] = int((bad & keep).sum())
-        log.info(f"--hwe {f.hwe}: {counts['snps_dropped_hwe']} SNPs removed")
-        keep &= ~bad
-    if f.maf is not None:
-        af = qc.allele_freq(stats_f)
-        maf = np.minimum(af, 1 - af)
-        bad = ~(maf >= f.maf)
-        counts["snps_dropped_maf"] = int((bad & keep).sum())
-        log.info(f"--maf {f.maf}: {counts['snps_dropped_maf']} SNPs removed")
-        keep &= ~bad
+    keep = _snp_filters(stats_all, stats_f, int(smask.sum()), f, log, counts)
     vmask[cand[~keep]] = False
     counts["samples_out"] = int(smask.sum())
     counts["snps_out"] = int(vmask.sum())
@@ -186,8 +194,17 @@ def run_qc(bf: Bfile, f: QCFilters, log, threads: int = 1, progress: bool = True
     return QCResult(sample_mask=smask, snp_mask=vmask, cm=cm, chrom=chrom, counts=counts)
 
 
-def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, progress: bool = True) -> None:
-    """Write <out>.bed/.bim/.fam (cM in column 3) and the sample-major store <out>.geno/."""
+def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, progress: bool = True) -> dict[str, float]:
+    """Write <out>.bed/.bim/.fam (cM in column 3) and the sample-major store <out>.geno/.
+
+    Straight from the packed .bed rows: they are copied (all samples kept) or repacked (a
+    subset) into the new .bed, and decoded and transposed into the store by the compiled module
+    (bed-reader and numpy without it). The store of one chunk is written by a second thread
+    while the next chunk is decoded. Returns the seconds spent reading, writing the .bed,
+    decoding the store and writing it."""
+    import concurrent.futures as cf
+    import time
+
     from tqdm.auto import tqdm
 
     from gimtool.io.genostore import GenoStoreWriter
@@ -198,21 +215,42 @@ def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, pro
     bim = bf.bim[vidx].with_columns(pl.Series("CM", res.cm[vidx]))
     fam = bf.fam[sidx]
     snps = bim.with_columns(pl.Series("CHR", res.chrom[vidx].astype(np.int64)))
-    chunk = chunk_size_for(len(sidx))
     all_samples = len(sidx) == bf.n_samples
-    with BedWriter(out + ".bed", len(sidx)) as bw, GenoStoreWriter(out + ".geno", fam.select("FID", "IID"), snps) as gw:
+    store = qc.SampleMajorDecoder(bf.n_samples, sidx, threads=threads)
+    # SNPs per chunk: the decoded block (samples x SNPs int8) within ~48 MB; two are alive at once
+    chunk = int(max(256, min(65_536, (48 * 2**20) // max(len(sidx), 1))))
+    secs = {"read .bed rows": 0.0, "write .bed": 0.0, "decode store": 0.0, "write store (waited)": 0.0}
+
+    def clock(key, t0):
+        secs[key] += time.perf_counter() - t0
+        return time.perf_counter()
+
+    with BedWriter(out + ".bed", len(sidx)) as bw, GenoStoreWriter(out + ".geno", fam.select("FID", "IID"), snps) as gw, \
+            cf.ThreadPoolExecutor(1) as writer:
+        pending = None
         for a in tqdm(range(0, len(vidx), chunk), desc="writing", disable=not progress, leave=False):
+            t = time.perf_counter()
             idx = vidx[a : a + chunk]
-            G = bf.read(snps=idx, samples=None if all_samples else sidx, dtype="int8", num_threads=threads)
-            if all_samples:  # the .bed rows can be copied as they are
-                bw.write_packed(bf.packed(idx))
-            else:
-                bw.write(G)
-            gw.write(G)
+            sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
+            rows = bf.packed(sel)
+            t = clock("read .bed rows", t)
+            bw.write_packed(rows if all_samples else qc.repack_samples(rows, bf.n_samples, sidx))
+            t = clock("write .bed", t)
+            G = store.decode(rows)
+            t = clock("decode store", t)
+            if pending is not None:
+                pending.result()
+            t = clock("write store (waited)", t)
+            pending = writer.submit(gw.write, G)
+        if pending is not None:
+            t = time.perf_counter()
+            pending.result()
+            clock("write store (waited)", t)
     write_bim(bim, out + ".bim")
     write_fam(fam, out + ".fam")
     log.output("QC'd fileset", out + ".bed/.bim/.fam")
     log.output("genotype store", out + ".geno/")
+    return secs
 
 
 def run(bfile: str, out: str, maf: float = 0.01, geno: float = 0.1, mind: float | None = None,
@@ -235,7 +273,9 @@ def run(bfile: str, out: str, maf: float = 0.01, geno: float = 0.1, mind: float 
         with log.timed("QC"):
             res = run_qc(bf, f, log, threads=threads)
         with log.timed("write"):
-            write_outputs(bf, res, out, log, threads=threads)
+            secs = write_outputs(bf, res, out, log, threads=threads)
+        for k, v in secs.items():
+            log.info(f"time {k}: {v:.2f} s")
         c = res.counts
         log.info(f"kept {c['samples_out']} of {c['samples_in']} samples and {c['snps_out']} of {c['snps_in']} SNPs")
     return c

@@ -41,11 +41,16 @@ def packed_genotype_counts(rows: np.ndarray, n_samples: int, sample_mask: np.nda
     """
     m, nb = rows.shape
     assert nb == (n_samples + 3) // 4
+    keep = np.ones(n_samples, dtype=bool) if sample_mask is None else np.asarray(sample_mask, dtype=bool)
+    sp = _speedups()
+    if sp is not None and m:
+        out = np.empty((m, 4), dtype=np.int64)
+        sp.code_counts(np.ascontiguousarray(rows), nb, pack_sample_mask(keep).view(np.uint64), out)
+        return out
     pad = (-nb) % 8
     if pad:
         rows = np.concatenate([rows, np.zeros((m, pad), dtype=np.uint8)], axis=1)
     w = np.ascontiguousarray(rows).view(np.uint64)  # (m, words)
-    keep = np.ones(n_samples, dtype=bool) if sample_mask is None else np.asarray(sample_mask, dtype=bool)
     mask = pack_sample_mask(keep).view(np.uint64)[None, :]
     lo_bits = np.uint64(0x5555555555555555)
     lo = w & lo_bits & mask
@@ -55,6 +60,91 @@ def packed_genotype_counts(rows: np.ndarray, n_samples: int, sample_mask: np.nda
     n_het = np.bitwise_count(hi).sum(axis=1, dtype=np.int64) - n_hom_a2
     n_hom_a1 = int(keep.sum()) - n_missing - n_het - n_hom_a2
     return np.stack([n_hom_a2, n_het, n_hom_a1, n_missing], axis=1)
+
+
+def _speedups():
+    """gimtool._speedups when it was built, else None (every caller has a numpy path)."""
+    try:
+        from gimtool import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+def packed_missing_per_sample(rows: np.ndarray, counts: np.ndarray) -> None:
+    """Add each sample's missing calls over the .bed rows (m, nb) to counts (4 nb,) int64."""
+    m, nb = rows.shape
+    assert counts.shape == (4 * nb,) and counts.dtype == np.int64
+    sp = _speedups()
+    if sp is not None:
+        sp.missing_per_sample(np.ascontiguousarray(rows), nb, counts)
+        return
+    for s in range(4):
+        counts[s::4] += np.count_nonzero(((rows >> (2 * s)) & 3) == 1, axis=0)
+
+
+def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray) -> np.ndarray:
+    """The .bed rows (m, ceil(n_samples / 4)) of the samples idx (in that order), as new .bed
+    rows (m, ceil(len(idx) / 4)) uint8, the last byte padded with 00 as PLINK does."""
+    m, nb = rows.shape
+    assert nb == (n_samples + 3) // 4
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    sp = _speedups()
+    if sp is not None and len(idx):
+        # runs of consecutive samples: (first, length)
+        brk = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.r_[0, brk]
+        runs = np.stack([idx[starts], np.diff(np.r_[starts, len(idx)])], axis=1).astype(np.int64)
+        out = np.empty((m, (len(idx) + 3) // 4), dtype=np.uint8)
+        sp.repack(np.ascontiguousarray(rows), nb, np.ascontiguousarray(runs), len(idx), out)
+        return out
+    codes = (rows[:, idx // 4] >> (2 * (idx % 4)).astype(np.uint8)) & 3
+    codes = np.concatenate([codes, np.zeros((m, (-len(idx)) % 4), dtype=np.uint8)], axis=1).reshape(m, -1, 4)
+    return (codes[:, :, 0] | (codes[:, :, 1] << 2) | (codes[:, :, 2] << 4) | (codes[:, :, 3] << 6)).astype(np.uint8)
+
+
+# .bed 2-bit code -> count of A1 (00 two copies, 01 missing, 10 one, 11 none)
+_CODE_TO_INT8 = np.array([2, MISSING, 1, 0], dtype=np.int8)
+
+
+class SampleMajorDecoder:
+    """.bed rows (SNP-major, packed) -> the genotypes of the samples `idx` as a sample-major
+    (len(idx), m) int8 block (counts of A1, missing = MISSING_INT8): what the genotype store
+    holds. Compiled: decoded and transposed in 8 x 8 blocks in registers, `threads` column
+    ranges in parallel; numpy: a byte table, then a transposed copy."""
+
+    def __init__(self, n_samples: int, idx: np.ndarray, threads: int = 1):
+        self.n_samples = n_samples
+        self.nb = (n_samples + 3) // 4
+        self.idx = np.asarray(idx, dtype=np.int64)
+        self.smap = np.full(n_samples, -1, dtype=np.int64)
+        self.smap[self.idx] = np.arange(len(self.idx))
+        self.threads = max(1, threads)
+        self.sp = _speedups()
+        self.table = np.stack([_CODE_TO_INT8[(np.arange(256) >> (2 * s)) & 3] for s in range(4)], axis=1)
+
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        m, nb = rows.shape
+        assert nb == self.nb
+        if self.sp is None:
+            g = self.table[rows].reshape(m, 4 * nb)[:, self.idx]
+            return np.ascontiguousarray(g.T)
+        rows = np.ascontiguousarray(rows)
+        out = np.empty((len(self.idx), m), dtype=np.int8)
+        parts = np.linspace(0, m, min(self.threads, max(1, m // 256)) + 1).astype(int)
+
+        def work(a, b):
+            if b > a:
+                self.sp.decode_sample_major(rows[a:b], nb, self.n_samples, self.smap, out, m, a)
+
+        if len(parts) > 2:
+            import concurrent.futures as cf
+
+            with cf.ThreadPoolExecutor(len(parts) - 1) as pool:
+                list(pool.map(work, parts[:-1], parts[1:]))
+        else:
+            work(0, m)
+        return out
 
 
 def sample_missing_counts(G: np.ndarray) -> np.ndarray:

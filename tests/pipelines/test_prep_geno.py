@@ -191,3 +191,19 @@ def test_failed_run_leaves_no_outputs(eur_bfile, tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["map.txt", "o.log"]
     assert "status: failed" in (tmp_path / "o.log").read_text()
+
+
+def test_bed_equals_plink2_make_bed_when_people_are_removed(messy_bfile, tmp_path):
+    """--mind and --keep remove people, so every .bed row is repacked (not copied): the bytes must
+    be plink2's, and the store must hold the same genotypes."""
+    keep = tmp_path / "keep.txt"
+    fam = Bfile(messy_bfile).fam
+    keep.write_text("".join(f"{f} {i}\n" for k, (f, i) in enumerate(zip(fam["FID"], fam["IID"])) if k % 7 != 3))
+    flags = ["--mind", "0.05", "--geno", "0.04", "--maf", "0.05", "--keep", str(keep)]
+    out = str(tmp_path / "qc")
+    gimtool("prep-geno", "--bfile", messy_bfile, "--out", out, *flags)
+    run([require_program("plink2"), "--bfile", messy_bfile, *flags, "--make-bed", "--out", str(tmp_path / "p2")])
+    assert Path(out + ".bed").read_bytes() == Path(tmp_path / "p2.bed").read_bytes()
+    store = GenoStore(out + ".geno")
+    assert store.n_samples < 379 * 6 / 7
+    np.testing.assert_array_equal(np.asarray(store.genotypes), Bfile(out).read())
