@@ -49,12 +49,19 @@ class ModelConfig:
     genetic_out_dim: int = 128
     # MLP genetic encoder (ContIG / ablation baseline)
     mlp_hidden: int = 256
-    # gim's genetic encoder: "transformer" (the paper) or "mlp" (table 2's first rows)
+    # gim's genetic encoder: "transformer" (the paper), "mlp" (table 2's first rows) or "linear"
+    # (one linear map of the standardized genotypes: polygenic scores)
     genetic_encoder: str = "transformer"
+    # "standardized": (g - 2p) / sqrt(2p(1 - p)) at the encoder's input; "classes": the paper's
+    # embedding of 0/1/2/missing (model.genetic explains why the default departs from it)
+    genetic_input: str = "standardized"
 
     # Critic and heads
     critic_hidden: tuple[int, ...] = (256,)
     critic_dim: int = 128
+    # standardize both critic inputs per feature with running statistics (model.critic); false is
+    # the first version, whose JSE sat at 2 ln 2
+    critic_standardize: bool = True
     projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
 
     # Losses
@@ -101,8 +108,10 @@ class ModelConfig:
             bad("stem_stride", "1 or 2")
         if len(self.flatten_grid) != 3 or min(self.flatten_grid) < 1:
             bad("flatten_grid", "three positive sizes")
-        if self.genetic_encoder not in ("transformer", "mlp"):
-            bad("genetic_encoder", "'transformer' or 'mlp'")
+        if self.genetic_encoder not in ("transformer", "mlp", "linear"):
+            bad("genetic_encoder", "'transformer', 'mlp' or 'linear'")
+        if self.genetic_input not in ("standardized", "classes"):
+            bad("genetic_input", "'standardized' or 'classes'")
         if self.temperature <= 0:
             bad("temperature", "> 0")
         for name in ("genetic_chunk_tokens", "repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):

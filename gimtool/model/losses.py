@@ -34,6 +34,23 @@ def jse_mi(loss: torch.Tensor | float) -> torch.Tensor | float:
     return 2 * LN2 - loss
 
 
+def jse_loss_separable(U: torch.Tensor, V: torch.Tensor, scale: float, block: int = 4096) -> torch.Tensor:
+    """JSE loss of the full (n, n) score matrix (U V^T) * scale without holding it: U, V (n, k).
+
+    Equals jse_loss((U @ V.T) * scale) (tested), in row blocks of `block`: what validation
+    and the held-out MI estimate use, every other person of a set serving as a negative.
+    """
+    n = U.shape[0]
+    if V.shape[0] != n or n < 2:
+        raise ValueError(f"need U and V with the same n >= 2 rows; got {tuple(U.shape)} and {tuple(V.shape)}")
+    U, V = U.float(), V.float()
+    diag = (U * V).sum(1) * scale
+    neg = U.new_zeros(())
+    for a in range(0, n, block):
+        neg = neg + F.softplus((U[a : a + block] @ V.t()) * scale).sum()
+    return F.softplus(-diag).mean() + (neg - F.softplus(diag).sum()) / (n * (n - 1))
+
+
 def info_nce(scores: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
     """Cross-modal InfoNCE on (already temperature-scaled) logits (B, B): CE of rows [and columns]."""
     B = _check_square(scores)

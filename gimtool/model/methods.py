@@ -10,6 +10,7 @@ Batch (on the model's device):
     'views'  optional list of 2 such tensors for two-view methods; made here when absent
     'geno'   (B, L) int8 (-127 missing), when needs_genotypes
     'chrom', 'bp', 'cm'  (L,) for the SNPs in 'geno' (chrom as integer codes)
+    'af'     optional (L,) A1 frequencies of the training people (standardized genetic input)
     'snp_mask' optional (L,) bool
     'aug_seed' optional (B,) int64: per-person seeds of the two-view augmentations (batch-split
              invariant, see model.augment.two_views); without it the global torch RNG is used
@@ -29,7 +30,7 @@ from . import augment, losses
 from .config import ModelConfig
 from .critic import GenotypeHead, SeparableCritic, mlp
 from .distributed import gather_rows
-from .genetic import GeneticTransformer, MLPGeneticEncoder
+from .genetic import MLPGeneticEncoder, build_genetic_encoder
 from .mri import MRIDecoder, MRIEncoder
 
 
@@ -61,7 +62,7 @@ def _snp_args(batch: dict) -> tuple:
     for key in ("geno", "chrom", "bp", "cm"):
         if key not in batch:
             raise ValueError(f"this method needs genotypes: batch has no '{key}'")
-    return batch["geno"], batch["chrom"], batch["bp"], batch["cm"], batch.get("snp_mask")
+    return batch["geno"], batch["chrom"], batch["bp"], batch["cm"], batch.get("snp_mask"), batch.get("af")
 
 
 def _f(x: torch.Tensor) -> float:
@@ -192,9 +193,8 @@ class InfoNCEMethod(Method):
 
     def loss(self, modules, batch, stage):
         cfg = _cfg(modules)
-        geno, chrom, bp, cm, mask = _snp_args(batch)
         z = gather_rows(modules["encoder"](batch["image"]).z)
-        g = gather_rows(modules["genetic"](geno, chrom, bp, cm, mask))
+        g = gather_rows(modules["genetic"](*_snp_args(batch)))
         scores = losses.cosine_scores(modules["image_proj"](z), modules["genetic_proj"](g), cfg.temperature)
         nce = losses.info_nce(scores)
         metrics = {"infonce": _f(nce)}
@@ -217,7 +217,7 @@ class GIMMethod(Method):
 
     def _build(self, cfg, image_shape, n_snps):
         enc = MRIEncoder(cfg, attentive=True)
-        genetic = GeneticTransformer(cfg) if cfg.genetic_encoder == "transformer" else MLPGeneticEncoder(cfg, n_snps)
+        genetic = build_genetic_encoder(cfg, n_snps)
         return {
             "encoder": enc,
             "decoder": MRIDecoder(cfg, enc.code_dim),
@@ -246,17 +246,26 @@ class GIMMethod(Method):
             Stage(GIM_STAGES[2], n[2], frozen + ("genetic",), genetic_augment=True),
         ]
 
+    def _genetic(self, modules, batch, stage) -> torch.Tensor:
+        snp = _snp_args(batch)
+        if "genetic" in stage.trainable:
+            return modules["genetic"](*snp)
+        with torch.no_grad():  # frozen: no activations kept for backward
+            return modules["genetic"](*snp)
+
+    def critic_projections(self, modules, batch, stage) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """u (B, k), v (B, k) and the scale of the critic's scores (u @ v.T) * scale, for the
+        validation MI over a whole set (every other person a negative)."""
+        critic = modules["critic"]
+        u, v = critic.project(modules["encoder"].embed(batch["image"]), self._genetic(modules, batch, stage))
+        return u, v, critic.scale
+
     def loss(self, modules, batch, stage):
         cfg = _cfg(modules)
         image = batch["image"]
         out = modules["encoder"](image)
         recon = losses.reconstruction_mse(modules["decoder"](out.code(), image.shape[2:]), image)
-        snp = _snp_args(batch)
-        if "genetic" in stage.trainable:
-            g = modules["genetic"](*snp)
-        else:
-            with torch.no_grad():  # frozen: no activations kept for backward
-                g = modules["genetic"](*snp)
+        g = self._genetic(modules, batch, stage)
         scores = modules["critic"](gather_rows(out.z), gather_rows(g))
         jse = losses.jse_loss(scores)
         loss = jse + cfg.lambda_recon * recon

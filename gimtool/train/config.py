@@ -52,7 +52,13 @@ class TrainConfig:
     # optimiser and schedule: Adam with a cosine-annealed learning rate, restarted per stage
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # the critic and the genetic encoder may learn on their own time scale (None: lr, weight_decay)
+    lr_critic: float | None = None
+    critic_weight_decay: float | None = None
     min_lr: float = 0.0
+    # early stopping: stop when the validation figure (MI for methods with a critic, else the
+    # loss) has not improved for this many epochs; 0 = never. best.pt holds the best epoch.
+    patience: int = 0
     batch_size: int = 12
     # epochs: None = the method's defaults (gim: the paper's 200, 100, 50; one-stage methods:
     # the same 350-epoch budget); an int = the total, split over the stages by the method
@@ -83,6 +89,12 @@ class TrainConfig:
             v = getattr(self, key)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise bad(key, "a positive number")
+        if self.lr_critic is not None and not (math.isfinite(self.lr_critic) and self.lr_critic > 0):
+            raise bad("lr_critic", "a positive number")
+        if self.critic_weight_decay is not None and not (math.isfinite(self.critic_weight_decay) and self.critic_weight_decay >= 0):
+            raise bad("critic_weight_decay", "a number >= 0")
+        if not (isinstance(self.patience, int) and self.patience >= 0):
+            raise bad("patience", "an integer >= 0")
         for key in ("weight_decay", "min_lr"):
             v = getattr(self, key)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

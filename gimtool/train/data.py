@@ -169,7 +169,9 @@ class Collate:
                 mask[idx] = True
                 batch["snp_mask"] = torch.from_numpy(mask)
                 idx = None
-            for name, dtype in (("chrom", torch.int64), ("bp", torch.int64), ("cm", torch.float32)):
+            for name, dtype in (("chrom", torch.int64), ("bp", torch.int64), ("cm", torch.float32), ("af", torch.float32)):
+                if name not in self.positions:
+                    continue
                 a = self.positions[name] if idx is None else self.positions[name][idx]
                 batch[name] = torch.as_tensor(np.ascontiguousarray(a)).to(dtype)
         return batch

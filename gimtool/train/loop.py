@@ -27,6 +27,9 @@ from gimtool.io.atomic import atomic_path, atomic_write_text
 from gimtool.train import checkpoint as ckpt_mod
 from gimtool.train.config import TrainConfig, crop_shape, stage_epochs
 from gimtool.train.data import Collate, KeyedBatches, PairDataset, Pairs, make_loader, pair_samples
+from gimtool.model import losses
+from gimtool.model.distributed import gather_rows
+from gimtool.model.methods import LossModule
 from gimtool.train.distributed import Dist, setup
 
 
@@ -64,25 +67,18 @@ def prepare_data(cfg: TrainConfig, method, image_path, geno_path, train_keep: pl
             first = " ".join(both.row(0))
             raise InputError(f"--keep and --val-keep share {both.height} people (e.g. {first}); the validation set must be held out")
     crop = crop_shape(cfg, images.shape, images.voxel_size)
+    positions = None
+    if geno is not None:
+        from gimtool.train.freq import a1_frequencies
+
+        # the standardized genetic input uses the training people's frequencies (model.genetic)
+        positions = {**geno.positions(), "af": a1_frequencies(geno.genotypes, train.geno_index)}
     return RunData(
         image_path=str(image_path), geno_path=None if geno is None else str(geno_path),
         train=train, val=val, shape=tuple(images.shape), grid=ckpt_mod.grid_of(images), crop=crop,
         n_snps=0 if geno is None else geno.n_snps, snp_hash=None if geno is None else geno.snp_hash,
-        positions=None if geno is None else geno.positions(),
+        positions=positions,
     )
-
-
-class _LossModule(torch.nn.Module):
-    """Routes the method's loss through one module call, so DistributedDataParallel sees the
-    forward pass (and its gradient hooks) of whatever modules the method uses."""
-
-    def __init__(self, method, modules: torch.nn.ModuleDict):
-        super().__init__()
-        self.method = method
-        self.mods = modules
-
-    def forward(self, batch, stage):
-        return self.method.loss(self.mods, batch, stage)
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -194,192 +190,290 @@ def train(cfg: TrainConfig, method, data: RunData, out: str | Path, resume: bool
     out = Path(out)
     dist = setup(cfg.device)
     try:
-        return _train(cfg, method, data, out, resume, log, on_epoch_end, progress, dist)
+        return _train(_Run(cfg, method, data, out, log, dist, on_epoch_end, progress, resume))
     finally:
         dist.close()
 
 
-def _info(log, dist: Dist, msg: str) -> None:
-    if log is not None and dist.is_main:
-        log.info(msg)
+@dataclass
+class _Run:
+    """One training run: its inputs and the state that a checkpoint saves and a resume restores."""
+
+    cfg: TrainConfig
+    method: object
+    data: RunData
+    out: Path
+    log: object
+    dist: Dist
+    on_epoch_end: Callable[[int], None] | None
+    progress: bool
+    resume: bool = False
+    modules: torch.nn.ModuleDict | None = None
+    base: dict | None = None
+    history: list | None = None
+    global_epoch: int = 0
+    # model selection: the best validation figure so far (higher is better), its epoch, and how
+    # many epochs have passed without improvement (early stopping)
+    best: float = -math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+
+    def info(self, msg: str) -> None:
+        if self.log is not None and self.dist.is_main:
+            self.log.info(msg)
+
+    def selection(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "since_best": self.since_best}
 
 
-def _train(cfg, method, data: RunData, out: Path, resume, log, on_epoch_end, progress, dist: Dist) -> Path:
-    device = dist.device
+def _train(run: _Run) -> Path:
+    cfg, method, data, dist = run.cfg, run.method, run.data, run.dist
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", cfg.save_toml())
-    modules = build_modules(method, cfg, data.crop, data.n_snps).to(device)
-    base = {
+        run.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.out / "config.toml", cfg.save_toml())
+    run.modules = build_modules(method, cfg, data.crop, data.n_snps).to(dist.device)
+    run.base = {
         "method": method.name, "config": cfg.to_dict(), "snp_hash": data.snp_hash, "n_snps": data.n_snps,
         "grid": data.grid, "crop": list(data.crop), "n_train": int(data.train.image_index.size),
         "n_val": 0 if data.val is None else int(data.val.image_index.size),
     }
-    n_params = sum(p.numel() for p in modules.parameters())
-    _info(log, dist, f"method {method.name}: {n_params:,} parameters in {', '.join(modules.keys())}; crop {data.crop} of grid {data.shape}; {data.n_snps} SNPs")
-
+    n_params = sum(p.numel() for p in run.modules.parameters())
+    run.info(f"method {method.name}: {n_params:,} parameters in {', '.join(run.modules.keys())}; crop {data.crop} of grid {data.shape}; {data.n_snps} SNPs")
     if not method.trains:
-        if dist.is_main:
-            ckpt_mod.save_checkpoint({**base, "modules": modules.state_dict(), "optimizer": None, "scheduler": None,
-                                      "position": {"stage": 0, "epoch": 0, "global_epoch": 0}, "complete": True,
-                                      "rng": _rng_state(), "history": []}, out / "model.pt")
-            _info(log, dist, f"--method {method.name} does not train: saved the seeded initial weights to {out / 'model.pt'}")
+        _save(run, run.out / "model.pt", {"stage": 0, "epoch": 0, "global_epoch": 0}, complete=True)
+        run.info(f"--method {method.name} does not train: saved the seeded initial weights to {run.out / 'model.pt'}")
         dist.barrier()
-        return out / "model.pt"
+        return run.out / "model.pt"
+    stages = _stages(run)
+    run.history = []
+    start_stage, start_epoch, opt_state = 0, 0, None
+    if run.resume:
+        start_stage, start_epoch, opt_state = _resume(run, stages)
+    datasets = _datasets(run)
+    run.global_epoch = sum(s.epochs for s in stages[:start_stage]) + start_epoch
+    stopped = run.since_best >= cfg.patience > 0
+    for si in range(start_stage, len(stages)):
+        if stopped:
+            break
+        first = start_epoch if si == start_stage else 0
+        if first < stages[si].epochs and stages[si].trainable:
+            stopped = _run_stage(run, si, stages, first, datasets, opt_state if si == start_stage else None)
+    for m in run.modules.values():
+        m.requires_grad_(True)
+    total = sum(s.epochs for s in stages)
+    if stopped:
+        run.info(f"early stopping: validation {_selection_name(run)} has not improved for {cfg.patience} epochs "
+                 f"(best {run.best:.4f} at epoch {run.best_epoch})")
+    _save(run, run.out / "model.pt", {"stage": len(stages), "epoch": 0, "global_epoch": total}, complete=True)
+    if dist.is_main:
+        _write_history(run.out, run.history)
+        run.info(f"final model: {run.out / 'model.pt'} ({run.global_epoch} epochs)"
+                 + (f"; best.pt: epoch {run.best_epoch}" if run.best_epoch else ""))
+    dist.barrier()
+    return run.out / "model.pt"
 
+
+def _stages(run: _Run) -> list:
+    method = run.method
     names = [s.name for s in method.stages(1)]
-    stages = method.stages(stage_epochs(cfg, names))
+    stages = method.stages(stage_epochs(run.cfg, names))
     for s in stages:
-        unknown = [t for t in s.trainable if t not in modules]
+        unknown = [t for t in s.trainable if t not in run.modules]
         if unknown:
-            raise ValueError(f"method {method.name} stage {s.name}: trainable {unknown} not among modules {list(modules.keys())}")
+            raise ValueError(f"method {method.name} stage {s.name}: trainable {unknown} not among modules {list(run.modules.keys())}")
+    return stages
 
-    history: list[dict] = []
-    start_stage, start_epoch, opt_state, sched_state = 0, 0, None, None
-    if resume:
-        path = out / "last.pt"
-        if not path.is_file():
-            raise InputError(f"--resume: {path} not found (nothing to resume; run without --resume)")
-        ck = ckpt_mod.load_checkpoint(path)
-        ckpt_mod.check_compatible(ck, path, method=method.name, snp_hash=data.snp_hash, grid=data.grid)
-        if list(ck["crop"]) != list(data.crop):
-            raise InputError(f"{path}: checkpoint crop {tuple(ck['crop'])} differs from this run's {data.crop} (crop_mm changed?)")
-        old_epochs = ck["config"].get("epochs")
-        if old_epochs != cfg.to_dict()["epochs"]:
-            _info(log, dist, f"--resume: epochs changed from {old_epochs} to {cfg.epochs}")
-        modules.load_state_dict(ck["modules"])
-        history = list(ck["history"])
-        start_stage, start_epoch = int(ck["position"]["stage"]), int(ck["position"]["epoch"])
-        opt_state, sched_state = ck["optimizer"], ck["scheduler"]
-        _set_rng_state(ck.get("rng"))
-        _info(log, dist, f"resumed from {path}: stage {start_stage + 1} ({stages[min(start_stage, len(stages) - 1)].name}), {start_epoch} epoch(s) done in it, {len(history)} in all")
 
-    # one random crop per person; two-view methods draw their views from it with their own
-    # augmentations, seeded per person by batch['aug_seed'] (so a batch split over processes
-    # augments exactly as one process does)
-    mask_snps = getattr(cfg.model, "genetic_encoder", "transformer") == "mlp"
+def _resume(run: _Run, stages) -> tuple[int, int, dict | None]:
+    """Restore modules, history, selection and RNG from last.pt: (stage, epochs done in it, optimizer state)."""
+    path = run.out / "last.pt"
+    if not path.is_file():
+        raise InputError(f"--resume: {path} not found (nothing to resume; run without --resume)")
+    ck = ckpt_mod.load_checkpoint(path)
+    ckpt_mod.check_compatible(ck, path, method=run.method.name, snp_hash=run.data.snp_hash, grid=run.data.grid)
+    if list(ck["crop"]) != list(run.data.crop):
+        raise InputError(f"{path}: checkpoint crop {tuple(ck['crop'])} differs from this run's {run.data.crop} (crop_mm changed?)")
+    old_epochs = ck["config"].get("epochs")
+    if old_epochs != run.cfg.to_dict()["epochs"]:
+        run.info(f"--resume: epochs changed from {old_epochs} to {run.cfg.epochs}")
+    run.modules.load_state_dict(ck["modules"])
+    run.history = list(ck["history"])
+    sel = ck.get("selection") or {}
+    run.best, run.best_epoch, run.since_best = sel.get("best", -math.inf), sel.get("best_epoch", 0), sel.get("since_best", 0)
+    si, se = int(ck["position"]["stage"]), int(ck["position"]["epoch"])
+    _set_rng_state(ck.get("rng"))
+    run.info(f"resumed from {path}: stage {si + 1} ({stages[min(si, len(stages) - 1)].name}), {se} epoch(s) done in it, {len(run.history)} in all")
+    opt = None if ck["optimizer"] is None else {"optimizer": ck["optimizer"], "scheduler": ck["scheduler"]}
+    return si, se, opt
+
+
+def _datasets(run: _Run) -> dict:
+    """Training and validation datasets and the collate function (one random crop per person;
+    two-view methods draw their views from it, seeded per person by batch['aug_seed'])."""
+    data, method, cfg = run.data, run.method, run.cfg
+    mask_snps = getattr(cfg.model, "genetic_encoder", "transformer") != "transformer"  # fixed-array encoders
     train_ds = PairDataset(data.image_path, data.geno_path, data.train, data.crop, 1, method.needs_genotypes, mask_snps)
     val_ds = None if data.val is None else PairDataset(data.image_path, data.geno_path, data.val, data.crop, 1,
                                                       method.needs_genotypes, mask_snps)
-    collate = Collate(data.positions if method.needs_genotypes else None, 1, mask_snps)
     if len(train_ds) < cfg.batch_size:
         raise InputError(f"training set: {len(train_ds)} people, fewer than --batch-size {cfg.batch_size}")
-    pin = device.type == "cuda"
-    global_epoch = sum(s.epochs for s in stages[:start_stage]) + start_epoch
+    collate = Collate(data.positions if method.needs_genotypes else None, 1, mask_snps)
+    return {"train": train_ds, "val": val_ds, "collate": collate}
 
-    for si in range(start_stage, len(stages)):
-        stage = stages[si]
-        first_epoch = start_epoch if si == start_stage else 0
-        if first_epoch >= stage.epochs or not stage.trainable:
-            continue
-        for name, m in modules.items():
-            m.requires_grad_(name in stage.trainable)
-        params = [p for name in stage.trainable for p in modules[name].parameters()]
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sampler = KeyedBatches(len(train_ds), cfg.batch_size, cfg.seed, train=True, rank=dist.rank, world=dist.world,
-                               augment=stage.genetic_augment and method.needs_genotypes, n_snps=data.n_snps,
-                               crop_p=cfg.geno_crop_p, fraction=cfg.geno_aug_fraction)
-        steps = len(sampler)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.min_lr)
-        if si == start_stage and opt_state is not None:
-            opt.load_state_dict(opt_state)
-            sched.load_state_dict(sched_state)
-        loss_module = _LossModule(method, modules)
-        if dist.enabled:
-            loss_module = torch.nn.parallel.DistributedDataParallel(
-                loss_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-            )
-        loader = make_loader(train_ds, sampler, collate, cfg.workers, pin)
-        val_loader = None
-        if val_ds is not None:
-            val_sampler = KeyedBatches(len(val_ds), cfg.batch_size, cfg.seed, train=False, rank=dist.rank, world=dist.world)
-            val_loader = make_loader(val_ds, val_sampler, collate, cfg.workers, pin)
-        _info(log, dist, f"stage {si + 1}/{len(stages)} {stage.name}: {stage.epochs} epochs, training {', '.join(stage.trainable)}"
-              f"{', genetic augmentation' if stage.genetic_augment else ''}; {steps} steps of {cfg.batch_size} per epoch")
 
-        for e in range(first_epoch, stage.epochs):
-            torch.manual_seed(_epoch_seed(cfg.seed, global_epoch, dist.rank))
-            sampler.set_epoch(global_epoch)
-            for name, m in modules.items():
-                m.train(name in stage.trainable)
-            lr_start = opt.param_groups[0]["lr"]
-            t0 = time.perf_counter()
-            tot, n_seen, sums = 0.0, 0, {}
-            bar = None
-            if progress and dist.is_main:
-                from tqdm.auto import tqdm
+def _optimizer(run: _Run, stage) -> torch.optim.Optimizer:
+    """Adam over the stage's trainable modules; the critic and the genetic encoder may have their
+    own learning rate and weight decay (cfg.lr_critic, cfg.critic_weight_decay)."""
+    cfg = run.cfg
+    fast = ("critic", "genetic")
+    groups = []
+    for name in stage.trainable:
+        own = name in fast
+        groups.append({"params": list(run.modules[name].parameters()),
+                       "lr": (cfg.lr_critic or cfg.lr) if own else cfg.lr,
+                       "weight_decay": (cfg.critic_weight_decay if cfg.critic_weight_decay is not None else cfg.weight_decay)
+                       if own else cfg.weight_decay})
+    return torch.optim.Adam(groups, lr=cfg.lr)
 
-                bar = tqdm(total=steps, desc=f"{stage.name} {e + 1}/{stage.epochs}", leave=False, disable=None, unit="batch")
-            for batch in loader:
-                batch = _to_device(batch, device)
-                nb = batch["image"].shape[0]
-                with _autocast(cfg, device):
-                    loss, metrics = loss_module(batch, stage)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{stage.name} epoch {e + 1}: loss is {loss.item()} (lower --lr?)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                lv = float(loss.detach())
-                tot += lv * nb
-                n_seen += nb
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * nb
-                if bar is not None:
-                    bar.set_postfix(loss=f"{lv:.4f}")
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
-            keys = sorted(sums)
-            red = dist.sum([tot, n_seen, *[sums[k] for k in keys]])
-            tot, n_seen, sums = red[0], red[1], dict(zip(keys, red[2:]))
-            seconds = time.perf_counter() - t0
-            row = {"EPOCH": global_epoch + 1, "STAGE": stage.name, "STAGE_EPOCH": e + 1, "LR": lr_start,
-                   "TRAIN_LOSS": tot / n_seen, "SECONDS": seconds, "SAMPLES_PER_S": n_seen / seconds if seconds > 0 else float("nan")}
-            row.update(_mean_metrics(sums, n_seen, "TRAIN"))
-            if val_loader is not None:
-                row.update(_validate(method, modules, val_loader, stage, cfg, device, dist, keys))
-            row["TRAIN_MI"] = row.get("TRAIN_MI", float("nan"))
-            row["VAL_MI"] = row.get("VAL_MI", float("nan"))
-            row["MI_GAP"] = row["TRAIN_MI"] - row["VAL_MI"]
-            row.setdefault("VAL_LOSS", float("nan"))
-            history.append(row)
-            global_epoch += 1
-            done_stage = e + 1 == stage.epochs
-            if dist.is_main:
-                pos = {"stage": si + 1 if done_stage else si, "epoch": 0 if done_stage else e + 1, "global_epoch": global_epoch}
-                ckpt_mod.save_checkpoint({**base, "modules": modules.state_dict(),
-                                          "optimizer": None if done_stage else opt.state_dict(),
-                                          "scheduler": None if done_stage else sched.state_dict(),
-                                          "position": pos, "complete": False, "rng": _rng_state(), "history": history},
-                                         out / "last.pt")
-                _write_history(out, history)
-                mi = f", MI train {row['TRAIN_MI']:.4f} val {row['VAL_MI']:.4f}" if not math.isnan(row["TRAIN_MI"]) else ""
-                _info(log, dist, f"epoch {global_epoch} ({stage.name} {e + 1}/{stage.epochs}): train loss {row['TRAIN_LOSS']:.5f}, "
-                      f"val loss {row['VAL_LOSS']:.5f}{mi}, {row['SAMPLES_PER_S']:.2f} samples/s")
-            dist.barrier()
-            if on_epoch_end is not None:
-                on_epoch_end(global_epoch)
 
-    for m in modules.values():
-        m.requires_grad_(True)
-    if dist.is_main:
-        total = sum(s.epochs for s in stages)
-        ckpt_mod.save_checkpoint({**base, "modules": modules.state_dict(), "optimizer": None, "scheduler": None,
-                                  "position": {"stage": len(stages), "epoch": 0, "global_epoch": total}, "complete": True,
-                                  "rng": _rng_state(), "history": history}, out / "model.pt")
-        _write_history(out, history)
-        _info(log, dist, f"final model: {out / 'model.pt'} ({total} epochs)")
-    dist.barrier()
-    return out / "model.pt"
+def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt_state: dict | None) -> bool:
+    """Train one stage from `first_epoch`; returns True when early stopping ended the run."""
+    cfg, dist, method, stage = run.cfg, run.dist, run.method, stages[si]
+    for name, m in run.modules.items():
+        m.requires_grad_(name in stage.trainable)
+    opt = _optimizer(run, stage)
+    sampler = KeyedBatches(len(datasets["train"]), cfg.batch_size, cfg.seed, train=True, rank=dist.rank, world=dist.world,
+                           augment=stage.genetic_augment and method.needs_genotypes, n_snps=run.data.n_snps,
+                           crop_p=cfg.geno_crop_p, fraction=cfg.geno_aug_fraction)
+    steps = len(sampler)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.min_lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state["optimizer"])
+        sched.load_state_dict(opt_state["scheduler"])
+    loss_module = LossModule(method, run.modules)
+    if dist.enabled:
+        device = dist.device
+        loss_module = torch.nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    pin = dist.device.type == "cuda"
+    loader = make_loader(datasets["train"], sampler, datasets["collate"], cfg.workers, pin)
+    val_loader = None
+    if datasets["val"] is not None:
+        val_sampler = KeyedBatches(len(datasets["val"]), cfg.batch_size, cfg.seed, train=False, rank=dist.rank, world=dist.world)
+        val_loader = make_loader(datasets["val"], val_sampler, datasets["collate"], cfg.workers, pin)
+    run.info(f"stage {si + 1}/{len(stages)} {stage.name}: {stage.epochs} epochs, training {', '.join(stage.trainable)}"
+             f"{', genetic augmentation' if stage.genetic_augment else ''}; {steps} steps of {cfg.batch_size} per epoch")
+    for e in range(first_epoch, stage.epochs):
+        torch.manual_seed(_epoch_seed(cfg.seed, run.global_epoch, dist.rank))
+        sampler.set_epoch(run.global_epoch)
+        row, keys = _train_epoch(run, stage, e, loader, loss_module, opt, sched, steps)
+        if val_loader is not None:
+            row.update(_validate(method, run.modules, val_loader, stage, cfg, dist.device, dist, keys))
+        row["TRAIN_MI"] = row.get("TRAIN_MI", float("nan"))
+        row["VAL_MI"] = row.get("VAL_MI", float("nan"))
+        row["MI_GAP"] = row["TRAIN_MI"] - row["VAL_MI"]
+        row.setdefault("VAL_LOSS", float("nan"))
+        run.history.append(row)
+        run.global_epoch += 1
+        done = e + 1 == stage.epochs
+        _end_epoch(run, row, {"stage": si + 1 if done else si, "epoch": 0 if done else e + 1, "global_epoch": run.global_epoch},
+                   None if done else opt, None if done else sched)
+        if run.since_best >= cfg.patience > 0:
+            return True
+    return False
+
+
+def _train_epoch(run: _Run, stage, e: int, loader, loss_module, opt, sched, steps: int) -> tuple[dict, list[str]]:
+    """One pass over the training batches: the history row's training columns, and the metric names."""
+    cfg, dist = run.cfg, run.dist
+    for name, m in run.modules.items():
+        m.train(name in stage.trainable)
+    lr_start = opt.param_groups[0]["lr"]
+    t0 = time.perf_counter()
+    tot, n_seen, sums = 0.0, 0, {}
+    bar = None
+    if run.progress and dist.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"{stage.name} {e + 1}/{stage.epochs}", leave=False, disable=None, unit="batch")
+    for batch in loader:
+        batch = _to_device(batch, dist.device)
+        nb = batch["image"].shape[0]
+        with _autocast(cfg, dist.device):
+            loss, metrics = loss_module(batch, stage)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage.name} epoch {e + 1}: loss is {loss.item()} (lower --lr?)")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        lv = float(loss.detach())
+        tot += lv * nb
+        n_seen += nb
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * nb
+        if bar is not None:
+            bar.set_postfix(loss=f"{lv:.4f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    keys = sorted(sums)
+    red = dist.sum([tot, n_seen, *[sums[k] for k in keys]])
+    tot, n_seen, sums = red[0], red[1], dict(zip(keys, red[2:]))
+    seconds = time.perf_counter() - t0
+    row = {"EPOCH": run.global_epoch + 1, "STAGE": stage.name, "STAGE_EPOCH": e + 1, "LR": lr_start,
+           "TRAIN_LOSS": tot / n_seen, "SECONDS": seconds, "SAMPLES_PER_S": n_seen / seconds if seconds > 0 else float("nan")}
+    row.update(_mean_metrics(sums, n_seen, "TRAIN"))
+    return row, keys
+
+
+def _selection_name(run: _Run) -> str:
+    return "MI" if run.method.needs_genotypes and hasattr(run.method, "critic_projections") else "loss"
+
+
+def _end_epoch(run: _Run, row: dict, position: dict, opt, sched) -> None:
+    """Model selection, last.pt (and best.pt when the validation figure improved), history, log line."""
+    figure = row["VAL_MI"] if _selection_name(run) == "MI" else -row["VAL_LOSS"]
+    improved = math.isfinite(figure) and figure > run.best
+    if improved:
+        run.best, run.best_epoch, run.since_best = figure, run.global_epoch, 0
+    elif math.isfinite(figure):
+        run.since_best += 1
+    _save(run, run.out / "last.pt", position, complete=False, opt=opt, sched=sched)
+    if improved:
+        _save(run, run.out / "best.pt", position, complete=False)
+    if run.dist.is_main:
+        _write_history(run.out, run.history)
+        mi = f", MI train {row['TRAIN_MI']:.4f} val {row['VAL_MI']:.4f}" if not math.isnan(row["TRAIN_MI"]) else ""
+        run.info(f"epoch {run.global_epoch} ({row['STAGE']} {row['STAGE_EPOCH']}): train loss {row['TRAIN_LOSS']:.5f}, "
+                 f"val loss {row['VAL_LOSS']:.5f}{mi}, {row['SAMPLES_PER_S']:.2f} samples/s{' (best)' if improved else ''}")
+    run.dist.barrier()
+    if run.on_epoch_end is not None:
+        run.on_epoch_end(run.global_epoch)
+
+
+def _save(run: _Run, path: Path, position: dict, complete: bool, opt=None, sched=None) -> None:
+    if not run.dist.is_main:
+        return
+    ckpt_mod.save_checkpoint({**run.base, "modules": run.modules.state_dict(),
+                              "optimizer": None if opt is None else opt.state_dict(),
+                              "scheduler": None if sched is None else sched.state_dict(),
+                              "position": position, "complete": complete, "rng": _rng_state(),
+                              "history": list(run.history or []), "selection": run.selection()}, path)
 
 
 @torch.no_grad()
 def _validate(method, modules, loader, stage, cfg, device, dist: Dist, keys) -> dict:
-    """Validation loss and metrics on the centre crops with all SNPs (no augmentation)."""
+    """Validation loss and metrics on the centre crops with all SNPs (no augmentation).
+
+    Methods with a separable critic (`critic_projections`) also get VAL_MI over the whole
+    validation set at once, every other person a negative: far less noisy than the mean over
+    batches of 12, and what model selection and early stopping use.
+    """
     modules.eval()
     tot, n, sums, counts = 0.0, 0, {}, {}
+    us, vs, scale = [], [], None
+    whole_set = hasattr(method, "critic_projections")
     for batch in loader:
         if batch is None:
             continue
@@ -387,6 +481,10 @@ def _validate(method, modules, loader, stage, cfg, device, dist: Dist, keys) -> 
         nb = batch["image"].shape[0]
         with _autocast(cfg, device):
             loss, metrics = method.loss(modules, batch, stage)
+            if whole_set:
+                u, v, scale = method.critic_projections(modules, batch, stage)
+                us.append(u.float())
+                vs.append(v.float())
         tot += float(loss) * nb
         n += nb
         for k, v in metrics.items():
@@ -401,4 +499,10 @@ def _validate(method, modules, loader, stage, cfg, device, dist: Dist, keys) -> 
         c = red[2 + len(keys) + j]
         if k != "loss":
             out[f"VAL_{k.upper()}"] = red[2 + j] / c if c else float("nan")
+    if whole_set:
+        k = int(modules["critic"].x_head[-1].out_features)
+        U = gather_rows(torch.cat(us) if us else torch.zeros(0, k, device=device))
+        V = gather_rows(torch.cat(vs) if vs else torch.zeros(0, k, device=device))
+        if U.shape[0] >= 2:
+            out["VAL_MI"] = float(losses.jse_mi(losses.jse_loss_separable(U, V, scale)))
     return out

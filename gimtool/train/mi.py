@@ -29,12 +29,13 @@ from torch import nn
 
 from gimtool.model.config import ModelConfig
 from gimtool.model.critic import SeparableCritic
-from gimtool.model.genetic import GeneticTransformer, MLPGeneticEncoder
-from gimtool.model.losses import jse_loss, jse_mi
+from gimtool.model.genetic import build_genetic_encoder
+from gimtool.model.losses import jse_loss, jse_loss_separable, jse_mi
+from gimtool.train.freq import a1_frequencies
 
 LN2 = math.log(2.0)
 MAX_MI = 2 * LN2
-ENCODERS = ("transformer", "mlp")
+ENCODERS = ("transformer", "mlp", "linear")
 MIN_PER_PART = 4  # a JSE loss needs at least 2 people, and an estimate worth the name more
 
 
@@ -131,34 +132,17 @@ class JSECritic(nn.Module):
 
     def __init__(self, cfg: ModelConfig, encoder: str, z_dim: int, n_snps: int):
         super().__init__()
-        self.genetic = GeneticTransformer(cfg) if encoder == "transformer" else MLPGeneticEncoder(cfg, n_snps)
+        self.genetic = build_genetic_encoder(cfg.replace(genetic_encoder=encoder), n_snps)
         self.critic = SeparableCritic(cfg, z_dim, cfg.genetic_out_dim)
 
     def heads(self, z: torch.Tensor, geno: torch.Tensor, pos: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, k) projections u(z), v(enc(g)) whose scaled products are the scores."""
-        g = self.genetic(geno, pos["chrom"], pos["bp"], pos["cm"])
-        return self.critic.x_head(z), self.critic.y_head(g)
+        g = self.genetic(geno, pos["chrom"], pos["bp"], pos["cm"], None, pos.get("af"))
+        return self.critic.project(z, g)
 
     def forward(self, z: torch.Tensor, geno: torch.Tensor, pos: dict[str, torch.Tensor]) -> torch.Tensor:
-        g = self.genetic(geno, pos["chrom"], pos["bp"], pos["cm"])
+        g = self.genetic(geno, pos["chrom"], pos["bp"], pos["cm"], None, pos.get("af"))
         return self.critic(z, g)
-
-
-def jse_loss_separable(U: torch.Tensor, V: torch.Tensor, scale: float, block: int = 4096) -> float:
-    """JSE loss of the full (n, n) score matrix (U V^T) * scale without holding it: U, V (n, k).
-
-    Equals losses.jse_loss((U @ V.T) * scale) (tested), in row blocks of `block`.
-    """
-    n = U.shape[0]
-    if V.shape[0] != n or n < 2:
-        raise ValueError(f"need U and V with the same n >= 2 rows; got {tuple(U.shape)} and {tuple(V.shape)}")
-    pos = F.softplus(-(U * V).sum(1) * scale).sum()
-    neg = U.new_zeros(())
-    for a in range(0, n, block):
-        T = (U[a : a + block] @ V.t()) * scale
-        neg = neg + F.softplus(T).sum()
-    diag = F.softplus((U * V).sum(1) * scale).sum()
-    return float(pos / n + (neg - diag) / (n * (n - 1)))
 
 
 class GenotypeRows:
@@ -208,7 +192,7 @@ def _part_loss(model: JSECritic, Z_t: torch.Tensor, geno: GenotypeRows, idx: np.
         us.append(u.float())
         vs.append(v.float())
     model.train()
-    return jse_loss_separable(torch.cat(us), torch.cat(vs), model.critic.scale, block)
+    return float(jse_loss_separable(torch.cat(us), torch.cat(vs), model.critic.scale, block))
 
 
 def estimate_once(
@@ -238,6 +222,8 @@ def estimate_once(
     torch.manual_seed(seed)
     Z_t = torch.as_tensor(standardize_columns(Z, tr), device=device)
     pos = _positions_t(positions, cols, device)
+    # standardized genotypes use the frequencies of the estimator-train people only
+    pos["af"] = torch.as_tensor(a1_frequencies(geno[tr]), dtype=torch.float32, device=device)
     model = JSECritic(settings.model, settings.encoder, d, cols.size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     bs = min(settings.batch_size, tr.size)

@@ -1,0 +1,119 @@
+"""The genotype-guided readout (stats.guided, `pcs --guided-by`): it finds a low-variance
+direction that carries association with the genotypes where PCA keeps the high-variance noise,
+it selects nothing under the null, and it never sees people outside the fit set."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from gimtool.cli import app, main
+from gimtool.io.tables import write_ids, write_table
+from gimtool.stats import guided, pca
+
+
+def _cohort(n=800, L=300, d=24, seed=0, signal=True):
+    rng = np.random.default_rng(seed)
+    af = rng.uniform(0.1, 0.5, L)
+    G = rng.binomial(2, af, size=(n, L)).astype(np.int8)
+    Gs = guided.standardize_int8(G)
+    # z: large-variance noise on every axis, and along one fixed direction w a small genetic part
+    w = rng.standard_normal(d)
+    w /= np.linalg.norm(w)
+    z = rng.standard_normal((n, d)) * np.linspace(10, 1, d)
+    if signal:
+        z += np.outer(Gs[:, 7] + Gs[:, 150], w) * 3.0
+    return G, Gs, z, w
+
+
+def _cos(a, b):
+    return abs(float(a @ b)) / (np.linalg.norm(a) * np.linalg.norm(b))
+
+
+def test_finds_the_genetic_direction_that_pca_misses():
+    G, Gs, z, w = _cohort()
+    fit = guided.fit_guided(z, [Gs[:, :100], Gs[:, 100:]], k=2)
+    scores = pca.apply_pca(z, fit.mean, fit.components)
+    # the first guided score tracks the genetic part; the top PCs do not
+    genetic = Gs[:, 7] + Gs[:, 150]
+    # as good as the best linear predictor of the genetic part (which uses the truth) nearly
+    zc = z - z.mean(0)
+    oracle = np.corrcoef(zc @ np.linalg.lstsq(zc, genetic - genetic.mean(), rcond=None)[0], genetic)[0, 1]
+    assert oracle > 0.6 and abs(np.corrcoef(scores[:, 0], genetic)[0, 1]) > 0.95 * oracle
+    top = pca.fit_pca(z, 2)
+    pcs = pca.apply_pca(z, top.mean, top.components)
+    assert max(abs(np.corrcoef(pcs[:, j], genetic)[0, 1]) for j in range(2)) < 0.3
+    # scores have variance 1 on the fit people; the two causal SNPs are among those selected
+    np.testing.assert_allclose(scores.var(0), 1.0, rtol=1e-6)
+    assert 2 <= fit.n_selected <= 6 and fit.n_tested == 300 and fit.q == z.shape[1]
+
+
+def test_null_selects_nothing_and_falls_back_to_pcs():
+    G, Gs, z, w = _cohort(signal=False, seed=3)
+    fit = guided.fit_guided(z, [Gs], k=3, p_threshold=1e-5)
+    assert fit.n_selected == 0
+    top = pca.fit_pca(z, 3)
+    for j in range(3):  # with nothing selected, the directions are the leading PCs (whitened)
+        assert _cos(fit.components[j], top.components[j]) > 0.99
+
+
+def test_chunking_and_covariates():
+    G, Gs, z, w = _cohort(seed=5)
+    one = guided.fit_guided(z, [Gs], k=2)
+    many = guided.fit_guided(z, [Gs[:, a:a + 37] for a in range(0, Gs.shape[1], 37)], k=2)
+    np.testing.assert_allclose(one.components, many.components, atol=1e-8)
+    # a covariate equal to the genetic part removes the association entirely
+    cov = (Gs[:, 7] + Gs[:, 150])[:, None]
+    with_cov = guided.fit_guided(z, [Gs], k=2, covar=cov)
+    assert with_cov.n_selected < one.n_selected
+
+
+def test_standardize_int8_missing_and_monomorphic():
+    g = np.array([[0, 2, -127], [1, 2, 1], [2, 2, 2], [-127, 2, 0]], dtype=np.int8)
+    s = guided.standardize_int8(g)
+    assert s[3, 0] == 0 and s[0, 2] == 0 and np.all(s[:, 1] == 0)
+    np.testing.assert_allclose(s[:3, 0], np.array([-1, 0, 1]) / np.sqrt(2 / 3))
+
+
+def test_refuses_more_directions_than_dimensions():
+    G, Gs, z, w = _cohort(d=4)
+    with pytest.raises(ValueError, match="3 directions of a 2-dimensional"):
+        guided.fit_guided(z[:, :2], [Gs], k=3)
+    rank2 = np.concatenate([z[:, :2], 2 * z[:, :2]], axis=1)  # 4 columns, 2 directions
+    with pytest.raises(ValueError, match="2 non-degenerate directions"):
+        guided.fit_guided(rank2, [Gs], k=3)
+
+
+def test_pcs_guided_by_cli_fits_on_fit_people_only(tmp_path, capsys):
+    from gimtool.io.genostore import GenoStoreWriter
+
+    G, Gs, z, w = _cohort(n=600)
+    ids = pl.DataFrame({"FID": [f"F{i}" for i in range(600)], "IID": [f"I{i}" for i in range(600)]})
+    snps = pl.DataFrame({"CHR": [1] * 300, "SNP": [f"rs{j}" for j in range(300)], "CM": np.arange(300) * 0.01,
+                         "BP": np.arange(300) * 10_000 + 1, "A1": ["A"] * 300, "A2": ["G"] * 300})
+    with GenoStoreWriter(tmp_path / "g.geno", ids, snps) as wr:
+        wr.write(G)
+    emb = ids.with_columns([pl.Series(f"z{k + 1}", z[:, k]) for k in range(z.shape[1])])
+    write_table(emb, tmp_path / "emb.tsv")
+    write_ids(ids[:400], tmp_path / "train.ids")
+    args = ["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--fit-keep", str(tmp_path / "train.ids"), "--n", "2",
+            "--guided-by", str(tmp_path / "g.geno")]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    out = pl.read_csv(tmp_path / "a.pcs.tsv", separator="\t")
+    genetic = Gs[:, 7] + Gs[:, 150]
+    assert abs(np.corrcoef(out["PC1"].to_numpy()[400:], genetic[400:])[0, 1]) > 0.6  # held-out people
+    log = (tmp_path / "a.log").read_text()
+    assert "guided readout: 400 fit samples with genotypes" in log
+    # the held-out people's genotypes never shape the readout: scrambling them changes nothing
+    G2 = G.copy()
+    G2[400:] = np.random.default_rng(9).permutation(G2[400:])
+    with GenoStoreWriter(tmp_path / "g2.geno", ids, snps) as wr:
+        wr.write(G2)
+    r = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "g2.geno"), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert pl.read_csv(tmp_path / "b.pcs.tsv", separator="\t").equals(out)
+    assert main(["pcs", "--bfile", "x", "--guided-by", str(tmp_path / "g.geno"), "--out", str(tmp_path / "c")]) != 0
+    assert "--guided-by fits a readout of embeddings" in capsys.readouterr().err
