@@ -1,8 +1,11 @@
-"""Figures as PNG with matplotlib's Agg backend: Manhattan, QQ, and a PCA spectrum (scree).
+"""Figures as PNG: Manhattan and QQ (one per phenotype: drawn by gimtool.io.rasterplot in the
+look of matplotlib's defaults, without matplotlib), a PCA spectrum (scree) and MI curves
+(matplotlib's Agg backend).
 
 Each function takes arrays or a frame and a path, writes the file atomically, and returns
-nothing. Dense points are thinned to one per output pixel before drawing, which leaves the
-picture unchanged while keeping a 650k-SNP Manhattan plot fast.
+nothing. Manhattan and QQ points are drawn at the resolution shown: one per pixel, and every
+point with P < 1e-3 on its own, which leaves the picture unchanged while keeping a 650k-SNP
+Manhattan plot fast.
 """
 
 from __future__ import annotations
@@ -29,84 +32,92 @@ def _save(fig, path) -> None:
     _pyplot().close(fig)
 
 
-def _thin(x: np.ndarray, y: np.ndarray, nx: int, ny: int, xmax: float, ymax: float) -> np.ndarray:
-    """Indices of one point per (nx × ny) pixel cell; all points if fewer than cells."""
-    if len(x) <= 20_000:
-        return np.arange(len(x))
-    ix = np.clip((x / max(xmax, 1e-12) * nx).astype(np.int64), 0, nx)
-    iy = np.clip((y / max(ymax, 1e-12) * ny).astype(np.int64), 0, ny)
-    _, first = np.unique(ix * (ny + 1) + iy, return_index=True)
-    return np.sort(first)
-
-
 def _chrom_key(c: str):
     c = str(c)
     return (0, int(c)) if c.isdigit() else (1, c)
 
 
-def manhattan(chrom, bp, p, path: str | os.PathLike, title: str = "", lines=(5e-8,)) -> None:
-    """Manhattan plot: −log10 P along the genome, chromosomes in alternating colours."""
-    plt = _pyplot()
-    chrom = np.asarray(chrom).astype(str)
+def genome_positions(chrom, bp) -> tuple[np.ndarray, np.ndarray, list[float], list[str], float]:
+    """x of each SNP along the concatenated chromosomes (in chromosome order, 2% gaps), the
+    parity of its chromosome (for the alternating colours), tick positions and labels, and the
+    genome's length on that axis. Works on runs of equal chromosome codes (a .bim is sorted by
+    chromosome), so 650k SNPs take milliseconds."""
+    chrom = np.asarray(chrom)
     bp = np.asarray(bp, dtype=np.float64)
+    n = len(bp)
+    if n == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), [], [], 1.0
+    starts = np.r_[0, np.flatnonzero(chrom[1:] != chrom[:-1]) + 1]
+    run_names = [str(c) for c in chrom[starts].tolist()]
+    names = sorted(set(run_names), key=_chrom_key)
+    run_len = np.diff(np.r_[starts, n])
+    run_rank = np.array([names.index(c) for c in run_names])
+    rank = np.repeat(run_rank, run_len)
+    lo = np.full(len(names), np.inf)
+    hi = np.full(len(names), -np.inf)
+    np.minimum.at(lo, run_rank, np.minimum.reduceat(bp, starts))
+    np.maximum.at(hi, run_rank, np.maximum.reduceat(bp, starts))
+    gap = np.maximum(1.0, 0.02 * (hi - lo + 1))
+    offset = np.r_[0.0, np.cumsum((hi - lo) + gap)]
+    x = bp - lo[rank] + offset[rank]
+    ticks = (offset[:-1] + (hi - lo) / 2).tolist()
+    return x, rank % 2, ticks, names, max(float(offset[-1]), 1.0)
+
+
+# every point with P below this is drawn on its own; the others one per pixel
+EACH_BELOW = 1e-3
+
+
+def manhattan(chrom, bp, p, path: str | os.PathLike, title: str = "", lines=(5e-8,), positions=None) -> None:
+    """Manhattan plot: −log10 P along the genome, chromosomes in alternating colours (12 x 4 in,
+    100 dpi), drawn at the resolution shown: one disc per pixel, every point with P < 1e-3.
+    positions: genome_positions(chrom, bp), when several phenotypes share the SNPs."""
+    from gimtool.io.rasterplot import Canvas, nice_ticks, thin_points, tick_labels
+
     p = np.asarray(p, dtype=np.float64)
     ok = np.isfinite(p) & (p >= 0)
-    chrom, bp, p = chrom[ok], bp[ok], p[ok]
+    x, parity, ticks, labels, length = positions if positions is not None else genome_positions(chrom, bp)
+    x, parity, p = x[ok], parity[ok], p[ok]
     y = -np.log10(np.maximum(p, 1e-320))
-    x = np.zeros_like(bp)
-    ticks, labels = [], []
-    offset = 0.0
-    colour = np.zeros(len(bp), dtype=np.int64)
-    for i, c in enumerate(sorted(set(chrom.tolist()), key=_chrom_key)):
-        sel = chrom == c
-        lo, hi = bp[sel].min(), bp[sel].max()
-        x[sel] = bp[sel] - lo + offset
-        ticks.append(offset + (hi - lo) / 2)
-        labels.append(c)
-        colour[sel] = i % 2
-        offset += (hi - lo) + max(1.0, 0.02 * (hi - lo + 1))
-    fig, ax = plt.subplots(figsize=(12, 4))
     ymax = max(float(y.max()) if len(y) else 1.0, -np.log10(min(lines)) if lines else 1.0) * 1.05
-    keep = _thin(x, y, 1200, 400, max(offset, 1.0), ymax)
-    for parity, col in enumerate(("#1f4e79", "#7aa6d6")):  # one colour per call: no per-point colour parsing
-        sel = keep[colour[keep] == parity]
-        ax.scatter(x[sel], y[sel], s=3, color=col, linewidths=0, rasterized=True)
+    cv = Canvas(12, 4, (0.055, 0.99, 0.12, 0.92), (0.0, length), (0.0, ymax))
+    rest, each = thin_points(cv.px(x), cv.py(y), p, EACH_BELOW)
+    for par, col in enumerate(("#1f4e79", "#7aa6d6")):  # drawn in this order, as before
+        cv.points(x[rest[parity[rest] == par]], y[rest[parity[rest] == par]], col, 3)
+        cv.points(x[each[parity[each] == par]], y[each[parity[each] == par]], col, 3, exact=True)
     for ln in lines:
-        ax.axhline(-np.log10(ln), color="#c0392b", lw=0.8, ls="--")
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.set_xlim(0, max(offset, 1.0))
-    ax.set_ylim(0, ymax)
-    ax.set_xlabel("chromosome")
-    ax.set_ylabel("−log10 P")
-    ax.set_title(title)
-    fig.subplots_adjust(left=0.055, right=0.99, bottom=0.12, top=0.92)  # fixed: tight_layout costs a draw
-    _save(fig, path)
+        cv.hline(-np.log10(ln), "#c0392b", 0.8, dashed=True)
+    yt = nice_ticks(0.0, ymax, cv.y1 - cv.y0, 10, 2)
+    ylab = tick_labels(yt)
+    cv.frame(ticks, yt, labels, ylab, xtick_pt=7)
+    cv.labels("chromosome", "−log10 P", title, xtick_pt=7, ytick_width=cv.ytick_label_width(ylab))
+    cv.save(path)
 
 
 def qq(p, path: str | os.PathLike, title: str = "", lambda_gc: float | None = None) -> None:
-    """QQ plot of −log10 P against the uniform expectation, with the λGC in the legend."""
-    plt = _pyplot()
+    """QQ plot of −log10 P against the uniform expectation (5 x 5 in), with the λGC in a legend;
+    one disc per pixel, every point with P < 1e-3."""
+    from gimtool.io.rasterplot import PT, Canvas, nice_ticks, thin_points, tick_labels
+
     p = np.asarray(p, dtype=np.float64)
     p = np.sort(p[np.isfinite(p)])
     n = len(p)
     obs = -np.log10(np.maximum(p, 1e-320))
     exp = -np.log10((np.arange(1, n + 1) - 0.5) / max(n, 1))
-    fig, ax = plt.subplots(figsize=(5, 5))
     top = max(float(obs.max()) if n else 1.0, float(exp.max()) if n else 1.0) * 1.05
-    keep = _thin(exp, obs, 500, 500, top, top)
-    label = f"λGC = {lambda_gc:.3f}" if lambda_gc is not None and np.isfinite(lambda_gc) else None
-    ax.scatter(exp[keep], obs[keep], s=4, color="#1f4e79", linewidths=0, rasterized=True, label=label)
-    ax.plot([0, top], [0, top], color="#c0392b", lw=0.8)
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("expected −log10 P")
-    ax.set_ylabel("observed −log10 P")
-    ax.set_title(title)
-    if label:
-        ax.legend(loc="upper left")
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.93)
-    _save(fig, path)
+    cv = Canvas(5, 5, (0.13, 0.97, 0.1, 0.93), (0.0, top), (0.0, top))
+    rest, each = thin_points(cv.px(exp), cv.py(obs), p, EACH_BELOW)
+    cv.points(exp[rest], obs[rest], "#1f4e79", 4)
+    cv.points(exp[each], obs[each], "#1f4e79", 4, exact=True)
+    cv.line(0.0, 0.0, top, top, "#c0392b", 0.8)
+    xt = nice_ticks(0.0, top, cv.x1 - cv.x0, 10, 3)
+    yt = nice_ticks(0.0, top, cv.y1 - cv.y0, 10, 2)
+    ylab = tick_labels(yt)
+    cv.frame(xt, yt, None, ylab)
+    cv.labels("expected −log10 P", "observed −log10 P", title, ytick_width=cv.ytick_label_width(ylab))
+    if lambda_gc is not None and np.isfinite(lambda_gc):
+        cv.legend(f"λGC = {lambda_gc:.3f}", "#1f4e79", 4)
+    cv.save(path)
 
 
 def scree(explained, path: str | os.PathLike, title: str = "", cumulative: bool = True) -> None:

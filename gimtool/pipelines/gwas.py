@@ -298,13 +298,17 @@ def _write_outputs(out: str, frames: dict, n_used: dict, names: list[str], share
         write = SharedSnpWriter(frames[names[0]]).write if shared_snps else write_sumstats
         with cf.ThreadPoolExecutor(max(1, threads)) as pool:
             written = [pool.submit(write, frames[nm], f"{out}.{nm}.sumstats.gz") for nm in names]
+            # the genome axis of the Manhattan plots, laid out once when the phenotypes share the SNPs
+            axis = figures.genome_positions(frames[names[0]]["CHR"].to_numpy(), frames[names[0]]["BP"].to_numpy()) \
+                if plots and shared_snps else None
             for nm in names:
                 df = frames[nm]
                 rows.append(summary_row(nm, df, len(names), n_used.get(nm)))
                 if plots:
                     pv = df["P"].to_numpy().astype(float)
-                    figures.manhattan(df["CHR"].to_numpy(), df["BP"].to_numpy(), pv, f"{out}.{nm}.manhattan.png",
-                                      title=nm, lines=(GWS, GWS / len(names)) if len(names) > 1 else (GWS,))
+                    figures.manhattan(df["CHR"].to_numpy() if axis is None else None, df["BP"].to_numpy() if axis is None else None,
+                                      pv, f"{out}.{nm}.manhattan.png", title=nm,
+                                      lines=(GWS, GWS / len(names)) if len(names) > 1 else (GWS,), positions=axis)
                     figures.qq(pv, f"{out}.{nm}.qq.png", title=nm, lambda_gc=rows[-1]["LAMBDA_GC"])
             for f in written:
                 f.result()
