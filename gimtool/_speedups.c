@@ -789,6 +789,81 @@ static PyObject *py_missing_per_sample(PyObject *self, PyObject *args) {
 }
 
 /*
+ * The figures' point layers (gimtool.io.rasterplot): splat adds a marker's log-transmittance
+ * kernel around every occupied pixel of a layer (log(1 - coverage), so overlapping
+ * anti-aliased markers compose as 'over' does); composite paints a layer's colour into the
+ * 8-bit RGB image with coverage 1 - exp(acc). The numpy path does the same with shifted
+ * whole-array adds.
+ */
+/* splat(occ uint8 (h x w), acc float32 (h x w), lk float32 (K x K)): acc[r + dy - K/2, c + dx - K/2]
+ * += lk[dy, dx] for every pixel (r, c) with occ set, clipped to the layer */
+static PyObject *py_splat(PyObject *self, PyObject *args) {
+    PyObject *oocc, *oacc, *olk;
+    Py_ssize_t h, w, K;
+    if (!PyArg_ParseTuple(args, "OOnnOn", &oocc, &oacc, &h, &w, &olk, &K)) return NULL;
+    Py_buffer b[3];
+    const BufArg spec[3] = {{oocc, 0, 1, "occ"}, {oacc, 1, 4, "acc"}, {olk, 0, 4, "kernel"}};
+    if (get_buffers(spec, b, 3) < 0) return NULL;
+    if (h <= 0 || w <= 0 || K <= 0 || !(K & 1) || b[0].len != h * w || b[1].len != h * w * 4 || b[2].len != K * K * 4) {
+        PyErr_SetString(PyExc_ValueError, "splat: inconsistent array sizes (K must be odd)");
+        return done(b, 3, 1);
+    }
+    const uint8_t *occ = b[0].buf;
+    float *acc = b[1].buf;
+    const float *lk = b[2].buf;
+    const Py_ssize_t hk = K / 2;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < h; r++)
+        for (Py_ssize_t c = 0; c < w; c++) {
+            if (!occ[r * w + c]) continue;
+            for (Py_ssize_t dy = 0; dy < K; dy++) {
+                const Py_ssize_t rr = r + dy - hk;
+                if (rr < 0 || rr >= h) continue;
+                for (Py_ssize_t dx = 0; dx < K; dx++) {
+                    const Py_ssize_t cc = c + dx - hk;
+                    if (cc >= 0 && cc < w) acc[rr * w + cc] += lk[dy * K + dx];
+                }
+            }
+        }
+    Py_END_ALLOW_THREADS
+    return done(b, 3, 0);
+}
+
+/* composite(img uint8 (H x W x 3), W, acc float32 (h x w), h, w, r0, c0, rgb float64 (3)):
+ * img[r0 + r, c0 + c] += (1 - exp(acc[r, c])) (rgb - img[...]) where acc < 0, rounded */
+static PyObject *py_composite(PyObject *self, PyObject *args) {
+    PyObject *oimg, *oacc, *orgb;
+    Py_ssize_t W, h, w, r0, c0;
+    if (!PyArg_ParseTuple(args, "OnOnnnnO", &oimg, &W, &oacc, &h, &w, &r0, &c0, &orgb)) return NULL;
+    Py_buffer b[3];
+    const BufArg spec[3] = {{oimg, 1, 1, "img"}, {oacc, 0, 4, "acc"}, {orgb, 0, 8, "rgb"}};
+    if (get_buffers(spec, b, 3) < 0) return NULL;
+    Py_ssize_t H = W > 0 ? b[0].len / (3 * W) : 0;
+    if (W <= 0 || b[0].len != H * W * 3 || b[1].len != h * w * 4 || b[2].len != 24 || r0 < 0 || c0 < 0 || r0 + h > H ||
+        c0 + w > W) {
+        PyErr_SetString(PyExc_ValueError, "composite: inconsistent array sizes or offset");
+        return done(b, 3, 1);
+    }
+    uint8_t *img = b[0].buf;
+    const float *acc = b[1].buf;
+    const double *rgb = b[2].buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < h; r++)
+        for (Py_ssize_t c = 0; c < w; c++) {
+            const float a = acc[r * w + c];
+            if (!(a < 0.0f)) continue;
+            const double cov = -expm1((double)a);
+            uint8_t *px = img + ((r0 + r) * W + c0 + c) * 3;
+            for (int q = 0; q < 3; q++) {
+                const double v = px[q] + cov * (rgb[q] - px[q]);
+                px[q] = (uint8_t)(v + 0.5);
+            }
+        }
+    Py_END_ALLOW_THREADS
+    return done(b, 3, 0);
+}
+
+/*
  * Two-sided P of Student's t: P = I_x(nu/2, 1/2), x = nu / (nu + t^2), the regularized incomplete
  * beta function, by its continued fraction (modified Lentz) where that converges fast, and by the
  * symmetry I_x(a, b) = 1 - I_{1-x}(b, a) elsewhere. 1 - x = t^2 / (nu + t^2) is formed directly, so
@@ -1000,6 +1075,8 @@ static PyMethodDef methods[] = {
     {"decode_sample_major", py_decode_sample_major, METH_VARARGS, "Packed .bed rows to sample-major int8 (counts of A1)."},
     {"repack", py_repack, METH_VARARGS, "The .bed rows of a subset of samples."},
     {"missing_per_sample", py_missing_per_sample, METH_VARARGS, "Missing calls per sample over .bed rows."},
+    {"splat", py_splat, METH_VARARGS, "Add a kernel around every occupied pixel of a layer (figures)."},
+    {"composite", py_composite, METH_VARARGS, "Paint a layer's colour into an RGB image (figures)."},
     {"missing_fix", py_missing_fix, METH_VARARGS, "Per-SNP sums corrected for missing calls (sparse, see the C source)."},
     {"format_rows", py_format_rows, METH_VARARGS, "TSV rows: text prefixes, then float/int columns."},
     {NULL, NULL, 0, NULL},

@@ -22,6 +22,15 @@ DPI = 100
 PT = DPI / 72.0  # pixels per point
 
 
+def _speedups():
+    """gimtool._speedups when it was built (its splat and composite), else None: numpy does it."""
+    try:
+        from gimtool import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
 def hex_rgb(colour: str) -> np.ndarray:
     c = colour.lstrip("#")
     return np.array([int(c[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
@@ -128,7 +137,7 @@ class Canvas:
     def __init__(self, width_in: float, height_in: float, box: tuple[float, float, float, float],
                  xlim: tuple[float, float], ylim: tuple[float, float]):
         self.w, self.h = int(round(width_in * DPI)), int(round(height_in * DPI))
-        self.img = np.full((self.h, self.w, 3), 255.0, dtype=np.float32)
+        self.img = np.full((self.h, self.w, 3), 255, dtype=np.uint8)
         left, right, bottom, top = box
         self.x0, self.x1 = left * self.w, right * self.w
         self.y0, self.y1 = (1 - top) * self.h, (1 - bottom) * self.h  # pixel rows of the axes' top and bottom
@@ -147,29 +156,37 @@ class Canvas:
         return self.y1 - (np.asarray(y, dtype=np.float64) - self.ylim[0]) / (self.ylim[1] - self.ylim[0]) * (self.y1 - self.y0) - 0.5
 
     def blend(self, cov: np.ndarray, colour: str, r0: int = 0, c0: int = 0) -> None:
-        """Paint `colour` with coverage `cov` (a block of the image at row r0, column c0), on the
-        covered pixels only."""
+        """Paint `colour` with coverage `cov` (a block of the image at row r0, column c0)."""
         self.flush()
         r0c, c0c = max(r0, 0), max(c0, 0)
         cov = cov[r0c - r0 :, c0c - c0 :][: self.h - r0c, : self.w - c0c]
-        blk = self.img[r0c : r0c + cov.shape[0], c0c : c0c + cov.shape[1]]
-        self._paint(blk, cov, colour)
-
-    @staticmethod
-    def _paint(blk: np.ndarray, cov: np.ndarray, colour: str) -> None:
-        """blk (rows, cols, 3) += cov (rows, cols) x (colour - blk), on the band of rows covered."""
         rows = np.flatnonzero(cov.any(axis=1))
         if len(rows) == 0:
             return
         lo, hi = rows[0], rows[-1] + 1
-        b = blk[lo:hi]
-        b += cov[lo:hi, :, None] * (hex_rgb(colour) - b)
+        blk = self.img[r0c + lo : r0c + hi, c0c : c0c + cov.shape[1]]
+        f = blk.astype(np.float32)
+        f += cov[lo:hi, :, None] * (hex_rgb(colour) - f)
+        blk[:] = (f + 0.5).astype(np.uint8)
 
     def flush(self) -> None:
-        """Paint the points drawn so far (each colour's coverage, in the order first drawn)."""
+        """Paint the points drawn so far (each colour's layer, in the order first drawn)."""
         layers, self.layers = self.layers, {}
+        sp = _speedups()
         for colour, acc in layers.items():
-            self._paint(self.img[self.ax_r0 : self.ax_r1, self.ax_c0 : self.ax_c1], -np.expm1(acc), colour)
+            rows = np.flatnonzero((acc < 0).any(axis=1))
+            if len(rows) == 0:
+                continue
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            band = np.ascontiguousarray(acc[lo:hi])
+            if sp is not None:
+                sp.composite(self.img, self.w, band, hi - lo, band.shape[1], self.ax_r0 + lo, self.ax_c0,
+                             hex_rgb(colour).astype(np.float64))
+            else:
+                blk = self.img[self.ax_r0 + lo : self.ax_r0 + hi, self.ax_c0 : self.ax_c1]
+                f = blk.astype(np.float32)
+                f += -np.expm1(band)[:, :, None] * (hex_rgb(colour) - f)
+                blk[:] = (f + 0.5).astype(np.uint8)
 
     def points(self, x, y, colour: str, diameter_pt: float, exact: bool = False) -> None:
         """Discs at (x, y) (scatter markers of area `diameter_pt`² pt², clipped to the axes).
@@ -187,7 +204,13 @@ class Canvas:
             if not ok.any():
                 return
             k, h = disc_kernel(diam)
-            lk = np.log1p(-np.minimum(k, 0.999))
+            lk = np.log1p(-np.minimum(k, 0.999)).astype(np.float32)
+            sp = _speedups()
+            if sp is not None:
+                occ = np.zeros(acc.shape, dtype=np.uint8)
+                occ[iy[ok], ix[ok]] = 1
+                sp.splat(occ, acc, acc.shape[0], acc.shape[1], np.ascontiguousarray(lk), 2 * h + 1)
+                return
             occ = np.zeros((acc.shape[0] + 2 * h, acc.shape[1] + 2 * h), dtype=np.float32)
             occ[iy[ok] + h, ix[ok] + h] = 1.0
             rows = np.flatnonzero(occ.any(axis=1))  # only the band of rows with points
@@ -223,25 +246,34 @@ class Canvas:
         self.blend((vcov[keep, None] * hcov[None, :]), colour, int(rows[keep][0]) if keep.any() else 0, c0) if keep.any() else None
 
     def line(self, xa: float, ya: float, xb: float, yb: float, colour: str, width_pt: float = 0.8) -> None:
-        """A straight anti-aliased line between two data points, clipped to the axes."""
+        """A straight anti-aliased line between two data points, clipped to the axes: only the
+        pixels within a few of it are computed."""
+        self.flush()
         ax0, ay0, ax1, ay1 = float(self.px(xa)), float(self.py(ya)), float(self.px(xb)), float(self.py(yb))
-        r0, r1 = int(math.floor(self.y0)), int(math.ceil(self.y1))
-        c0, c1 = int(math.floor(self.x0)), int(math.ceil(self.x1))
-        rows = np.arange(r0, r1, dtype=np.float32)[:, None]
-        cols = np.arange(c0, c1, dtype=np.float32)[None, :]
         dx, dy = ax1 - ax0, ay1 - ay0
         norm = math.hypot(dx, dy) or 1.0
+        half = width_pt * PT / 2
+        reach = int(math.ceil(half + 1.5))
+        steep = abs(dy) > abs(dx)
+        lo, hi = (min(ay0, ay1), max(ay0, ay1)) if steep else (min(ax0, ax1), max(ax0, ax1))
+        major = np.arange(int(math.floor(lo)) - 1, int(math.ceil(hi)) + 2)
+        centre = ax0 + (major - ay0) * dx / dy if steep else ay0 + (major - ax0) * dy / dx if dx else np.full(len(major), ay0)
+        minor = np.round(centre).astype(np.int64)[:, None] + np.arange(-reach, reach + 1)[None, :]
+        rows, cols = (np.broadcast_to(major[:, None], minor.shape), minor) if steep else (minor, np.broadcast_to(major[:, None], minor.shape))
         dist = np.abs((cols - ax0) * dy - (rows - ay0) * dx) / norm
         along = ((cols - ax0) * dx + (rows - ay0) * dy) / norm
-        cov = np.clip(width_pt * PT / 2 + 0.5 - dist, 0, 1) * ((along >= -0.5) & (along <= norm + 0.5))
-        self.blend(cov.astype(np.float32), colour, r0, c0)
+        cov = np.clip(half + 0.5 - dist, 0, 1) * ((along >= -0.5) & (along <= norm + 0.5))
+        inside = (rows >= math.floor(self.y0)) & (rows < math.ceil(self.y1)) & (cols >= math.floor(self.x0)) & (cols < math.ceil(self.x1)) & (cov > 0)
+        r, c, a = rows[inside], cols[inside], cov[inside].astype(np.float32)[:, None]
+        f = self.img[r, c].astype(np.float32)
+        self.img[r, c] = (f + a * (hex_rgb(colour) - f) + 0.5).astype(np.uint8)
 
     def frame(self, xticks, yticks, xlabels=None, ylabels=None, xtick_pt: float = 10, ytick_pt: float = 10) -> None:
         """Spines (0.8 pt, black), outward ticks (3.5 pt) and their labels (pad 3.5 pt)."""
         self.flush()
         top, bot = int(round(self.y0)), int(round(self.y1))
         left, right = int(round(self.x0)), int(round(self.x1))
-        ink = np.zeros(3, dtype=np.float32)
+        ink = np.zeros(3, dtype=np.uint8)
         self.img[top, left : right + 1] = ink
         self.img[bot, left : right + 1] = ink
         self.img[top : bot + 1, left] = ink
@@ -287,8 +319,8 @@ class Canvas:
         r0, r1, c0, c1 = int(round(by0)), int(round(by0 + bh)), int(round(bx0)), int(round(bx0 + bw))
         self.flush()
         box = self.img[r0 : r1 + 1, c0 : c1 + 1]
-        box += 0.8 * (255.0 - box)  # white at alpha 0.8
-        edge = np.full(3, 204.0, dtype=np.float32)
+        box[:] = (box + 0.8 * (255.0 - box) + 0.5).astype(np.uint8)  # white at alpha 0.8
+        edge = np.full(3, 204, dtype=np.uint8)
         self.img[r0, c0 : c1 + 1] = edge
         self.img[r1, c0 : c1 + 1] = edge
         self.img[r0 : r1 + 1, c0] = edge
@@ -306,7 +338,7 @@ class Canvas:
         from gimtool.io.atomic import atomic_path
 
         self.flush()
-        im = Image.fromarray((self.img + 0.5).astype(np.uint8), "RGB")  # blends stay within 0..255
+        im = Image.fromarray(self.img, "RGB")
         draw = ImageDraw.Draw(im)
         for x, y, s, size, anchor, rot in self.texts:
             if not s:

@@ -152,3 +152,18 @@ def test_png_writer_is_lossless(tmp_path):
     img[5:20, 10:40] = 255
     write_png(tmp_path / "x.png", img)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "x.png").convert("RGB")), img)
+
+
+def test_compiled_and_numpy_layers_agree(monkeypatch, tmp_path):
+    """The compiled splat/composite and the numpy shifted adds draw the same figure (to rounding)."""
+    from gimtool.io import rasterplot
+
+    if rasterplot._speedups() is None:
+        pytest.skip("gimtool._speedups not built")
+    chrom, bp, p = _gwas_like()
+    figures.manhattan(chrom, bp, p, tmp_path / "c.png", title="T")
+    monkeypatch.setattr(rasterplot, "_speedups", lambda: None)
+    figures.manhattan(chrom, bp, p, tmp_path / "n.png", title="T")
+    a = np.asarray(Image.open(tmp_path / "c.png").convert("RGB")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "n.png").convert("RGB")).astype(int)
+    assert np.abs(a - b).max() <= 2
