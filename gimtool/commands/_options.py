@@ -30,3 +30,8 @@ Bfile = Annotated[str, typer.Option("--bfile", help="PLINK 1 fileset prefix (.be
 PhenoName = Annotated[Optional[list[str]], typer.Option("--pheno-name", help="Phenotype columns to use (repeat or comma-separate); default all.")]
 Covar = Annotated[Optional[list[Path]], typer.Option("--covar", help="Covariate table: FID IID name... (repeat to join several files by FID IID, e.g. age/sex and ancestry PCs).")]
 CovarName = Annotated[Optional[list[str]], typer.Option("--covar-name", help="Covariate columns to use (repeat or comma-separate); default all.")]
+
+
+def split_list(values) -> list[str]:
+    """Repeated and comma-separated values (`--sumstats A --sumstats B,C`) as one list."""
+    return [x for v in values or [] for x in str(v).split(",") if x]

@@ -26,10 +26,6 @@ import typer
 from gimtool.commands import _options as options
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [x for v in values or [] for x in str(v).split(",") if x]
-
-
 def command(
     bfile: options.Bfile,
     out: options.Out,
@@ -51,9 +47,9 @@ def command(
     from gimtool.conventions import LOCI_UNIQUE_COL
     from gimtool.pipelines import clump as pipeline
 
-    others = _split(compare)
-    rep, table = pipeline.run(bfile, out, _split(sumstats) + _split(files), p1, p2, r2, kb, r2_method, loci, loci_p,
-                              loci_kb, maf, others)
+    others = options.split_list(compare)
+    paths = options.split_list(sumstats) + options.split_list(files)
+    rep, table = pipeline.run(bfile, out, paths, p1, p2, r2, kb, r2_method, loci, loci_p, loci_kb, maf, others)
     if table is not None:
         print(f"{table.height} loci" + (f", {int(table[LOCI_UNIQUE_COL].sum())} unique" if others else ""))
     print(f"{rep.table.height} clumps written to {out}.clumped")

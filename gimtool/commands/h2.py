@@ -25,10 +25,6 @@ import typer
 from gimtool.commands import _options as options
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [x for v in values or [] for x in str(v).split(",") if x]
-
-
 def _intercept(value: str) -> float | None:
     from gimtool.errors import InputError
 
@@ -71,6 +67,6 @@ def command(
     from gimtool.pipelines import h2
 
     fixed = _intercept(intercept) if method == "ldsc" else None
-    h2.run(out, method, backend, _split(sumstats) + _split(files), bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, fixed,
-           n_samples, use_m, pheno, pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_size, keep, remove,
-           threads, device)
+    paths = options.split_list(sumstats) + options.split_list(files)
+    h2.run(out, method, backend, paths, bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, fixed, n_samples, use_m, pheno,
+           pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_size, keep, remove, threads, device)

@@ -47,6 +47,6 @@ def command(
 ) -> None:
     from gimtool.pipelines import mi
 
-    files = [x for v in pheno for x in str(v).split(",") if x]
+    files = options.split_list(pheno)
     mi.run(out, files, geno, pheno_name, keep, remove, repeats, val_frac, epochs, patience, batch_size, lr, weight_decay,
            snp_subsample, genetic_encoder, genetic_dims, device, seed, threads)

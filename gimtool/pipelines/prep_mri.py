@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from gimtool.devices import set_threads
 from gimtool.errors import GimtoolError, InputError
 from gimtool.imaging.geometry import flirt_voxel_map, world_voxel_map
 from gimtool.imaging.normalize import UINT8_SCALE, brain_mask, to_uint8, zscore
@@ -99,7 +100,7 @@ _CFG: ConformConfig | None = None
 def _init(cfg: ConformConfig) -> None:
     global _CFG
     _CFG = cfg
-    os.environ["OMP_NUM_THREADS"] = "1"
+    set_threads(1)  # one scan per worker process: no thread pools inside it
 
 
 def _work(task: tuple[int, str, str, str, str | None]):

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gimtool.conventions import MISSING_INT8
+
 LOG2PI = float(np.log(2 * np.pi))
 H2_MAX = 1.0 - 1e-6  # d = h2 lam + 1 - h2 stays positive for lam >= 0 (GRM eigenvalues can be ~ -1e-12)
 # GRM and eigenvectors are n x n float64 each: 2 x 8 n^2 bytes (6.4 GB at 20,000) plus workspace.
@@ -60,7 +62,7 @@ class GRMAccumulator:
             raise ValueError(f"chunk has {G.shape[0]} samples, GRM has {self.n}")
         X = torch.as_tensor(np.asarray(G), device=self.device)
         if X.dtype == torch.int8:
-            miss = X == -127
+            miss = X == MISSING_INT8
             X = X.to(torch.float32).masked_fill(miss, float("nan"))
         else:
             X = X.to(torch.float32)

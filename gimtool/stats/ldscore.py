@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from gimtool.conventions import MISSING_INT8
+
 
 def window_bounds(coords: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
     """Windows on one chromosome: SNP i sees SNPs left[i] <= k < right[i].
@@ -67,7 +69,7 @@ def standardize(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     G = np.asarray(G)
     if G.dtype == np.int8:
         X = G.astype(np.float32)
-        X[G == -127] = np.nan
+        X[G == MISSING_INT8] = np.nan
     else:
         X = G.astype(np.float32, copy=True)
     miss = np.isnan(X)
