@@ -53,9 +53,10 @@ def packed_chunk_size(n_samples: int, budget_bytes: int = 32 * 2**20) -> int:
 
 def chrom_codes(chr_col: pl.Series) -> np.ndarray:
     """PLINK chromosome numbers of a bim's CHR column (-1 where unknown), looked up once per distinct code."""
-    uniq, inv = np.unique(np.asarray(chr_col.to_list(), dtype=object).astype(str), return_inverse=True)
-    codes = np.array([(-1 if (c := chrom_to_int(x)) is None else c) for x in uniq.tolist()], dtype=np.int64)
-    return codes[inv.ravel()] if len(uniq) else np.zeros(0, dtype=np.int64)
+    col = chr_col.cast(pl.Utf8)
+    uniq = col.unique().to_list()
+    codes = [(-1 if (c := chrom_to_int(x)) is None else c) for x in uniq]
+    return col.replace_strict(uniq, codes, return_dtype=pl.Int64).to_numpy()
 
 
 def _founders(fam: pl.DataFrame, mask: np.ndarray) -> np.ndarray:
