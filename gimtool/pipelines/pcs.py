@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from gimtool.conventions import PCA_EXPLAINED_COLS
+from gimtool.conventions import MISSING_INT8, PCA_EXPLAINED_COLS
 from gimtool.errors import InputError
 from gimtool.io.plink import Bfile
 from gimtool.stats import pca
@@ -68,7 +68,7 @@ def allele_freqs(bf: Bfile, samples, threads: int, chunk: int = 8192) -> np.ndar
     """A1 frequency of every SNP over the chosen samples (missing calls ignored)."""
     f = np.empty(bf.n_snps)
     for a, b, g in bf.iter_chunks(chunk, samples=samples, num_threads=threads):
-        ok = g != -127
+        ok = g != MISSING_INT8
         f[a:b] = np.where(ok, g, 0).sum(0) / np.maximum(2 * ok.sum(0), 1)
     return f
 
