@@ -58,19 +58,21 @@ CONFIGS = {
                      "--voxel", "6", "--seed", "11"],
         "voxel": 6,
         "train": ["--epochs", "6", "--batch-size", "12"],
-        "gim_epochs": "3,2,1",
+        "gim_epochs": "6",  # gimtool's default schedule: every module trains from the first epoch
+        "paper_epochs": "3,2,1",  # the paper's three stages (ablation rows)
         # set these to train every method on the same random subset of the training people
         "train_subset": None,
         "val_subset": None,
         "model_toml": "[model]\nconv_channels = [8, 16, 32]\ngenetic_dims = [8, 16, 32]\n",
-        "mi": ["--epochs", "40", "--patience", "6", "--repeats", "1", "--genetic-encoder", "mlp", "--weight-decay", "0.01"],
+        "mi": ["--epochs", "40", "--patience", "6", "--repeats", "3", "--genetic-encoder", "mlp", "--weight-decay", "0.01"],
     },
     "gpu": {
         "simulate": ["--n", "12000", "--demes", "2", "--split", "0.3,0.1,0.6", "--chromosomes", "22",
                      "--chrom-length-mb", "20", "--factors", "10", "--causal", "6", "--voxel", "2", "--seed", "11"],
         "voxel": 2,
         "train": ["--epochs", "100", "--batch-size", "12"],
-        "gim_epochs": "60,25,15",
+        "gim_epochs": "100",
+        "paper_epochs": "60,25,15",
         "model_toml": "",
         "mi": ["--epochs", "200", "--patience", "15", "--repeats", "3"],
         "train_subset": None,
@@ -87,10 +89,23 @@ CONFIGS["cpu-large"] = {
                  "--chrom-length-mb", "6", "--snps", "1500", "--factors", "6", "--causal", "3",
                  "--voxel", "8", "--seed", "11"],
     "voxel": 8,
-    "gim_epochs": "3,1,2",
+    # 4 epochs (not 6) for CPU time: with 2 cores shared, an epoch of 1,800 people took 2-10 min
+    "train": ["--epochs", "4", "--batch-size", "12"],
+    "gim_epochs": "4",
+    "paper_epochs": "2,1,1",
 }
 
-# Table 2 of the paper: each row adds one component to the one above.
+# Two kinds of heritable factor, as in real brains (simulate --preset brainlike): large volume
+# effects among the largest sources of image variance, and subtle regional ones. Same cohort
+# size, SNPs and training as cpu-large.
+CONFIGS["brainlike"] = {
+    **CONFIGS["cpu-large"],
+    "simulate": ["--preset", "brainlike"],
+}
+
+# Table 2 of the paper: each row adds one component to the one above, on the paper's three-stage
+# schedule (paper_epochs) with gimtool's critic and genetic input.
+PAPER_SCHEDULE = {"schedule": "paper"}
 ABLATION = [
     ("contrastive base (JSE, MLP genetic encoder)", {"genetic_encoder": "mlp", "lambda_recon": 0.0}, "1,0,0"),
     ("+ reconstruction", {"genetic_encoder": "mlp", "lambda_recon": 1.0}, "1,0,0"),
@@ -100,16 +115,13 @@ ABLATION = [
 ]
 
 
-# Variants of gim beyond the paper's schedule (rows of Table 1 with --variants): its first two
-# stages keep the genetic encoder frozen at random initialisation, which on a small cohort leaves
-# the critic blind (benchmarks/diag_gim_critic.py); these train it from the first epoch.
-# name: (model overrides, share of the gim epochs per stage as "frozen,augment,co-train", or
-# "=a,b,c" for absolute epoch counts)
+# Other gim rows (--variants): name: (train settings, model settings, epochs; None = gim_epochs)
 VARIANTS = {
-    "gim-cotrain": ({}, "0,0,1"),
-    "gim-cotrain-mlp": ({"genetic_encoder": "mlp"}, "0,0,1"),
-    "gim-cotrain-mlp-20ep": ({"genetic_encoder": "mlp"}, "=0,0,20"),
+    "gim-paper": ({"paper": True}, {}, "paper"),  # every setting as in the paper (train --paper)
+    "gim-transformer": ({}, {"genetic_encoder": "transformer"}, None),
 }
+
+READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
 
 
 def sh(*args, log=None) -> None:
@@ -197,16 +209,15 @@ def evaluate_phenotypes(name: str, pcs_tsv: Path, out: Path, data: dict, cfg: di
 
 
 def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, device: str, tag: str | None = None,
-               model_overrides: dict | None = None, epochs: str | None = None) -> Path:
-    """Train, embed and reduce to 10 PCs (fit on training people). Returns the PCs table."""
+               train_settings: dict | None = None, model_overrides: dict | None = None,
+               epochs: str | None = None) -> dict[str, Path]:
+    """Train, embed (best.pt: the epoch of best validation MI, or loss) and reduce to 10
+    dimensions by each readout, fit on the training people. Returns {readout: table}."""
     c = data["cohort"]
     tag = tag or method
     run = out / "runs" / tag
-    toml = cfg["model_toml"]
-    if model_overrides:
-        if "[model]" not in toml:
-            toml += "[model]\n"
-        toml += "".join(f"{k} = {json.dumps(v)}\n" for k, v in model_overrides.items())
+    top = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (train_settings or {}).items())
+    toml = top + cfg["model_toml"] + "".join(f"{k} = {json.dumps(v)}\n" for k, v in (model_overrides or {}).items())
     run.mkdir(parents=True, exist_ok=True)
     (run / "eval_config.toml").write_text(toml)
     if not (run / "model.pt").exists():
@@ -219,10 +230,15 @@ def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, devi
             "--val-keep", data["val_ids"], "--method", method, "--config", run / "eval_config.toml", *train_args,
             "--out", run, "--threads", threads, "--device", device, "--no-progress")
     if not (run / "embeddings.tsv").exists():
-        gim("embed", "--checkpoint", run / "model.pt", "--images", out / "mri", "--out", run / "embeddings", "--device", device)
-    if not (run / "emb.pcs.tsv").exists():
-        gim("pcs", "--pheno", run / "embeddings.tsv", "--fit-keep", c / "train.ids", "--n", 10, "--out", run / "emb")
-    return run / "emb.pcs.tsv"
+        gim("embed", "--checkpoint", run, "--images", out / "mri", "--out", run / "embeddings", "--device", device)
+    tables = {}
+    for readout in READOUTS:
+        prefix = run / ("emb" if readout == "pca" else f"emb_{readout}")
+        if not Path(f"{prefix}.pcs.tsv").exists():
+            extra = ["--guided-by", out / "geno.geno"] if readout == "guided" else []
+            gim("pcs", "--pheno", run / "embeddings.tsv", "--fit-keep", c / "train.ids", "--n", 10, *extra, "--out", prefix)
+        tables[readout] = Path(f"{prefix}.pcs.tsv")
+    return tables
 
 
 def reference_pcs(kind: str, out: Path, data: dict) -> Path:
@@ -252,17 +268,15 @@ def reference_pcs(kind: str, out: Path, data: dict) -> Path:
 
 
 def unique_loci(results: list[dict]) -> dict[str, int]:
-    """Loci of a method that no method of another group finds (Table 1's 'Unique')."""
+    """Loci of a method that no method of another group finds under the same readout (Table 1's 'Unique')."""
     out = {}
     for r in results:
-        group = GROUPS.get(r["name"])
+        group = GROUPS.get(r["method"])
         if group is None:
             continue
-        others = [o["loci_table"] for o in results if GROUPS.get(o["name"]) not in (None, group) and o["loci_table"].height]
-        if r["loci_table"].height == 0:
-            out[r["name"]] = 0
-            continue
-        if not others:
+        others = [o["loci_table"] for o in results if GROUPS.get(o["method"]) not in (None, group)
+                  and o["readout"] == r["readout"] and o["loci_table"].height]
+        if r["loci_table"].height == 0 or not others:
             out[r["name"]] = r["loci_table"].height
             continue
         hit = np.zeros(r["loci_table"].height, dtype=bool)
@@ -274,7 +288,8 @@ def unique_loci(results: list[dict]) -> dict[str, int]:
 
 def fmt_row(name: str, r: dict, uniq) -> str:
     mi = f"{r['mi']:.3f} ± {r['mi_se']:.3f}" if np.isfinite(r["mi_se"]) else f"{r['mi']:.3f}"
-    return (f"| {name} | {r['loci']} | {uniq} | {r['recovered']}/{r['truth']} | {r['false']} | {mi} | "
+    readout = {"pca": "10 PCs", "guided": "guided 10", "": "–"}[r.get("readout", "")]
+    return (f"| {name} | {readout} | {r['loci']} | {uniq} | {r['recovered']}/{r['truth']} | {r['false']} | {mi} | "
             f"{r['h2_mean']:.3f} ± {r['h2_sd']:.3f} |")
 
 
@@ -294,25 +309,34 @@ def main() -> None:
     data = prepare(a.out, cfg, a.threads)
     results = []
     for ref in ("true-factors", "voxel-pca"):
-        results.append(evaluate_phenotypes(ref, reference_pcs(ref, a.out, data), a.out, data, cfg, a.threads, a.device))
+        r = evaluate_phenotypes(ref, reference_pcs(ref, a.out, data), a.out, data, cfg, a.threads, a.device)
+        results.append({**r, "method": ref, "readout": "", "label": ref})
     ablation: list = []
-    methods = a.methods.split(",")
+    methods = [m for m in a.methods.split(",") if m]
+
+    def add(name: str, method: str, tables: dict[str, Path]) -> list[dict]:
+        rows = []
+        for readout, table in tables.items():
+            tag = name if readout == "pca" else f"{name}+{readout}"
+            r = evaluate_phenotypes(tag, table, a.out, data, cfg, a.threads, a.device)
+            rows.append({**r, "method": method, "readout": readout, "label": name})
+        return rows
+
     for m in methods:
-        pcs = method_pcs(m, a.out, data, cfg, a.threads, a.device)
-        results.append(evaluate_phenotypes(m, pcs, a.out, data, cfg, a.threads, a.device))
+        results += add(m, m, method_pcs(m, a.out, data, cfg, a.threads, a.device))
         write_table1(a, cfg, results, ablation, t0, pending=methods[methods.index(m) + 1 :])
-    total = sum(int(x) for x in cfg["gim_epochs"].split(","))
     for v in [x for x in a.variants.split(",") if x]:
-        overrides, share = VARIANTS[v]
-        ep = share[1:] if share.startswith("=") else ",".join(str(round(float(x) * total)) for x in share.split(","))
-        pcs = method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=v, model_overrides=overrides, epochs=ep)
-        results.append(evaluate_phenotypes(v, pcs, a.out, data, cfg, a.threads, a.device))
+        settings, model, ep = VARIANTS[v]
+        ep = cfg["paper_epochs"] if ep == "paper" else ep
+        results += add(v, "gim", method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=v, train_settings=settings,
+                                            model_overrides=model, epochs=ep))
         write_table1(a, cfg, results, ablation, t0, pending=[])
     if not a.no_ablation:
         for k, (label, overrides, epochs) in enumerate(ABLATION):
-            ep = ",".join(str(int(x) * int(s)) for x, s in zip(epochs.split(","), cfg["gim_epochs"].split(",")))
-            pcs = method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=f"ablation{k}", model_overrides=overrides, epochs=ep)
-            ablation.append((label, evaluate_phenotypes(f"ablation{k}", pcs, a.out, data, cfg, a.threads, a.device)))
+            ep = ",".join(str(int(x) * int(s)) for x, s in zip(epochs.split(","), cfg["paper_epochs"].split(",")))
+            tables = method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=f"ablation{k}", train_settings=PAPER_SCHEDULE,
+                                model_overrides=overrides, epochs=ep)
+            ablation += [(label, r) for r in add(f"ablation{k}", "gim", tables)]
             write_table1(a, cfg, results, ablation, t0, pending=[])
     write_table1(a, cfg, results, ablation, t0, pending=[])
 
@@ -325,23 +349,27 @@ def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, p
         "# Table 1 on a simulated cohort (gimtool benchmarks/evaluate.py)",
         "",
         f"Run {datetime.date.today()}, configuration `{a.config}`, {hours:.2f} h on this machine ({a.threads} threads, {a.device}).",
-        f"Cohort: `gimtool simulate {' '.join(cfg['simulate'])}`; training `{' '.join(cfg['train'])}` (gim stages {cfg['gim_epochs']}),",
-        f"model overrides: `{cfg['model_toml'].strip() or 'paper defaults'}`.",
+        f"Cohort: `gimtool simulate {' '.join(cfg['simulate'])}`; training `{' '.join(cfg['train'])}` (gim epochs {cfg['gim_epochs']}; "
+        f"ablation rows on the paper's stages {cfg['paper_epochs']}),",
+        f"model overrides: `{cfg['model_toml'].strip() or 'none'}`; embeddings from each run's best.pt (best validation MI, or loss).",
         (f"Every method trains on the same random {cfg['train_subset']} of the training people "
          f"(validation: {cfg['val_subset']}), for CPU time." if cfg.get("train_subset") else ""),
         (f"Not run (time): {', '.join(pending)}." if pending else ""),
         "Loci: P < 5e-9, MAF >= 1%, merged within 250 kb, union over the 10 PCs, on the test people only.",
         "True loci: strong causal SNPs of the simulation +- 250 kb; 'recovered' counts true loci hit, 'false' found loci that hit none.",
         "",
-        "| representation | loci | unique | true loci recovered | false loci | MI (test, held-out pairs) | h2 (GREML, mean ± sd over PCs) |",
-        "|---|---|---|---|---|---|---|",
+        "Readouts (fit on the training people, applied to the test people): '10 PCs' the paper's top 10 PCs of z;",
+        "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by).",
+        "",
+        "| representation | readout | loci | unique | true loci recovered | false loci | MI (test, held-out pairs) | h2 (GREML, mean ± sd over PCs) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        label = {"true-factors": "true factors (ceiling)", "voxel-pca": "voxel PCA (no genetics)"}.get(r["name"], r["name"])
+        label = {"true-factors": "true factors (ceiling)", "voxel-pca": "voxel PCA (no genetics)"}.get(r["label"], r["label"])
         lines.append(fmt_row(label, r, uniq.get(r["name"], "–")))
     if ablation:
         lines += ["", "## Ablation (Table 2)", "",
-                  "| model | loci | unique | true loci recovered | false loci | MI | h2 |", "|---|---|---|---|---|---|---|"]
+                  "| model | readout | loci | unique | true loci recovered | false loci | MI | h2 |", "|---|---|---|---|---|---|---|---|"]
         for label, r in ablation:
             lines.append(fmt_row(label, r, "–"))
     text = "\n".join(lines) + "\n"

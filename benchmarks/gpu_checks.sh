@@ -2,7 +2,9 @@
 # The GPU checks, in one run on a GPU machine (see README, "GPU"): results land in $OUT.
 #   1. the packed association kernel on CUDA equals the CPU kernels (pytest);
 #   2. gwas --device cuda vs the CPU scan at 30,000 x 650,000 x 10 (benchmarks/bench_gwas_gpu.py);
-#   3. training throughput on CUDA (bf16 autocast), 1 mm grid, 650k SNPs (benchmarks/bench_train.py).
+#   3. training throughput on CUDA (bf16 autocast), 1 mm grid, 650k SNPs (benchmarks/bench_train.py);
+#   4. a short gim run on CUDA with gimtool's defaults (standardized critic, linear genetic encoder,
+#      co-training) on a small simulated cohort, logging training JSE and validation MI per epoch.
 # Packages the GPU image lacks can be installed from wheels in .whl/ first (WHEELS=1).
 set -uo pipefail
 OUT=${OUT:-/tmp/gimtool_gpu_checks}
@@ -24,3 +26,15 @@ step gwas_gpu "${GWAS_LIMIT:-260}" python3 benchmarks/bench_gwas_gpu.py --n "${G
 rm -rf /tmp/gimtool_bench_gwas_gpu
 step train_gpu "${TRAIN_LIMIT:-200}" python3 benchmarks/bench_train.py --device cuda --voxel "${VOXEL:-1}" --snps "${TRAIN_SNPS:-650000}" \
   --people 24 --batch-size 12 --epochs 1 --threads "$T" --out "$OUT/train_gpu.md"
+# 4. a short gim run: train JSE and validation MI per epoch land in $OUT/gim_short_history.tsv
+G=/tmp/gimtool_gim_short
+GIM_SHORT="set -e
+python3 -m gimtool simulate --out $G/cohort --preset tiny --n 600 --voxel 4 --threads $T
+python3 -m gimtool prep-geno --bfile $G/cohort/geno --genetic-map $G/cohort/genetic_map.txt --out $G/geno --threads $T
+python3 -m gimtool prep-mri --images $G/cohort/images.tsv --voxel 4 --out $G/mri --threads $T
+python3 -m gimtool train --images $G/mri --geno $G/geno.geno --keep $G/cohort/train.ids --val-keep $G/cohort/val.ids \
+  --method gim --epochs ${GIM_EPOCHS:-10} --device cuda --out $G/run --no-progress
+cp $G/run/history.tsv $OUT/gim_short_history.tsv
+cut -f1,2,5,7,8 $G/run/history.tsv"
+step gim_short "${GIM_LIMIT:-240}" bash -c "$GIM_SHORT"
+rm -rf $G

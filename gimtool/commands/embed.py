@@ -16,7 +16,7 @@ from gimtool.commands import _options as options
 
 
 def command(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint written by gimtool train (DIR/model.pt).")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A train run folder (its best.pt: the epoch of best validation MI; model.pt when it has none) or a checkpoint file (DIR/model.pt, DIR/last.pt).")],
     images: Annotated[Path, typer.Option("--images", help="Image store (prep-mri output folder) on the training grid.")],
     out: options.Out,
     keep: options.Keep = None,
@@ -40,6 +40,9 @@ def command(
     with RunLog(out, "embed") as log:
         options.set_threads(threads)
         dev = options.resolve_device(device)
+        from gimtool.train.embedding import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint)
         log.input("checkpoint", checkpoint)
         log.input("images", images)
         store = ImageStore(images)

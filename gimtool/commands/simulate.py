@@ -21,7 +21,7 @@ import typer
 
 from gimtool.commands import _options as options
 
-Preset = Annotated[str, typer.Option("--preset", help="Starting configuration: default (README example), tiny (tests, seconds), gwas (2,000 people, no images).")]
+Preset = Annotated[str, typer.Option("--preset", help="Starting configuration: default (README example), tiny (tests, seconds), gwas (2,000 people, no images), brainlike (3,000 people; 2 large heritable volume effects and 4 subtle regional ones).")]
 
 
 def command(

@@ -1,7 +1,8 @@
 """Train an MRI encoder (Genetic InfoMax and baselines) on paired image and genotype stores.
 
-Writes to the run folder --out DIR: model.pt (final checkpoint), last.pt (each epoch; --resume
-continues from it), history.tsv and history.png (losses and the MI train/validation gap),
+Writes to the run folder --out DIR: model.pt (final checkpoint), best.pt (the epoch of best
+validation MI, or validation loss for methods without a critic; what `embed --checkpoint DIR`
+uses), last.pt (each epoch; --resume continues from it), history.tsv and history.png (losses and the MI train/validation gap),
 config.toml (the resolved hyperparameters) and train.log. Many GPUs:
 `torchrun --nproc_per_node N -m gimtool train ... --device cuda`.
 """
@@ -33,6 +34,8 @@ def command(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same model.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads per process.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="DataLoader worker processes reading the stores (default 0).")] = None,
+    patience: Annotated[Optional[int], typer.Option("--patience", min=0, help="Early stopping: stop when the validation MI (the loss for methods without a critic) has not improved for this many epochs; 0 = never (default).")] = None,
+    paper: Annotated[bool, typer.Option("--paper", help="The paper's settings wherever gimtool's defaults depart from them: genetic transformer on genotype classes, critic without input standardization, 200/100/50-epoch schedule, 9.9 % SNP augmentation (README, 'Paper versus practice').")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
@@ -52,7 +55,7 @@ def command(
     with RunLog(str(out), "train", log_path=log_path) as log:
         cfg = load_config(config, {
             "method": method, "epochs": parse_epochs(epochs), "batch_size": batch_size, "lr": lr, "crop_mm": crop_mm,
-            "device": device, "seed": seed, "threads": threads, "workers": workers,
+            "device": device, "seed": seed, "threads": threads, "workers": workers, "patience": patience, "paper": paper or None,
         })
         options.set_threads(cfg.threads)
         from gimtool.model.methods import get_method
@@ -76,4 +79,6 @@ def command(
         with log.timed("training"):
             final = train(cfg, m, data, out, resume=resume, log=log, progress=not no_progress)
         log.output("model", final)
+        if (out / "best.pt").is_file():
+            log.output("best model (embed's default for this folder)", out / "best.pt")
         log.output("history", out / "history.tsv")

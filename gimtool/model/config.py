@@ -49,9 +49,10 @@ class ModelConfig:
     genetic_out_dim: int = 128
     # MLP genetic encoder (ContIG / ablation baseline)
     mlp_hidden: int = 256
-    # gim's genetic encoder: "transformer" (the paper), "mlp" (table 2's first rows) or "linear"
-    # (one linear map of the standardized genotypes: polygenic scores)
-    genetic_encoder: str = "transformer"
+    # gim's genetic encoder: "linear" (one linear map of the standardized genotypes, a set of
+    # polygenic scores: the default, README "Paper versus practice"), "transformer" (the paper's
+    # genetics-informed transformer) or "mlp" (table 2's first rows)
+    genetic_encoder: str = "linear"
     # "standardized": (g - 2p) / sqrt(2p(1 - p)) at the encoder's input; "classes": the paper's
     # embedding of 0/1/2/missing (model.genetic explains why the default departs from it)
     genetic_input: str = "standardized"
@@ -62,6 +63,9 @@ class ModelConfig:
     # standardize both critic inputs per feature with running statistics (model.critic); false is
     # the first version, whose JSE sat at 2 ln 2
     critic_standardize: bool = True
+    # the critic's genetic side sees only the critic_snps SNPs most associated with z (running
+    # statistics, model.critic.SnpSelector; linear and mlp encoders); 0 = every SNP (the paper)
+    critic_snps: int = 16
     projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
 
     # Losses
@@ -114,6 +118,8 @@ class ModelConfig:
             bad("genetic_input", "'standardized' or 'classes'")
         if self.temperature <= 0:
             bad("temperature", "> 0")
+        if self.critic_snps < 0:
+            bad("critic_snps", ">= 0")
         for name in ("genetic_chunk_tokens", "repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):
             if getattr(self, name) < 1:
                 bad(name, ">= 1")

@@ -61,15 +61,61 @@ class RunningStandardize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] > 1:
             self._update(x)
+        return self.peek(x)
+
+    def peek(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardize with the current statistics, without updating them."""
         var = (self.sq_mean - self.mean**2).clamp(min=0.0)
         return (x - self.mean.to(x.dtype)) * torch.rsqrt(var + self.eps).to(x.dtype)
+
+
+class SnpSelector(nn.Module):
+    """The k SNPs most associated with the representation, from running cross-moments.
+
+    Why: a critic over every SNP of an array memorizes the training pairs long before it finds a
+    weak signal. Measured on the cpu-large cohort with the image side fixed (an autoencoder's z of
+    1,800 people, 1,500 SNPs, a linear genetic encoder): held-out MI was never above 0 with all
+    SNPs, whatever the weight decay (1e-2 to 1) or batch (12, 64); with the 16 SNPs most
+    associated with z (chosen on the estimator's training people) it was +0.016 and stable.
+
+    cross (n_snps, d) is a running average (as RunningStandardize's) of g_std' z_std / B over
+    training batches: g_std the standardized genotypes, z_std the critic's standardized image
+    input. A SNP's score is |cross_j|^2, its squared correlation with z summed over z's features.
+    No gradient flows through the selection; under DDP the inputs are the gathered global batch.
+    """
+
+    def __init__(self, n_snps: int, z_dim: int, k: int, momentum: float = 0.01):
+        super().__init__()
+        self.k, self.momentum = min(k, n_snps), momentum
+        self.register_buffer("cross", torch.zeros(n_snps, z_dim))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, z_std: torch.Tensor, g_std: torch.Tensor) -> None:
+        """z_std (B, d), g_std (B, n_snps): one batch's cross-moments into the running average."""
+        rate = max(self.momentum, 1.0 / float(self.count + 1))
+        self.cross.lerp_(g_std.float().t() @ z_std.float() / z_std.shape[0], rate)
+        self.count += 1
+
+    def mask(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_snps,) bool: the k top SNPs, and only those of `mask` (the augmentation) if given."""
+        score = (self.cross**2).sum(1)
+        if mask is not None:
+            score = score.masked_fill(~mask.to(score.device, torch.bool), -1.0)
+        keep = torch.zeros_like(score, dtype=torch.bool)
+        keep[torch.topk(score, self.k).indices] = True
+        return keep if mask is None else keep & mask.to(keep.device, torch.bool)
 
 
 class SeparableCritic(nn.Module):
     """(B, x_dim), (B, y_dim) -> (B, B) scores, positives on the diagonal."""
 
-    def __init__(self, cfg: ModelConfig, x_dim: int, y_dim: int):
+    def __init__(self, cfg: ModelConfig, x_dim: int, y_dim: int, n_snps: int = 0):
         super().__init__()
+        k = getattr(cfg, "critic_snps", 0)
+        # the SNP selection serves fixed-array genetic encoders (linear, mlp), which take a mask
+        fixed = getattr(cfg, "genetic_encoder", "linear") != "transformer"
+        self.selector = SnpSelector(n_snps, x_dim, k) if (k and n_snps > k and fixed) else None
         standardize = getattr(cfg, "critic_standardize", True)
         self.x_norm = RunningStandardize(x_dim) if standardize else nn.Identity()
         self.y_norm = RunningStandardize(y_dim) if standardize else nn.Identity()

@@ -30,7 +30,7 @@ from . import augment, losses
 from .config import ModelConfig
 from .critic import GenotypeHead, SeparableCritic, mlp
 from .distributed import gather_rows
-from .genetic import MLPGeneticEncoder, build_genetic_encoder
+from .genetic import MLPGeneticEncoder, build_genetic_encoder, standardized_dosage
 from .mri import MRIDecoder, MRIEncoder
 
 
@@ -222,7 +222,7 @@ class GIMMethod(Method):
             "encoder": enc,
             "decoder": MRIDecoder(cfg, enc.code_dim),
             "genetic": genetic,
-            "critic": SeparableCritic(cfg, cfg.repr_dim, cfg.genetic_out_dim),
+            "critic": SeparableCritic(cfg, cfg.repr_dim, cfg.genetic_out_dim, n_snps),
         }
 
     def stages(self, epochs):
@@ -246,8 +246,17 @@ class GIMMethod(Method):
             Stage(GIM_STAGES[2], n[2], frozen + ("genetic",), genetic_augment=True),
         ]
 
-    def _genetic(self, modules, batch, stage) -> torch.Tensor:
-        snp = _snp_args(batch)
+    def _genetic(self, modules, batch, stage, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The genetic embedding; with the critic's SNP selection, of the selected SNPs only
+        (z, the gathered image representation, updates the selection's statistics in training)."""
+        geno, chrom, bp, cm, mask, af = _snp_args(batch)
+        selector = modules["critic"].selector
+        if selector is not None:
+            if z is not None and modules["critic"].training:
+                z_std = modules["critic"].x_norm.peek(z.detach())
+                selector.update(z_std, standardized_dosage(gather_rows(geno), af))
+            mask = selector.mask(mask)
+        snp = (geno, chrom, bp, cm, mask, af)
         if "genetic" in stage.trainable:
             return modules["genetic"](*snp)
         with torch.no_grad():  # frozen: no activations kept for backward
@@ -265,8 +274,9 @@ class GIMMethod(Method):
         image = batch["image"]
         out = modules["encoder"](image)
         recon = losses.reconstruction_mse(modules["decoder"](out.code(), image.shape[2:]), image)
-        g = self._genetic(modules, batch, stage)
-        scores = modules["critic"](gather_rows(out.z), gather_rows(g))
+        z = gather_rows(out.z)
+        g = self._genetic(modules, batch, stage, z)
+        scores = modules["critic"](z, gather_rows(g))
         jse = losses.jse_loss(scores)
         loss = jse + cfg.lambda_recon * recon
         return loss, {"loss": _f(loss), "jse": _f(jse), "recon": _f(recon), "mi": _f(losses.jse_mi(jse))}

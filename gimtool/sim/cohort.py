@@ -61,6 +61,8 @@ class CohortConfig:
     n_polygenic: int = 200        # background causal SNPs per factor (0 = none)
     kinds: tuple[str, ...] = FACTOR_KINDS
     effect_scale: float = 1.0
+    major_factors: int = 0        # the first factors are large volume effects (sim.images.MAJOR_FACTORS)
+    minor_scale: float = 1.0      # strength of the other (regional) factors' effects
     voxel: float = 4.0
     split: tuple[float, float, float] = (0.5, 0.1, 0.4)  # train, val, test shares
     test_deme: int = 0            # with demes > 1, test people all come from this deme
@@ -91,6 +93,12 @@ PRESETS = {
                  n_polygenic=0, h2=[0.8], voxel=8.0),
     # for GWAS/h2 checks without images: more people, a longer genome
     "gwas": dict(n_samples=2_000, n_chromosomes=4, chrom_length_mb=10.0, n_snps=20_000, images=False),
+    # two kinds of heritable factor, as in real brains (issue 14): 2 large volume effects
+    # (ventricles, a frontal lobe) among the largest sources of image variance, which an
+    # autoencoder captures, and 4 subtle regional effects (half the default strength), which only
+    # genotype guidance finds; non-heritable deformation and nuisance as in the default.
+    "brainlike": dict(n_samples=3_000, demes=2, split=(0.6, 0.05, 0.35), n_chromosomes=3, chrom_length_mb=6.0,
+                      n_snps=1_500, n_factors=6, n_causal=3, major_factors=2, minor_scale=0.5, voxel=8.0, seed=11),
 }
 
 
@@ -369,7 +377,8 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
 
     shape, affine = mni_grid(cfg.voxel)
     rng = np.random.default_rng([cfg.seed, 2])
-    specs = choose_factors(cfg.n_factors, rng, strength_scale=cfg.effect_scale, kinds=tuple(cfg.kinds))
+    specs = choose_factors(cfg.n_factors, rng, strength_scale=cfg.effect_scale, kinds=tuple(cfg.kinds),
+                           n_major=cfg.major_factors, minor_scale=cfg.minor_scale)
     sim = ImageSimulator(load_template(cfg.voxel), shape, affine, specs, cfg.nuisance)
     truth = out / "truth"
     masks = sim.factor_masks()

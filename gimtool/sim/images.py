@@ -68,22 +68,38 @@ class NuisanceParams:
         return asdict(self)
 
 
+# Major heritable factors (brainlike preset): volumes of large structures, which are among the
+# largest sources of image variance and which an autoencoder captures without genotypes:
+# (region, radius mm, radial scaling per SD)
+MAJOR_FACTORS = (("lateral_ventricles", 30.0, 0.25), ("frontal_L", 45.0, 0.10), ("cerebellum_R", 35.0, 0.12),
+                 ("occipital_R", 40.0, 0.10))
+
+
 def choose_factors(n_factors: int, rng: np.random.Generator, strength_scale: float = 1.0,
-                   kinds: tuple[str, ...] = FACTOR_KINDS, radius_mm: tuple[float, float] = (14.0, 22.0)) -> list[FactorSpec]:
-    """Draw `n_factors` factor effects: kinds cycle through `kinds`, regions drawn without
-    replacement while the catalogue lasts (so regions differ, though neighbours may overlap)."""
-    names = list(REGIONS)
+                   kinds: tuple[str, ...] = FACTOR_KINDS, radius_mm: tuple[float, float] = (14.0, 22.0),
+                   n_major: int = 0, minor_scale: float = 1.0) -> list[FactorSpec]:
+    """Draw `n_factors` factor effects. The first `n_major` are large volume effects
+    (MAJOR_FACTORS); the rest are regional: kinds cycle through `kinds`, regions drawn without
+    replacement while the catalogue lasts (so regions differ, though neighbours may overlap),
+    strength times `minor_scale`."""
+    if n_major > min(n_factors, len(MAJOR_FACTORS)):
+        raise ValueError(f"{n_major} major factors: at most {min(n_factors, len(MAJOR_FACTORS))}")
+    names = [r for r in REGIONS if r not in {m[0] for m in MAJOR_FACTORS[:n_major]}]
     order = rng.permutation(len(names))
     base = {"volume": 0.15, "contrast": 0.10, "shape": 2.5}
     out = []
-    for f in range(n_factors):
-        kind = kinds[f % len(kinds)]
-        region = names[order[f % len(names)]]
+    for f, (region, radius, strength) in enumerate(MAJOR_FACTORS[:n_major]):
+        out.append(FactorSpec(name=f"F{f + 1}", kind="volume", region=region, centre=tuple(float(c) for c in REGIONS[region]),
+                              radius=radius, strength=strength * strength_scale))
+    for f in range(n_major, n_factors):
+        k = f - n_major
+        kind = kinds[k % len(kinds)]
+        region = names[order[k % len(names)]]
         d = rng.standard_normal(3)
         d /= np.linalg.norm(d)
         out.append(FactorSpec(
             name=f"F{f + 1}", kind=kind, region=region, centre=tuple(float(c) for c in REGIONS[region]),
-            radius=float(rng.uniform(*radius_mm)), strength=base[kind] * strength_scale,
+            radius=float(rng.uniform(*radius_mm)), strength=base[kind] * strength_scale * minor_scale,
             direction=tuple(float(x) for x in d)))
     return out
 

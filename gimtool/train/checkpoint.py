@@ -66,6 +66,19 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
+# Model settings added after version 1 checkpoints were first written, with the value that
+# reproduces those checkpoints' behaviour (their state dicts have no standardization buffers).
+LEGACY_MODEL_KEYS = {"critic_standardize": False, "genetic_input": "classes", "critic_snps": 0}
+
+
+def with_legacy_model_keys(config: dict) -> dict:
+    """A checkpoint's config dict with the settings it predates filled in as it was trained."""
+    model = dict(config.get("model") or {})
+    for key, value in LEGACY_MODEL_KEYS.items():
+        model.setdefault(key, value)
+    return {**config, "model": model}
+
+
 def _short(h) -> str:
     return "none" if h is None else str(h)[:12]
 

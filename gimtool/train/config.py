@@ -64,6 +64,11 @@ class TrainConfig:
     # the same 350-epoch budget); an int = the total, split over the stages by the method
     # (gim 4:2:1); a list = one number per stage
     epochs: int | list[int] | None = None
+    # gim's schedule when epochs is one number or None: "cotrain" trains every module from the
+    # first epoch (all epochs in the co-train stage); "paper" splits them 4:2:1 over the paper's
+    # frozen-genetic, genetic-augment and co-train stages (None: 200, 100, 50). A frozen genetic
+    # encoder at random initialisation leaves the critic blind (README, "Paper versus practice").
+    schedule: str = "cotrain"
     # random 3D crops of crop_mm millimetres per side (160 voxels at 1 mm, 40 at 4 mm),
     # clipped to the grid; validation and embedding use the centre crop of the same size
     crop_mm: float = 160.0
@@ -71,12 +76,18 @@ class TrainConfig:
     # contiguous crop, otherwise an even down-sampling; both keep geno_aug_fraction of the SNPs
     geno_crop_p: float = 0.2
     geno_aug_fraction: float = PAPER_AUG_SNPS / PAPER_ARRAY_SNPS
+    # density floor: the augmentation keeps at least this many SNPs (all of a smaller array).
+    # The paper's 9.9 % of a 659k array is 65k SNPs, about one every 46 kb; on an array of a few
+    # thousand SNPs the same fraction leaves causal loci untagged. 0 = the fraction everywhere.
+    geno_aug_min_snps: int = 20_000
     workers: int = 0
     seed: int = 1
     device: str = "cpu"
     threads: int = 1
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on the CPU)
     model: Any = field(default_factory=_default_model_config)
+    # the paper's settings wherever gimtool's defaults depart from them (PAPER_SETTINGS below)
+    paper: bool = False
 
     # -- validation ------------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -93,6 +104,10 @@ class TrainConfig:
             raise bad("lr_critic", "a positive number")
         if self.critic_weight_decay is not None and not (math.isfinite(self.critic_weight_decay) and self.critic_weight_decay >= 0):
             raise bad("critic_weight_decay", "a number >= 0")
+        if self.schedule not in ("cotrain", "paper"):
+            raise bad("schedule", "'cotrain' or 'paper'")
+        if not (isinstance(self.geno_aug_min_snps, int) and self.geno_aug_min_snps >= 0):
+            raise bad("geno_aug_min_snps", "an integer >= 0")
         if not (isinstance(self.patience, int) and self.patience >= 0):
             raise bad("patience", "an integer >= 0")
         for key in ("weight_decay", "min_lr"):
@@ -217,7 +232,8 @@ def _update_dataclass(obj, d: dict, source: str):
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None, model_cls=None) -> TrainConfig:
-    """Defaults < TOML file at `path` < `overrides` (CLI flags; None = not given)."""
+    """Defaults < the paper's settings (when `paper = true` in the file or the flags) < TOML file at
+    `path` < `overrides` (CLI flags; None = not given)."""
     d: dict = {}
     if path is not None:
         path = Path(path)
@@ -227,7 +243,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, m
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{path}: not valid TOML ({e})") from None
-    cfg = TrainConfig.from_dict(d, source=str(path) if path else "config", model_cls=model_cls)
+    paper = bool((overrides or {}).get("paper") or d.get("paper"))
+    base = PAPER_SETTINGS if paper else {}
+    cfg = TrainConfig.from_dict(base, source="--paper", model_cls=model_cls)
+    cfg.update(d, source=str(path) if path else "config", model_cls=model_cls)
     if overrides:
         cfg.update(overrides, source="command line", model_cls=model_cls)
     return cfg.validate()
@@ -244,22 +263,50 @@ def parse_epochs(text: str | None) -> int | list[int] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
+GIM_STAGE_NAMES = ("frozen-genetic", "genetic-augment", "co-train")  # model.methods.GIM_STAGES (torch-free here)
+
 # one-stage methods get the same budget as gim's three stages (paper: 200 + 100 + 50)
 DEFAULT_SINGLE_STAGE_EPOCHS = 350
 
 
 def stage_epochs(cfg: TrainConfig, stage_names: list[str]) -> dict[str, int] | int:
     """What to pass to Method.stages(): the config's epochs mapped onto the method's stages."""
+    cotrain = cfg.schedule == "cotrain" and tuple(stage_names) == GIM_STAGE_NAMES
     if cfg.epochs is None:
+        if cotrain:
+            return {"frozen-genetic": 0, "genetic-augment": 0, "co-train": DEFAULT_SINGLE_STAGE_EPOCHS}
         return {} if len(stage_names) > 1 else {n: DEFAULT_SINGLE_STAGE_EPOCHS for n in stage_names}
     if isinstance(cfg.epochs, int):
-        return cfg.epochs
+        return {"frozen-genetic": 0, "genetic-augment": 0, "co-train": cfg.epochs} if cotrain else cfg.epochs
     if len(cfg.epochs) != len(stage_names):
         raise InputError(
             f"config key 'epochs': {len(cfg.epochs)} numbers given, but method {cfg.method!r} has "
             f"{len(stage_names)} stage(s) ({', '.join(stage_names)})"
         )
     return dict(zip(stage_names, cfg.epochs))
+
+
+# Where gimtool's defaults depart from the paper, and the paper's value: `paper = true` (or
+# `train --paper`) restores all of them. Why each default departs: README, "Paper versus practice".
+PAPER_SETTINGS = {
+    "paper": True,
+    "schedule": "paper",  # 200 epochs with the genetic encoder frozen, 100 with augmentation, 50 co-training
+    "geno_aug_min_snps": 0,  # 9.9 % of the SNPs on every array
+    "model": {
+        "genetic_encoder": "transformer",
+        "genetic_input": "classes",  # embeddings of 0/1/2/missing
+        "critic_standardize": False,
+        "critic_snps": 0,
+    },
+}
+
+
+def aug_fraction(cfg: TrainConfig, n_snps: int) -> float:
+    """Share of the SNPs the genetic augmentation keeps: geno_aug_fraction, raised so that at
+    least geno_aug_min_snps SNPs (or all of the array) are kept."""
+    if n_snps < 1:
+        return cfg.geno_aug_fraction
+    return max(cfg.geno_aug_fraction, min(1.0, cfg.geno_aug_min_snps / n_snps))
 
 
 def crop_shape(cfg: TrainConfig, grid_shape: tuple[int, ...], voxel_size: tuple[float, ...]) -> tuple[int, int, int]:

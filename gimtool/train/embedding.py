@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -9,13 +11,25 @@ from gimtool.train import checkpoint as ckpt_mod
 from gimtool.train.config import TrainConfig
 
 
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint file as given, or for a run folder its best.pt (the epoch of best validation
+    MI, or loss for methods without a critic) when there is one, else its model.pt."""
+    path = Path(path)
+    if path.is_dir():
+        best = path / "best.pt"
+        return best if best.is_file() else path / "model.pt"
+    return path
+
+
 def load_model(path, device: torch.device):
-    """(method, modules in eval mode, config, checkpoint dict) from a checkpoint file."""
+    """(method, modules in eval mode, config, checkpoint dict) from a checkpoint file (or a run
+    folder: see resolve_checkpoint)."""
     from gimtool.model.methods import get_method
 
+    path = resolve_checkpoint(path)
     ck = ckpt_mod.load_checkpoint(path)
     method = get_method(ck["method"])
-    cfg = TrainConfig.from_dict(ck["config"], source=f"{path} config")
+    cfg = TrainConfig.from_dict(ckpt_mod.with_legacy_model_keys(ck["config"]), source=f"{path} config")
     modules = method.build(cfg.model, tuple(ck["crop"]), int(ck["n_snps"]))
     modules.load_state_dict(ck["modules"])
     modules.to(device).eval()

@@ -25,7 +25,7 @@ from gimtool.errors import InputError
 from gimtool.conventions import TRAIN_HISTORY_COLS
 from gimtool.io.atomic import atomic_path, atomic_write_text
 from gimtool.train import checkpoint as ckpt_mod
-from gimtool.train.config import TrainConfig, crop_shape, stage_epochs
+from gimtool.train.config import TrainConfig, aug_fraction, crop_shape, stage_epochs
 from gimtool.train.data import Collate, KeyedBatches, PairDataset, Pairs, make_loader, pair_samples
 from gimtool.model import losses
 from gimtool.model.distributed import gather_rows
@@ -344,7 +344,7 @@ def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt
     opt = _optimizer(run, stage)
     sampler = KeyedBatches(len(datasets["train"]), cfg.batch_size, cfg.seed, train=True, rank=dist.rank, world=dist.world,
                            augment=stage.genetic_augment and method.needs_genotypes, n_snps=run.data.n_snps,
-                           crop_p=cfg.geno_crop_p, fraction=cfg.geno_aug_fraction)
+                           crop_p=cfg.geno_crop_p, fraction=aug_fraction(cfg, run.data.n_snps))
     steps = len(sampler)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.min_lr)
     if opt_state is not None:

@@ -101,10 +101,31 @@ def test_gim_frozen_stage_leaves_genetic_encoder_without_gradients():
     assert all(p.grad is not None for p in modules["genetic"].parameters())
 
 
-def test_gim_accepts_a_snp_subset_and_bf16_autocast():
+def test_gim_linear_default_takes_a_snp_mask_and_the_training_frequencies():
     torch.manual_seed(0)
     m = get_method("gim")
     modules = m.build(tiny_cfg(), SHAPE, N_SNPS)
+    assert type(modules["genetic"]).__name__ == "MLPGeneticEncoder" and len(modules["genetic"].net) == 1  # linear
+    batch = tiny_batch(4)
+    mask = torch.zeros(N_SNPS, dtype=torch.bool)
+    mask[::3] = True
+    stage = m.stages(3)[-1]
+    af = torch.full((N_SNPS,), 0.3)
+    assert torch.isfinite(m.loss(modules, dict(batch, snp_mask=mask, af=af), stage)[0])
+    enc = modules["genetic"]
+    args = (batch["geno"], batch["chrom"], batch["bp"], batch["cm"])
+    a, b, c = enc(*args, mask, af), enc(*args, None, af), enc(*args, mask, af * 2)
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+    # masked SNPs do not count: changing their genotypes changes nothing
+    g2 = batch["geno"].clone()
+    g2[:, ~mask] = 2 - g2[:, ~mask].clamp(min=0)
+    torch.testing.assert_close(enc(g2, *args[1:], mask, af), a)
+
+
+def test_gim_transformer_accepts_a_snp_subset_and_bf16_autocast():
+    torch.manual_seed(0)
+    m = get_method("gim")
+    modules = m.build(tiny_cfg().replace(genetic_encoder="transformer"), SHAPE, N_SNPS)
     batch = tiny_batch(4)
     idx = torch.arange(10, 250, 3)  # an even down-sampling, as the genetic augmentation draws
     sub = dict(batch, geno=batch["geno"][:, idx], chrom=batch["chrom"][idx], bp=batch["bp"][idx], cm=batch["cm"][idx])

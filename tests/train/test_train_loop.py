@@ -220,3 +220,52 @@ def test_prepare_refuses_overlap_and_small_sets(cohort, tmp_path):
         train(cfg, StandIn(), data, tmp_path / "x", progress=False)
     with pytest.raises(InputError, match="needs genotypes"):
         prepare_data(cfg, StandIn(), d / "img", None, None, None)
+
+
+def test_best_checkpoint_is_the_best_validation_epoch(cohort, tmp_path):
+    cfg = _cfg(epochs=[4, 2], lr=5e-2)
+    train(cfg, StandIn(), _data(cfg, cohort), tmp_path / "r", progress=False)
+    h = pl.read_csv(tmp_path / "r" / "history.tsv", separator="\t", null_values="NA")
+    # the stand-in has no critic: selection is by validation loss
+    e = int(h["VAL_LOSS"].arg_min()) + 1
+    best = ckpt_mod.load_checkpoint(tmp_path / "r" / "best.pt")
+    assert best["position"]["global_epoch"] == e and best["selection"]["best_epoch"] == e
+    assert best["selection"]["best"] == pytest.approx(-h["VAL_LOSS"].min())
+    assert len(best["history"]) == e  # the weights and history of that epoch, not the last one
+    if e < 6:
+        assert not torch.equal(best["modules"]["head.weight"], _weights(tmp_path / "r" / "model.pt")["head.weight"])
+    # embed's default for a run folder is best.pt; a file is taken as given
+    from gimtool.train.embedding import resolve_checkpoint
+
+    assert resolve_checkpoint(tmp_path / "r") == tmp_path / "r" / "best.pt"
+    assert resolve_checkpoint(tmp_path / "r" / "model.pt") == tmp_path / "r" / "model.pt"
+
+
+class Worsening(StandIn):
+    """Validation loss rises after epoch 2 whatever the weights do."""
+
+    def loss(self, modules, batch, stage):
+        loss, metrics = super().loss(modules, batch, stage)
+        if not modules["encoder"].training:
+            loss = loss * 0 + 1.0 + abs(self.epoch - 2)
+        return loss, metrics
+
+
+def test_early_stopping_after_patience_epochs_and_resume_keeps_it(cohort, tmp_path):
+    method = Worsening()
+    method.epoch = 0
+
+    def tick(e):
+        method.epoch = e
+
+    cfg = _cfg(epochs=[4, 4], patience=2)
+    tick(1)
+    train(cfg, method, _data(cfg, cohort, method), tmp_path / "r", on_epoch_end=lambda e: tick(e + 1), progress=False)
+    h = pl.read_csv(tmp_path / "r" / "history.tsv", separator="\t", null_values="NA")
+    # best at epoch 2, two epochs without improvement, then the run stops (8 were planned)
+    assert h["EPOCH"].to_list() == [1, 2, 3, 4]
+    assert ckpt_mod.load_checkpoint(tmp_path / "r" / "best.pt")["selection"]["best_epoch"] == 2
+    assert ckpt_mod.load_checkpoint(tmp_path / "r" / "model.pt")["complete"]
+    # a resumed run that had stopped early does not train further
+    train(cfg, method, _data(cfg, cohort, method), tmp_path / "r", resume=True, progress=False)
+    assert pl.read_csv(tmp_path / "r" / "history.tsv", separator="\t")["EPOCH"].to_list() == [1, 2, 3, 4]

@@ -1,0 +1,129 @@
+"""gim's critic sees the genotype from the first step (issue 14): running standardization of its
+inputs, standardized genotypes at the encoder's input, and a regression test on a pair with
+known dependence, where the first version's JSE sat at 2 ln 2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gimtool.model.config import ModelConfig
+from gimtool.model.critic import RunningStandardize, SeparableCritic
+from gimtool.model.genetic import build_genetic_encoder, standardized_dosage
+from gimtool.model.losses import jse_loss
+
+LN4 = 2 * math.log(2)
+
+
+def test_running_standardize_statistics_and_eval():
+    torch.manual_seed(0)
+    norm = RunningStandardize(3, momentum=0.01)
+    x = torch.randn(5000, 3) * torch.tensor([0.01, 1.0, 50.0]) + torch.tensor([7.0, -3.0, 100.0])
+    for b in range(0, 5000, 12):  # batches of the paper's size
+        y = norm(x[b:b + 12])
+    np.testing.assert_allclose(norm.mean.numpy(), [7.0, -3.0, 100.0], rtol=0.02, atol=0.002)
+    sd = torch.sqrt(norm.sq_mean - norm.mean**2).numpy()
+    np.testing.assert_allclose(sd, [0.01, 1.0, 50.0], rtol=0.15)
+    # the output is standardized, batch by batch, without batch statistics of its own
+    out = norm.eval()(x)
+    assert out.mean(0).abs().max() < 0.1 and (out.std(0) - 1).abs().max() < 0.15
+    one = norm(x[:1])
+    torch.testing.assert_close(one, out[:1])  # eval: a person's output does not depend on the batch
+    # no gradient into the statistics, but through the input
+    norm.train()
+    xr = x[:12].clone().requires_grad_(True)
+    norm(xr).sum().backward()
+    assert xr.grad is not None and norm.mean.grad is None
+
+
+def test_standardized_dosage():
+    g = torch.tensor([[0, 1, 2, -127], [2, 2, 0, 1]], dtype=torch.int8)
+    af = torch.tensor([0.25, 0.5, 0.5, 0.0])
+    s = standardized_dosage(g, af)
+    expect0 = (0 - 0.5) / math.sqrt(2 * 0.25 * 0.75)
+    assert s[0, 0] == pytest.approx(expect0) and s[0, 1] == 0 and s[0, 3] == 0  # missing at the mean
+    assert s[1, 0] == pytest.approx((2 - 0.5) / math.sqrt(0.375)) and torch.isfinite(s).all()  # monomorphic: clipped
+    # a person's value depends on the frequencies, never on the other rows of the batch
+    torch.testing.assert_close(standardized_dosage(g[:1], af), s[:1])
+    torch.testing.assert_close(standardized_dosage(g[:1], None), standardized_dosage(g, None)[:1])
+
+
+def _known_dependence(n=600, L=200, seed=0):
+    """Genotypes and an image-side representation that carries 8 SNPs (plus a large offset that
+    every person shares, as a randomly initialised encoder gives)."""
+    rng = np.random.default_rng(seed)
+    af = rng.uniform(0.1, 0.5, L)
+    G = rng.binomial(2, af, size=(n, L)).astype(np.int8)
+    Gs = (G - 2 * af) / np.sqrt(2 * af * (1 - af))
+    B = np.zeros((L, 8))
+    B[rng.choice(L, 8, replace=False), np.arange(8)] = 1.0
+    Z = Gs @ B + 0.5 * rng.standard_normal((n, 8))
+    Z = np.concatenate([Z, rng.standard_normal((n, 24))], 1) * 0.1 + 5.0
+    return torch.tensor(Z, dtype=torch.float32), torch.tensor(G), torch.tensor(af, dtype=torch.float32)
+
+
+def _one_epoch_jse(cfg: ModelConfig, lr: float = 1e-2, seed: int = 0) -> float:
+    """Mean JSE over the last 20 steps of one epoch of batches of 12."""
+    Z, G, af = _known_dependence(seed=seed)
+    L = G.shape[1]
+    torch.manual_seed(seed)
+    enc = build_genetic_encoder(cfg, L)
+    critic = SeparableCritic(cfg, Z.shape[1], cfg.genetic_out_dim)
+    opt = torch.optim.Adam([*enc.parameters(), *critic.parameters()], lr=lr)
+    chrom, bp, cm = torch.ones(L, dtype=torch.long), torch.arange(L) * 1000, torch.arange(L) * 1e-3
+    losses = []
+    for b in range(0, Z.shape[0] - 11, 12):
+        k = torch.arange(b, b + 12)
+        loss = jse_loss(critic(Z[k], enc(G[k], chrom, bp, cm, None, af)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses[-20:]))
+
+
+SMALL = dict(genetic_dims=(8, 16), window=4, pool_rate=4, heads=2, pos_dim=16, pos_proj_dim=4, rbf_centres=4,
+             genetic_out_dim=32, critic_hidden=(64,), critic_dim=32)
+
+
+def test_jse_leaves_2ln2_within_the_first_epoch():
+    jse = _one_epoch_jse(ModelConfig(**SMALL))  # gimtool's defaults: linear encoder, standardized critic
+    assert jse < LN4 - 0.03, jse
+
+
+def test_first_version_sat_at_2ln2():
+    # the paper's genotype-class transformer with the unstandardized critic: the score is a row
+    # effect, the JSE stays at its constant optimum on the same data
+    paper = ModelConfig(**SMALL, genetic_encoder="transformer", genetic_input="classes", critic_standardize=False)
+    assert abs(_one_epoch_jse(paper) - LN4) < 0.005
+
+
+def test_snp_selector_finds_the_associated_snps():
+    from gimtool.model.critic import SnpSelector
+
+    Z, G, af = _known_dependence(n=1200, L=200, seed=4)
+    causal = set(torch.nonzero(torch.tensor(np.abs(np.corrcoef(
+        np.concatenate([Z[:, :8].numpy(), G.numpy().astype(float)], 1).T)[:8, 8:]).max(0) > 0.5)).flatten().tolist())
+    assert len(causal) == 8
+    sel = SnpSelector(200, Z.shape[1], k=8)
+    norm = RunningStandardize(Z.shape[1])
+    for b in range(0, 1200, 12):  # batches of 12, as in training
+        norm(Z[b:b + 12])
+        sel.update(norm.peek(Z[b:b + 12]), standardized_dosage(G[b:b + 12], af))
+    picked = set(torch.nonzero(sel.mask()).flatten().tolist())
+    assert picked == causal
+    # an augmentation mask is respected: the top k among the SNPs it keeps, never a masked one
+    aug = torch.ones(200, dtype=torch.bool)
+    aug[sorted(causal)[:4]] = False
+    m = sel.mask(aug)
+    assert m.sum() == 8 and not (m & ~aug).any() and set(sorted(causal)[4:]) <= set(torch.nonzero(m).flatten().tolist())
+
+
+def test_gim_critic_selects_snps_only_for_fixed_array_encoders():
+    cfg = ModelConfig(**SMALL, critic_snps=8)
+    assert SeparableCritic(cfg, 32, 32, n_snps=200).selector is not None
+    assert SeparableCritic(cfg.replace(genetic_encoder="transformer"), 32, 32, n_snps=200).selector is None
+    assert SeparableCritic(cfg.replace(critic_snps=0), 32, 32, n_snps=200).selector is None
