@@ -20,22 +20,26 @@ gimtool prep-geno --bfile "$D/cohort/geno" --genetic-map "$D/cohort/genetic_map.
 step "3/10 prep-mri: conform the NIfTIs to a 6 mm MNI grid, z-score, QC, image store"
 [ -f "$D/mri/meta.json" ] || gimtool prep-mri --images "$D/cohort/images.tsv" --voxel 6 --threads "$T" --out "$D/mri"
 
-step "4/10 train --method gim: a short schedule (1 epoch per stage) of the small model"
+step "4/10 train --method gim: 3 epochs of the small model (best.pt: the epoch of best validation MI)"
 [ -f "$D/gim/model.pt" ] || gimtool train --images "$D/mri" --geno "$D/geno.geno" \
-    --keep "$D/cohort/train.ids" --val-keep "$D/cohort/val.ids" --method gim --epochs 1,1,1 \
+    --keep "$D/cohort/train.ids" --val-keep "$D/cohort/val.ids" --method gim --epochs 3 \
     --config "$HERE/quickstart.toml" --threads "$T" --out "$D/gim"
 
-step "5/10 embed: 128-d representations of every person"
-gimtool embed --checkpoint "$D/gim/model.pt" --images "$D/mri" --out "$D/gim/embeddings"
+step "5/10 embed: 128-d representations of every person (from the run folder: its best.pt)"
+gimtool embed --checkpoint "$D/gim" --images "$D/mri" --out "$D/gim/embeddings"
 
-step "6/10 pcs: 10 PCs of the representations fit on the training people, applied to everyone;"
+step "6/10 pcs: two readouts of 10 dimensions, fit on the training people and applied to everyone:"
+step "     the paper's top 10 PCs, and the 10 directions most associated with the training people's genotypes;"
 step "     ancestry PCs of the test people from their genotypes"
 gimtool pcs --pheno "$D/gim/embeddings.tsv" --fit-keep "$D/cohort/train.ids" --n 10 --out "$D/gim/emb"
+gimtool pcs --pheno "$D/gim/embeddings.tsv" --fit-keep "$D/cohort/train.ids" --n 10 --guided-by "$D/geno.geno" \
+    --out "$D/gim/guided"
 gimtool pcs --bfile "$D/geno" --keep "$D/cohort/test.ids" --n 10 --out "$D/ancestry" --threads "$T"
 
-step "7/10 gwas on the test people: the 10 PCs, and the true factors (the ceiling); covariates age, sex, 10 ancestry PCs"
-for name in gim truth; do
+step "7/10 gwas on the test people: both readouts, and the true factors (the ceiling); covariates age, sex, 10 ancestry PCs"
+for name in gim guided truth; do
   pheno="$D/gim/emb.pcs.tsv"; [ $name = truth ] && pheno="$D/cohort/truth/factors.tsv"
+  [ $name = guided ] && pheno="$D/gim/guided.pcs.tsv"
   gimtool gwas --bfile "$D/geno" --pheno "$pheno" --keep "$D/cohort/test.ids" \
       --covar "$D/cohort/covariates.tsv" --covar "$D/ancestry.eigenvec" \
       --covar-name age,sex,PC1,PC2,PC3,PC4,PC5,PC6,PC7,PC8,PC9,PC10 \
@@ -43,7 +47,7 @@ for name in gim truth; do
 done
 
 step "8/10 clump --loci: independent loci at P < 5e-9 merged within 250 kb, union over phenotypes"
-for name in gim truth; do
+for name in gim guided truth; do
   gimtool clump --bfile "$D/geno" --loci --out "$D/clump/$name" "$D"/gwas/$name.*.sumstats.gz
 done
 
@@ -52,7 +56,7 @@ gimtool h2 --method greml --bfile "$D/geno" --pheno "$D/gim/emb.pcs.tsv" --keep 
     --covar "$D/cohort/covariates.tsv" --covar-name age,sex --out "$D/h2/gim" --threads "$T"
 
 step "10/10 mi: held-out JSE mutual information between the PCs and the genotypes (test people)"
-gimtool mi --pheno "$D/gim/emb.pcs.tsv" --pheno "$D/cohort/truth/factors.tsv" --geno "$D/geno.geno" \
+gimtool mi --pheno "$D/gim/emb.pcs.tsv" --pheno "$D/gim/guided.pcs.tsv" --pheno "$D/cohort/truth/factors.tsv" --geno "$D/geno.geno" \
     --keep "$D/cohort/test.ids" --genetic-encoder mlp --weight-decay 0.01 --out "$D/mi/gim" --threads "$T"
 
 python "$HERE/summarize.py" "$D"

@@ -13,7 +13,8 @@ from gimtool.evaluation import score_loci
 def main(d: Path) -> None:
     truth = pl.read_csv(d / "cohort" / "truth" / "loci.tsv", separator="\t")
     print(f"\ngimtool quick start: results in {d}/")
-    for name, label in (("gim", "GIM representation (10 PCs)"), ("truth", "true factors (ceiling)")):
+    for name, label in (("gim", "GIM, top 10 PCs"), ("guided", "GIM, guided 10 dimensions"),
+                        ("truth", "true factors (ceiling)")):
         s = score_loci(pl.read_csv(d / "clump" / f"{name}.loci.tsv", separator="\t"), truth)
         print(f"  {label:30s} loci {s['loci']:3d}  true {s['true']:3d}  not true {s['false']:3d}  "
               f"true loci recovered {s['recovered']}/{s['truth']}")
@@ -22,8 +23,8 @@ def main(d: Path) -> None:
     mi = pl.read_csv(d / "mi" / "gim.mi.tsv", separator="\t")
     for row in mi.iter_rows(named=True):
         print(f"  held-out MI, {row['NAME']}: {row['MI_VAL']:.3f} (training pairs {row['MI_TRAIN']:.3f})")
-    print("  (1 epoch per stage of a small model on 400 people: a smoke run, not a result; "
-          "benchmarks/results/table1.md has the comparison of methods)")
+    print("  (3 epochs of a small model on 400 people: it shows the pipeline; "
+          "benchmarks/results/table1_cpu-large.md compares the methods)")
 
 
 if __name__ == "__main__":

@@ -58,8 +58,11 @@ class ModelConfig:
     genetic_input: str = "standardized"
 
     # Critic and heads
-    critic_hidden: tuple[int, ...] = (256,)
-    critic_dim: int = 128
+    # The critic's heads: linear maps to a 16-d space (a reduced-rank bilinear critic). MLP heads
+    # (256,) -> 128 memorize the training pairs first at CPU cohort sizes (README, "Paper versus
+    # practice"); the paper leaves the critic's form open.
+    critic_hidden: tuple[int, ...] = ()
+    critic_dim: int = 16
     # standardize both critic inputs per feature with running statistics (model.critic); false is
     # the first version, whose JSE sat at 2 ln 2
     critic_standardize: bool = True

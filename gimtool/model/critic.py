@@ -78,28 +78,40 @@ class SnpSelector(nn.Module):
     SNPs, whatever the weight decay (1e-2 to 1) or batch (12, 64); with the 16 SNPs most
     associated with z (chosen on the estimator's training people) it was +0.016 and stable.
 
-    cross (n_snps, d) is a running average (as RunningStandardize's) of g_std' z_std / B over
-    training batches: g_std the standardized genotypes, z_std the critic's standardized image
-    input. A SNP's score is |cross_j|^2, its squared correlation with z summed over z's features.
-    No gradient flows through the selection; under DDP the inputs are the gathered global batch.
+    cross (n_snps, d) and zz (d, d) are running averages (as RunningStandardize's) of
+    g_std' z_std / B and z_std' z_std / B over training batches: g_std the standardized genotypes,
+    z_std the critic's standardized image input. A SNP's score is c_j' zz^-1 c_j, its multiple
+    R^2 on z (as in stats.guided): z's features are nearly collinear and its genetic signal lies in
+    low-variance directions, so the plain sum of squared correlations would rank SNPs by their
+    correlation with z's first principal component. No gradient flows through the selection;
+    under DDP the inputs are the gathered global batch.
     """
 
-    def __init__(self, n_snps: int, z_dim: int, k: int, momentum: float = 0.01):
+    def __init__(self, n_snps: int, z_dim: int, k: int, momentum: float = 0.01, ridge: float = 1e-3):
         super().__init__()
-        self.k, self.momentum = min(k, n_snps), momentum
+        self.k, self.momentum, self.ridge = min(k, n_snps), momentum, ridge
         self.register_buffer("cross", torch.zeros(n_snps, z_dim))
+        self.register_buffer("zz", torch.eye(z_dim))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def update(self, z_std: torch.Tensor, g_std: torch.Tensor) -> None:
         """z_std (B, d), g_std (B, n_snps): one batch's cross-moments into the running average."""
         rate = max(self.momentum, 1.0 / float(self.count + 1))
-        self.cross.lerp_(g_std.float().t() @ z_std.float() / z_std.shape[0], rate)
+        z = z_std.float()
+        self.cross.lerp_(g_std.float().t() @ z / z.shape[0], rate)
+        self.zz.lerp_(z.t() @ z / z.shape[0], rate)
         self.count += 1
+
+    def scores(self) -> torch.Tensor:
+        """(n_snps,) multiple R^2 of each SNP on z, from the running moments."""
+        d = self.zz.shape[0]
+        reg = self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
+        return (self.cross * torch.linalg.solve(reg, self.cross.t()).t()).sum(1)
 
     def mask(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(n_snps,) bool: the k top SNPs, and only those of `mask` (the augmentation) if given."""
-        score = (self.cross**2).sum(1)
+        score = self.scores()
         if mask is not None:
             score = score.masked_fill(~mask.to(score.device, torch.bool), -1.0)
         keep = torch.zeros_like(score, dtype=torch.bool)

@@ -54,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     # the critic and the genetic encoder may learn on their own time scale (None: lr, weight_decay)
     lr_critic: float | None = None
-    critic_weight_decay: float | None = None
+    critic_weight_decay: float | None = 1e-2  # held-out MI of the critic turned positive with it (README)
     min_lr: float = 0.0
     # early stopping: stop when the validation figure (MI for methods with a critic, else the
     # loss) has not improved for this many epochs; 0 = never. best.pt holds the best epoch.
@@ -292,11 +292,14 @@ PAPER_SETTINGS = {
     "paper": True,
     "schedule": "paper",  # 200 epochs with the genetic encoder frozen, 100 with augmentation, 50 co-training
     "geno_aug_min_snps": 0,  # 9.9 % of the SNPs on every array
+    "critic_weight_decay": 0.0,
     "model": {
         "genetic_encoder": "transformer",
         "genetic_input": "classes",  # embeddings of 0/1/2/missing
         "critic_standardize": False,
         "critic_snps": 0,
+        "critic_hidden": [256],
+        "critic_dim": 128,
     },
 }
 

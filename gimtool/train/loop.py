@@ -142,21 +142,24 @@ def _plot_history(path: Path, df: pl.DataFrame) -> None:
     if df.height == 0:
         return
     ep = df["EPOCH"].to_numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax = axes[0]
-    ax.plot(ep, df["TRAIN_LOSS"].to_numpy(), "o-", label="train", ms=3)
-    if df["VAL_LOSS"].null_count() < df.height:
-        ax.plot(ep, df["VAL_LOSS"].to_numpy(), "s-", label="validation", ms=3)
-    ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax.legend()
-    ax = axes[1]
+    terms = [c for c in ("JSE", "RECON") if f"TRAIN_{c}" in df.columns]  # gim: its two loss terms apart
+    fig, axes = plt.subplots(1, 2 + len(terms), figsize=(5 * (2 + len(terms)), 3.8))
+    for ax, (col, title) in zip(axes, [("LOSS", "loss")] + [(t, {"JSE": "JSE term", "RECON": "reconstruction MSE"}[t]) for t in terms]):
+        ax.plot(ep, df[f"TRAIN_{col}"].to_numpy(), "o-", label="train", ms=3)
+        if f"VAL_{col}" in df.columns and df[f"VAL_{col}"].null_count() < df.height:
+            ax.plot(ep, df[f"VAL_{col}"].to_numpy(), "s-", label="validation", ms=3)
+        if col == "JSE":
+            ax.axhline(2 * math.log(2), color="grey", lw=0.8, ls=":", label="2 ln 2 (no information)")
+        ax.set(xlabel="epoch", ylabel=title, title=title)
+        ax.legend()
+    ax = axes[-1]
     if df["TRAIN_MI"].null_count() < df.height:
         ax.plot(ep, df["TRAIN_MI"].to_numpy(), "o-", label="train", ms=3)
         if df["VAL_MI"].null_count() < df.height:
             ax.plot(ep, df["VAL_MI"].to_numpy(), "s-", label="validation", ms=3)
             ax.fill_between(ep, df["VAL_MI"].to_numpy().astype(float), df["TRAIN_MI"].to_numpy().astype(float), alpha=0.2, label="gap")
-        ax.axhline(2 * math.log(2), color="grey", lw=0.8, ls=":", label="2 ln 2 (JSE maximum)")
-        ax.set(xlabel="epoch", ylabel="JSE MI estimate (nats)", title="MI: train vs validation")
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")  # no information (the maximum, 2 ln 2, would flatten the curves)
+        ax.set(xlabel="epoch", ylabel="JSE MI estimate (nats)", title="MI: train vs validation (whole set)")
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no MI estimate for this method", ha="center", va="center", transform=ax.transAxes)

@@ -127,3 +127,21 @@ def test_gim_critic_selects_snps_only_for_fixed_array_encoders():
     assert SeparableCritic(cfg, 32, 32, n_snps=200).selector is not None
     assert SeparableCritic(cfg.replace(genetic_encoder="transformer"), 32, 32, n_snps=200).selector is None
     assert SeparableCritic(cfg.replace(critic_snps=0), 32, 32, n_snps=200).selector is None
+
+
+def test_snp_selector_ranks_by_multiple_r2_not_by_the_dominant_direction():
+    from gimtool.model.critic import SnpSelector
+
+    rng = np.random.default_rng(1)
+    n, L, d = 2400, 50, 16
+    G = rng.binomial(2, 0.4, size=(n, L)).astype(np.int8)
+    Gs = (G - 0.8) / np.sqrt(0.48)
+    common = rng.standard_normal(n) * 10 + 0.3 * Gs[:, 3]  # SNP 3 weakly moves the dominant direction
+    z = np.outer(common, np.ones(d)) + rng.standard_normal((n, d)) * 0.5
+    z[:, 5] += 0.6 * Gs[:, 40]  # SNP 40 strongly moves one low-variance direction
+    Z = torch.tensor(z, dtype=torch.float32)
+    sel, norm = SnpSelector(L, d, k=1), RunningStandardize(d)
+    for b in range(0, n, 12):
+        norm(Z[b:b + 12])
+        sel.update(norm.peek(Z[b:b + 12]), torch.tensor(Gs[b:b + 12], dtype=torch.float32))
+    assert torch.nonzero(sel.mask()).flatten().tolist() == [40]
