@@ -27,38 +27,7 @@ def command(
     threads: options.Threads = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
-    import numpy as np
-    import polars as pl
+    from gimtool.pipelines import embed
 
-    from gimtool.io.imagestore import ImageStore
-    from gimtool.conventions import EMBEDDING_PREFIX
-    from gimtool.io.tables import select_samples, write_table
-    from gimtool.runlog import RunLog
-    from gimtool.train import checkpoint as ckpt_mod
-    from gimtool.train.embedding import embed_volumes, load_model
-
-    with RunLog(out, "embed") as log:
-        options.set_threads(threads)
-        dev = options.resolve_device(device)
-        from gimtool.train.embedding import resolve_checkpoint
-
-        checkpoint = resolve_checkpoint(checkpoint)
-        log.input("checkpoint", checkpoint)
-        log.input("images", images)
-        store = ImageStore(images)
-        method, modules, cfg, ck = load_model(checkpoint, dev)
-        ckpt_mod.check_compatible(ck, checkpoint, grid=ckpt_mod.grid_of(store), check_snps=False)
-        log.info(f"checkpoint: method {ck['method']}, {len(ck['history'])} epochs, trained on {ck['n_train']} people, "
-                 f"gimtool {ck['gimtool_version']}{'' if ck['complete'] else ' (an unfinished run: last.pt)'}")
-        mask = select_samples(store.samples, keep, remove, log)
-        index = np.flatnonzero(mask)
-        crop = tuple(ck["crop"]) if center_crop else None
-        log.info(f"embedding {index.size} of {store.n} volumes ({'centre crop ' + str(crop) if crop else 'whole volumes ' + str(store.shape)})")
-        with log.timed("embed"):
-            Z = embed_volumes(method, modules, store, index, crop, dev, batch_size, bf16=cfg.bf16, progress=not no_progress)
-        ids = store.samples[index]
-        cols = [f"{EMBEDDING_PREFIX}{k + 1}" for k in range(Z.shape[1])]
-        df = pl.concat([ids, pl.DataFrame(Z.astype(np.float64), schema=cols, orient="row")], how="horizontal")
-        path = f"{out}.tsv"
-        write_table(df, path)
-        log.output("embeddings", path)
+    path = embed.run(checkpoint, images, out, keep, remove, center_crop, batch_size, device, threads, progress=not no_progress)
+    typer.echo(f"embed: {path}", err=True)
