@@ -210,8 +210,9 @@ def main() -> None:
              f"{'compiled (gimtool._speedups)' if compiled else 'numpy (the C module is not built)'}; {a.reps} alternating "
              "sets (plink2, gimtool --no-plots, gimtool with plots) per cohort; medians, with the range over the sets", "",
              "| missing calls | plink2 --glm s | gimtool --no-plots s | ratio to plink2 (range) | with plots s | plots / --no-plots (range) "
-             "| scan s | write outputs s (no plots / plots) | start-up s | peak RSS MB (plink2 / gimtool / with plots) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| scan s | write outputs s (no plots / plots) | start-up s | CPU s (plink2 / gimtool / with plots) "
+             "| peak RSS MB (plink2 / gimtool / with plots) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     med = statistics.median
     for rate in rates:
         r = res[rate]
@@ -221,6 +222,7 @@ def main() -> None:
         lines.append(f"| {rate:.1%} | {med(x[0] for x in r['plink2']):.2f} | {med(x[0] for x in r['no-plots']):.2f} | "
                      f"{med(ratio):.2f} ({spread(ratio)}) | {med(x[0] for x in r['plots']):.2f} | {med(pratio):.2f} ({spread(pratio)}) | "
                      f"{med(pt['scan']):.2f} | {med(pt['write']):.2f} / {med(pt['write_plots']):.2f} | {med(pt['startup']):.2f} | "
+                     f"{med(x[2] for x in r['plink2']):.2f} / {med(x[2] for x in r['no-plots']):.2f} / {med(x[2] for x in r['plots']):.2f} | "
                      f"{max(x[1] for x in r['plink2']):.0f} / {max(x[1] for x in r['no-plots']):.0f} / {max(x[1] for x in r['plots']):.0f} |")
     lines.append("")
     for rate in rates:

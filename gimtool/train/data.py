@@ -122,11 +122,11 @@ class PairDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.pairs.image_index.size)
 
-    def __getitem__(self, key):
-        k, item_seed, spec = key
-        images, geno = self.stores()
-        i = int(self.pairs.image_index[k])
-        shape = images.shape
+    def plan(self, key) -> tuple[int, list[tuple[int, int, int]], int]:
+        """What item `key` = (pair k, item seed or None, SNP spec) reads: its image-store row, the
+        start of each view's crop and its augmentation seed (the keyed randomness of the module doc)."""
+        k, item_seed, _ = key
+        shape = self.stores()[0].shape
         if item_seed is None:
             starts = [tuple((n - c) // 2 for n, c in zip(shape, self.crop))] * self.n_views
             # validation: a fixed augmentation seed per person, so validation losses are repeatable
@@ -135,13 +135,23 @@ class PairDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng(item_seed)
             starts = [tuple(int(rng.integers(0, n - c + 1)) for n, c in zip(shape, self.crop)) for _ in range(self.n_views)]
             aug_seed = int(rng.integers(0, 2**62))
+        return int(self.pairs.image_index[k]), starts, aug_seed
+
+    def genotypes(self, ks, spec) -> np.ndarray:
+        """The genotype rows of pairs `ks` (the batch's SNP subset unless SNPs are masked), (len(ks), m) int8."""
+        geno = self.stores()[1]
+        rows = np.asarray([int(self.pairs.geno_index[k]) for k in ks], dtype=np.int64)
+        idx = None if self.mask_snps else snp_subset(spec, geno.n_snps)
+        g = np.asarray(geno.genotypes[rows])
+        return np.ascontiguousarray(g if idx is None else g[:, idx])
+
+    def __getitem__(self, key):
+        images = self.stores()[0]
+        i, starts, aug_seed = self.plan(key)
         views = [torch.from_numpy(np.ascontiguousarray(images.crop(i, s, self.crop)))[None] for s in starts]
         item = {"views": views, "aug_seed": aug_seed}
         if self.with_geno:
-            row = geno.genotypes[int(self.pairs.geno_index[k])]
-            idx = None if self.mask_snps else snp_subset(spec, geno.n_snps)
-            g = np.asarray(row) if idx is None else np.asarray(row[idx])
-            item["geno"] = torch.from_numpy(g.copy())
+            item["geno"] = torch.from_numpy(self.genotypes([key[0]], key[2])[0].copy())
         return item
 
 
@@ -162,19 +172,23 @@ class Collate:
         if self.n_views > 1:
             batch["views"] = views
         if "geno" in items[0]:
-            batch["geno"] = torch.stack([it["geno"] for it in items])
-            idx = snp_subset(spec, self.positions["chrom"].size)
-            if self.mask_snps and idx is not None:
-                mask = np.zeros(self.positions["chrom"].size, dtype=bool)
-                mask[idx] = True
-                batch["snp_mask"] = torch.from_numpy(mask)
-                idx = None
-            for name, dtype in (("chrom", torch.int64), ("bp", torch.int64), ("cm", torch.float32), ("af", torch.float32)):
-                if name not in self.positions:
-                    continue
-                a = self.positions[name] if idx is None else self.positions[name][idx]
-                batch[name] = torch.as_tensor(np.ascontiguousarray(a)).to(dtype)
+            self.add_genotypes(batch, torch.stack([it["geno"] for it in items]), spec)
         return batch
+
+    def add_genotypes(self, batch: dict, geno: torch.Tensor, spec) -> None:
+        """The batch's genotypes and the positions of its SNPs (or the mask over all SNPs)."""
+        batch["geno"] = geno
+        idx = snp_subset(spec, self.positions["chrom"].size)
+        if self.mask_snps and idx is not None:
+            mask = np.zeros(self.positions["chrom"].size, dtype=bool)
+            mask[idx] = True
+            batch["snp_mask"] = torch.from_numpy(mask)
+            idx = None
+        for name, dtype in (("chrom", torch.int64), ("bp", torch.int64), ("cm", torch.float32), ("af", torch.float32)):
+            if name not in self.positions:
+                continue
+            a = self.positions[name] if idx is None else self.positions[name][idx]
+            batch[name] = torch.as_tensor(np.ascontiguousarray(a)).to(dtype)
 
 
 class KeyedBatches:
@@ -232,16 +246,23 @@ class _KeyedDataset(torch.utils.data.Dataset):
         return [self.ds[k] for k in keys], (keys[0][2] if keys else ("all",))
 
 
-def make_loader(ds: PairDataset, sampler: KeyedBatches, collate: Collate, workers: int, pin: bool = False):
-    """A DataLoader over keyed batches (each element of `sampler` is one batch's key list).
+def make_loader(ds: PairDataset, sampler: KeyedBatches, collate: Collate, workers: int, pin: bool = False,
+                threads: int = 2, prefetch: int = 2):
+    """The batches of `sampler`: read by threads of this process (`workers` = 0, the default
+    and the fast path, see :class:`ThreadedLoader`), or by a DataLoader with `workers`
+    processes. Both give the same batches.
 
-    Under torch.distributed the workers start from a fork server: forking a process that already
-    runs gloo/NCCL threads can deadlock the child. Workers persist across epochs (the keyed
-    sampler runs in the main process, so persistence changes no batch).
+    `pin` (training on CUDA): the threaded loader copies each batch's images to the current CUDA
+    device as float16 from pinned memory and converts them there. DataLoader workers start from a
+    fork server under torch.distributed (forking a process that already runs gloo/NCCL threads
+    can deadlock the child) and persist across epochs.
     """
+    if workers == 0:
+        device = torch.device("cuda", torch.cuda.current_device()) if pin and torch.cuda.is_available() else None
+        return ThreadedLoader(ds, sampler, collate, threads=threads, device=device, prefetch=prefetch)
     import torch.distributed as dist
 
-    ctx = "forkserver" if workers and dist.is_available() and dist.is_initialized() else None
+    ctx = "forkserver" if dist.is_available() and dist.is_initialized() else None
     return torch.utils.data.DataLoader(
         _KeyedDataset(ds),
         sampler=sampler,
@@ -249,6 +270,116 @@ def make_loader(ds: PairDataset, sampler: KeyedBatches, collate: Collate, worker
         collate_fn=collate,
         num_workers=workers,
         pin_memory=pin,
-        persistent_workers=workers > 0,
+        persistent_workers=True,
         multiprocessing_context=ctx,
     )
+
+
+class ThreadedLoader:
+    """Batches read straight from the memory-mapped stores by threads of this process: no
+    worker processes, so no copies between processes (DataLoader workers pickle every crop to
+    the main process: 27 crops/s at 1 mm where threads read 200+).
+
+    A background thread plans each batch (the keyed crops of :meth:`PairDataset.plan`) and
+    copies its crops with :meth:`ImageStore.crop_batch` (`threads` threads; numpy releases the
+    GIL while copying) while the model runs on the previous one; `prefetch` batches wait ready.
+    On CUDA (`device`) the crops stay in the stored dtype (float16, or uint8 codes) in a ring of
+    pinned buffers, go to the device asynchronously and are converted there; on the CPU they are
+    converted to float32 as they are copied. Batches equal the DataLoader path's.
+    """
+
+    def __init__(self, ds: PairDataset, sampler, collate: Collate, threads: int = 2, device=None, prefetch: int = 2,
+                 keep_dtype: bool = False):
+        self.ds, self.sampler, self.collate = ds, sampler, collate
+        self.threads, self.device, self.prefetch = max(1, threads), device, max(1, prefetch)
+        # keep_dtype without a device: the host half of the CUDA path (benchmarks): images in the
+        # stored dtype, in the ring buffers themselves (valid until prefetch + 1 more batches are drawn)
+        self.keep_dtype = keep_dtype
+        self.cuda = device is not None and torch.device(device).type == "cuda"
+        self._ring: list = []  # pinned buffers (CUDA), each with the event of its last copy
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _buffer(self, slot: int, shape) -> np.ndarray:
+        images = self.ds.stores()[0]
+        while len(self._ring) <= slot:
+            self._ring.append([None, None])
+        buf, event = self._ring[slot]
+        if event is not None:
+            event.synchronize()  # its last batch has reached the device
+        if buf is None or buf.shape[1] < shape[1]:
+            buf = torch.empty(shape, dtype=getattr(torch, str(images.dtype)), pin_memory=self.cuda)
+            self._ring[slot] = [buf, None]
+        return buf[:, : shape[1]].numpy()
+
+    def _read(self, keys, slot: int):
+        """The batch of `keys` with its images on the host: (host batch, views array)."""
+        ds, (images, _) = self.ds, self.ds.stores()
+        if not keys:
+            return None
+        plans = [ds.plan(k) for k in keys]
+        rows = [p[0] for p in plans]
+        shape = (ds.n_views, len(keys), *ds.crop)
+        raw = self.device is not None or self.keep_dtype
+        out = self._buffer(slot, shape) if raw else np.empty(shape, dtype=np.float32)
+        for v in range(ds.n_views):
+            images.crop_batch(rows, [p[1][v] for p in plans], ds.crop, raw=raw, threads=self.threads, out=out[v])
+        batch = {"aug_seed": torch.tensor([p[2] for p in plans], dtype=torch.int64)}
+        if ds.with_geno:
+            self.collate.add_genotypes(batch, torch.from_numpy(ds.genotypes([k[0] for k in keys], keys[0][2])), keys[0][2])
+        return batch, out
+
+    def _finish(self, batch: dict, out: np.ndarray, slot: int) -> dict:
+        """Images into the batch: (n_views, B, D, H, W) -> per view (B, 1, D, H, W) float32, on
+        the device when there is one."""
+        t = torch.from_numpy(out)
+        if self.device is not None:
+            t = t.to(self.device, non_blocking=True)
+            if not self.keep_dtype:
+                t = self.ds.stores()[0].decode(t)
+            if self.cuda:
+                event = torch.cuda.Event()
+                event.record()
+                self._ring[slot][1] = event
+            elif t.data_ptr() == out.ctypes.data:
+                t = t.clone()  # on the CPU the ring buffer is reused: the batch keeps its own copy
+        views = [t[v][:, None] for v in range(t.shape[0])]
+        batch["image"] = views[0]
+        if self.ds.n_views > 1:
+            batch["views"] = views
+        return batch
+
+    def __iter__(self):
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        nslots = self.prefetch + 2
+
+        def produce():
+            try:
+                for b, keys in enumerate(self.sampler):
+                    if stop.is_set():
+                        return
+                    q.put((b % nslots, self._read(keys, b % nslots)))
+                q.put(None)
+            except BaseException as e:  # handed to the consumer
+                q.put(e)
+
+        th = threading.Thread(target=produce, daemon=True, name="gimtool-batches")
+        th.start()
+        try:
+            while (item := q.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                slot, got = item
+                yield None if got is None else self._finish(got[0], got[1], slot)
+        finally:
+            stop.set()
+            while th.is_alive():  # let a blocked producer finish
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    th.join(0.05)
