@@ -62,3 +62,41 @@ def test_cli_bad_flag_and_method(tmp_path, capsys):
     assert "--method nope: unknown method 'nope'" in capsys.readouterr().err
     assert gimtool("train", "--images", tmp_path / "none", "--out", tmp_path / "o", "--epochs", "x", check=False) == 1
     assert "--epochs 'x'" in capsys.readouterr().err
+
+
+def test_gim_schedule_cotrain_by_default_paper_one_flag_away(tmp_path):
+    from gimtool.model.methods import GIM_STAGES
+    from gimtool.train.config import GIM_STAGE_NAMES
+
+    assert GIM_STAGE_NAMES == GIM_STAGES
+    c = TrainConfig()
+    assert stage_epochs(c, list(GIM_STAGES)) == {"frozen-genetic": 0, "genetic-augment": 0, "co-train": 350}
+    c.epochs = 6
+    assert stage_epochs(c, list(GIM_STAGES)) == {"frozen-genetic": 0, "genetic-augment": 0, "co-train": 6}
+    assert stage_epochs(c, ["train"]) == 6
+    c.epochs = [2, 1, 1]  # explicit per-stage epochs win
+    assert stage_epochs(c, list(GIM_STAGES)) == {"frozen-genetic": 2, "genetic-augment": 1, "co-train": 1}
+    # --paper: every departure back to the paper's value
+    p = load_config(None, {"paper": True, "epochs": 7})
+    assert p.schedule == "paper" and stage_epochs(p, list(GIM_STAGES)) == 7
+    m = p.model
+    assert (m.genetic_encoder, m.genetic_input, m.critic_standardize, m.critic_snps) == ("transformer", "classes", False, 0)
+    assert m.critic_hidden == (256,) and m.critic_dim == 128
+    assert p.geno_aug_min_snps == 0 and p.critic_weight_decay == 0.0
+    # a TOML value still overrides the paper preset, and the file can ask for it too
+    (tmp_path / "c.toml").write_text("paper = true\n[model]\ngenetic_encoder = \"mlp\"\n")
+    q = load_config(tmp_path / "c.toml")
+    assert q.paper and q.schedule == "paper" and q.model.genetic_encoder == "mlp" and not q.model.critic_standardize
+    d = load_config(None, {})
+    assert not d.paper and d.model.critic_standardize and d.model.genetic_encoder == "linear" and d.schedule == "cotrain"
+
+
+def test_augmentation_density_floor():
+    from gimtool.train.config import aug_fraction
+
+    c = TrainConfig()
+    assert aug_fraction(c, 658_720) == pytest.approx(65_000 / 658_720, rel=1e-3)  # the paper's array: the paper's 65k
+    assert aug_fraction(c, 100_000) == pytest.approx(0.2)  # at least 20,000 SNPs
+    assert aug_fraction(c, 1_500) == 1.0  # a small array is kept whole
+    c.geno_aug_min_snps = 0
+    assert aug_fraction(c, 1_500) == pytest.approx(c.geno_aug_fraction)
