@@ -29,6 +29,7 @@ Bfile = Annotated[str, typer.Option("--bfile", help="PLINK 1 fileset prefix (.be
 # Phenotypes and covariates: the same in gwas, h2, pcs and mi (read by gimtool.io.phenotypes).
 PhenoName = Annotated[Optional[list[str]], typer.Option("--pheno-name", help="Phenotype columns to use (repeat or comma-separate); default all.")]
 Covar = Annotated[Optional[list[Path]], typer.Option("--covar", help="Covariate table: FID IID name... (repeat to join several files by FID IID, e.g. age/sex and ancestry PCs).")]
+MissingPheno = Annotated[int, typer.Option("--input-missing-phenotype", help="Phenotype and covariate value read as missing besides NA (PLINK 2's flag; default -9).")]
 CovarName = Annotated[Optional[list[str]], typer.Option("--covar-name", help="Covariate columns to use (repeat or comma-separate); default all.")]
 
 

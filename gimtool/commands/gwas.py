@@ -33,6 +33,7 @@ def command(
     pheno_name: options.PhenoName = None,
     covar: options.Covar = None,
     covar_name: options.CovarName = None,
+    input_missing_phenotype: options.MissingPheno = -9,
     backend: Backend = "builtin",
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5, help="Skip SNPs with minor allele frequency below this (over the samples used).")] = 0.0,
     chunk: Annotated[Optional[str], typer.Option("--chunk", help="K/N: test only the K-th of N contiguous parts of the SNPs (outputs concatenate to the whole).")] = None,
@@ -51,4 +52,4 @@ def command(
     from gimtool.pipelines import gwas
 
     gwas.run(bfile, pheno, out, pheno_name, covar, covar_name, backend, maf, chunk, pheno_transform, precision,
-             chunk_snps, ld_scores, genetic_map, not no_plots, keep, remove, device, threads)
+             chunk_snps, ld_scores, genetic_map, not no_plots, keep, remove, device, threads, input_missing_phenotype)

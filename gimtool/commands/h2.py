@@ -54,6 +54,7 @@ def command(
     pheno_name: options.PhenoName = None,
     covar: options.Covar = None,
     covar_name: options.CovarName = None,
+    input_missing_phenotype: options.MissingPheno = -9,
     grm_out: Annotated[Optional[str], typer.Option("--grm-out", help="greml: save the GRM and its eigendecomposition to this .npz.")] = None,
     grm: Annotated[Optional[str], typer.Option("--grm", help="greml: reuse a GRM saved with --grm-out instead of reading genotypes.")] = None,
     max_n: Annotated[int, typer.Option("--max-n", help="greml: refuse more people than this (the GRM and its eigenvectors are 16 N^2 bytes).")] = 20_000,
@@ -69,4 +70,5 @@ def command(
     fixed = _intercept(intercept) if method == "ldsc" else None
     paths = options.split_list(sumstats) + options.split_list(files)
     h2.run(out, method, backend, paths, bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, fixed, n_samples, use_m, pheno,
-           pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_size, keep, remove, threads, device)
+           pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_size, keep, remove, threads, device,
+           input_missing_phenotype)

@@ -1,8 +1,9 @@
 """Phenotype, covariate and embedding tables, sample ID lists, and sample alignment.
 
 Format: whitespace-separated with a header whose first two columns are ``FID IID`` (``#FID`` is
-accepted, as PLINK 2 writes it); missing values ``NA`` (also ``nan``, ``-9``, -9.0 as in PLINK 2 when
-``missing_neg9``). Every problem is reported with the file, the line and the column.
+accepted, as PLINK 2 writes it); missing values ``NA`` (also ``nan``; a numeric missing code, -9 as in
+PLINK 2, with ``missing_code``); text columns of categorical covariates with ``categorical``. Every
+problem is reported with the file, the line and the column.
 """
 
 from __future__ import annotations
@@ -26,12 +27,24 @@ def read_table(
     columns: Sequence[str] | None = None,
     what: str = "phenotype",
     missing_neg9: bool = False,
+    missing_code: float | None = None,
+    categorical: bool = False,
+    counts: dict | None = None,
 ) -> pl.DataFrame:
     """Read a `FID IID name...` table; returns FID, IID (str) and the named columns as Float64.
 
     `columns`: the columns to keep (all when None); a name not in the header is an error that
     lists the columns found. Non-numeric values, duplicate IDs and ragged lines are errors.
+
+    `missing_code`: a number that means missing in any spelling (-9, -9.0), PLINK 2's
+    --input-missing-phenotype; ``missing_neg9=True`` is ``missing_code=-9``. `counts`: a dict
+    that receives, per column, how many values were the missing code. `categorical`: a column
+    whose values are all text (besides NA, NONE and the missing code) is returned as Utf8 with
+    nulls for missing, for the caller to split into indicator columns; a column mixing numbers
+    and text is an error naming the column.
     """
+    if missing_code is None and missing_neg9:
+        missing_code = -9.0
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
@@ -66,31 +79,61 @@ def read_table(
                 f"{path}: column(s) {', '.join(missing)} not found; {what} columns are: {', '.join(names) or '(none)'}"
             )
     idx = [header.index(c) for c in columns]
-    miss = set(_MISSING) | ({"-9"} if missing_neg9 else set())
-    df = _parse_fast(text, header, list(columns), miss)
-    if df is not None:
-        return _neg9_missing(df, columns) if missing_neg9 else df
-    # something is wrong (or unusual): the line-by-line parse reads it, or says where the problem is
-    lines = [(i + 1, ln) for i, ln in enumerate(all_lines) if ln.strip()]
-    fids, iids, arr = _parse_slow(path, lines[1:], header, idx, columns, miss)
-    data = {"FID": fids, "IID": iids}
-    for j, c in enumerate(columns):
-        data[c] = arr[:, j]
-    df = pl.DataFrame(data, schema={"FID": pl.Utf8, "IID": pl.Utf8, **{c: pl.Float64 for c in columns}})
-    df = df.with_columns([pl.col(c).fill_nan(None) for c in columns])
-    return _neg9_missing(df, columns) if missing_neg9 else df
+    typed = None
+    raw = _parse_fast(text, header, list(columns), _MISSING)
+    if raw is not None:
+        typed = _typed(path, raw, list(columns), missing_code, categorical)
+    if typed is None:
+        # something is wrong (or unusual): the line-by-line parse reads it, or says where the problem is
+        lines = [(i + 1, ln) for i, ln in enumerate(all_lines) if ln.strip()]
+        raw, linenos = _parse_slow(path, lines[1:], header, idx, columns, _MISSING)
+        typed = _typed(path, raw, list(columns), missing_code, categorical, linenos)
+    df, n_code = typed
+    if counts is not None:
+        counts.update({c: n for c, n in n_code.items() if n})
+    return df
 
 
-def _neg9_missing(df: pl.DataFrame, columns) -> pl.DataFrame:
-    """-9 in any spelling (-9, -9.0, -9.000000) is missing, as in PLINK 2 and BOLT-LMM."""
-    return df.with_columns([pl.when(pl.col(c) == -9.0).then(None).otherwise(pl.col(c)).alias(c) for c in columns])
+def _typed(path, raw: pl.DataFrame, columns: list[str], code: float | None, categorical: bool,
+           linenos: list[int] | None = None):
+    """(the table with numbers as Float64 and categorical columns as Utf8, {column: values equal
+    to `code`}) from all-text columns (missing tokens already null). A problem raises InputError
+    naming the line when `linenos` is given, else gives None (the line-by-line parse then says)."""
+    out, n_code = [], {}
+    for c in columns:
+        s = raw[c]
+        f = s.cast(pl.Float64, strict=False).fill_nan(None)
+        is_code = (f == code).fill_null(False) if code is not None else pl.Series([False] * len(f))
+        n_code[c] = int(is_code.sum())
+        text = s.is_not_null() & f.is_null()
+        numbers = f.is_not_null() & ~is_code
+        bad = None
+        if text.any() and not categorical:
+            bad = int(text.arg_true()[0])
+            what = f"expected a number or NA, found {s[bad]!r}"
+        elif text.any() and numbers.any():
+            bad = int(numbers.arg_true()[0])
+            first_text = s[int(text.arg_true()[0])]
+            what = (f"mixes numbers ({s[bad]!r}) and text ({first_text!r}); a categorical covariate must be all "
+                    f"text (missing: NA, NONE{'' if code is None else f' or {code:g}'})")
+        if bad is not None:
+            if linenos is None:
+                return None
+            raise InputError(f"{path}: line {linenos[bad]}: column {c}: {what}")
+        if text.any():  # categorical
+            s = pl.Series(c, [None if (m or v == "NONE") else v for v, m in zip(s.to_list(), is_code.to_list())],
+                          dtype=pl.Utf8)
+            out.append(s)
+        else:
+            out.append(f.set(is_code, None).alias(c) if n_code[c] else f.alias(c))
+    return raw.select("FID", "IID").with_columns(out), n_code
 
 
 def _parse_fast(text: str, header: list[str], columns, miss: set[str]) -> pl.DataFrame | None:
-    """The table (FID, IID, the columns as Float64 with nulls) parsed by polars, when every line is
+    """The table (FID, IID, the columns as text with nulls for missing) parsed by polars, when every line is
     separated by single tabs (or single spaces): a 40,000 x 130 embedding table in a fraction of
     a second instead of seconds. None when the file is not that regular or anything is wrong
-    (ragged line, duplicate ID, non-number): the line-by-line parse then finds it and says where."""
+    (ragged line, duplicate ID): the line-by-line parse then finds it and says where."""
     import io
 
     sep = "\t" if "\t" in text else " "
@@ -106,19 +149,18 @@ def _parse_fast(text: str, header: list[str], columns, miss: set[str]) -> pl.Dat
             infer_schema=False, columns=[names.index(c) for c in ("FID", "IID", *columns)],
         )  # all text; the missing-value tokens apply to the value columns only, not to IDs
         na = sorted(miss)
-        df = df.with_columns(
-            [pl.when(pl.col(c).is_in(na)).then(None).otherwise(pl.col(c)).cast(pl.Float64).alias(c) for c in columns]
-        )
+        df = df.with_columns([pl.when(pl.col(c).is_in(na)).then(None).otherwise(pl.col(c)).alias(c) for c in columns])
     except (pl.exceptions.PolarsError, ValueError):
         return None
     if df.height != len(lines) - 1 or df.select(pl.struct("FID", "IID").is_duplicated().any()).item():
         return None
-    return df.select("FID", "IID", *[pl.col(c).fill_nan(None) for c in columns])
+    return df.select("FID", "IID", *columns)
 
 
 def _parse_slow(path: Path, lines, header: list[str], idx: list[int], columns, miss: set[str]):
-    """The line-by-line parse: raises InputError naming the line and column of a problem."""
-    fids, iids, vals = [], [], []
+    """The line-by-line parse: (the table as text, the line number of each row); raises InputError
+    naming the line of a ragged line or a duplicate ID."""
+    fids, iids, vals, linenos = [], [], [], []
     seen: dict[tuple[str, str], int] = {}
     for lineno, line in lines:
         tok = line.split()
@@ -132,18 +174,10 @@ def _parse_slow(path: Path, lines, header: list[str], idx: list[int], columns, m
         seen[key] = lineno
         fids.append(tok[0])
         iids.append(tok[1])
-        row = []
-        for j, c in zip(idx, columns):
-            t = tok[j]
-            if t in miss:
-                row.append(np.nan)
-                continue
-            try:
-                row.append(float(t))
-            except ValueError:
-                raise InputError(f"{path}: line {lineno}: column {c}: expected a number or NA, found {t!r}") from None
-        vals.append(row)
-    return fids, iids, np.asarray(vals, dtype=np.float64).reshape(len(fids), len(columns))
+        linenos.append(lineno)
+        vals.append([None if tok[j] in miss else tok[j] for j in idx])
+    data = {"FID": fids, "IID": iids, **{c: [row[k] for row in vals] for k, c in enumerate(columns)}}
+    return pl.DataFrame(data, schema={c: pl.Utf8 for c in ("FID", "IID", *columns)}), linenos
 
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike, float_precision: int | None = None) -> None:

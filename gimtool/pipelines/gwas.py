@@ -31,10 +31,10 @@ GwasInputs = PhenoCovar  # phenotypes and covariates in .fam order
 
 
 def load_inputs(bf: Bfile, pheno, pheno_names=None, covar=None, covar_names=None, keep=None, remove=None,
-                log=None) -> PhenoCovar:
+                log=None, missing_code: int = -9) -> PhenoCovar:
     """The shared loader (:func:`gimtool.io.phenotypes.load_pheno_covar`) on the .fam, then the
     checks of an association scan: every phenotype has values, and not all the same."""
-    inputs = load_pheno_covar(bf.fam, pheno, pheno_names, covar, covar_names, keep, remove, log)
+    inputs = load_pheno_covar(bf.fam, pheno, pheno_names, covar, covar_names, keep, remove, log, missing_code=missing_code)
     for j, name in enumerate(inputs.pheno_names):
         v = inputs.y[:, j][np.isfinite(inputs.y[:, j])]
         if len(v) == 0:
@@ -324,9 +324,10 @@ def _write_outputs(out: str, frames: dict, n_used: dict, names: list[str], share
 def run(bfile: str, pheno, out: str, pheno_name=None, covar=None, covar_name=None, backend: str = "builtin",
         maf: float = 0.0, chunk: str | None = None, pheno_transform: str = "none", precision: str = "double",
         chunk_snps: int | None = None, ld_scores=None, genetic_map=None, plots: bool = True, keep=None, remove=None,
-        device: str = "cpu", threads: int = 1) -> pl.DataFrame:
+        device: str = "cpu", threads: int = 1, input_missing_phenotype: int = -9) -> pl.DataFrame:
     """`gimtool gwas`: writes <out>.<PHENO>.sumstats.gz (and plots) per phenotype, <out>.summary.tsv
-    and <out>.log; returns the summary (GWAS_SUMMARY_COLS). `covar`: one file or a list."""
+    and <out>.log; returns the summary (GWAS_SUMMARY_COLS). `covar`: one file or a list.
+    `input_missing_phenotype`: the value read as missing in both (plink2's flag, default -9)."""
     from gimtool.devices import resolve_device, set_threads
     from gimtool.io.phenotypes import as_files
     from gimtool.runlog import RunLog
@@ -342,7 +343,7 @@ def run(bfile: str, pheno, out: str, pheno_name=None, covar=None, covar_name=Non
             log.input(label, path)
         bf = Bfile(bfile)
         log.info(f"{bf.n_samples} samples, {bf.n_snps} SNPs in {bfile}")
-        inputs = load_inputs(bf, pheno, pheno_name, covar, covar_name, keep, remove, log)
+        inputs = load_inputs(bf, pheno, pheno_name, covar, covar_name, keep, remove, log, input_missing_phenotype)
         if pheno_transform == "int":
             inputs.y = inverse_normal_transform(inputs.y, inputs.c)
             log.info("phenotypes rank-inverse-normal transformed after regressing out the covariates")

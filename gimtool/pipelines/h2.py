@@ -166,7 +166,7 @@ class GremlData:
 
 
 def greml_inputs(bf, pheno, pheno_names, covar, covar_names, sample_mask: np.ndarray | None, log,
-                 keep=None, remove=None) -> GremlData:
+                 keep=None, remove=None, missing_code: int = -9) -> GremlData:
     """Phenotypes and covariates (the shared loader) aligned to the fileset's people.
 
     People kept: in the fileset (after --keep/--remove, or `sample_mask`), with every covariate
@@ -175,7 +175,8 @@ def greml_inputs(bf, pheno, pheno_names, covar, covar_names, sample_mask: np.nda
     """
     from gimtool.io.phenotypes import load_pheno_covar
 
-    d = load_pheno_covar(bf.fam, pheno, pheno_names, covar, covar_names, keep, remove, log, ref_name=str(bf.fam_path))
+    d = load_pheno_covar(bf.fam, pheno, pheno_names, covar, covar_names, keep, remove, log, ref_name=str(bf.fam_path),
+                         missing_code=missing_code)
     keep_ = d.mask.copy() if sample_mask is None else sample_mask.copy()
     Xc = np.zeros((d.y.shape[0], 0)) if d.c is None else d.c
     if d.c is not None:
@@ -362,7 +363,7 @@ def _grm(bf, data: GremlData, grm, chunk_size: int, threads: int, dev, log):
 
 
 def run_greml(out, log, backend, bfile, pheno, pheno_names, covar, covar_names, grm_out, grm, max_n, chunk_size,
-              keep, remove, threads, device) -> pl.DataFrame:
+              keep, remove, threads, device, missing_code: int = -9) -> pl.DataFrame:
     """REML heritability of every phenotype with one GRM and one eigendecomposition."""
     from gimtool.devices import resolve_device
     from gimtool.io.plink import Bfile
@@ -379,7 +380,10 @@ def run_greml(out, log, backend, bfile, pheno, pheno_names, covar, covar_names, 
     log.input("phenotypes", pheno)
     for c in as_files(covar):
         log.input("covariates", c)
-    data = greml_inputs(bf, pheno, pheno_names, covar, covar_names, None, log, keep, remove)
+    if backend == "bolt-reml" and missing_code != -9:
+        raise InputError(f"--input-missing-phenotype {missing_code}: BOLT-REML reads only NA and -9 as missing; "
+                         "use the built-in backend or recode the file")
+    data = greml_inputs(bf, pheno, pheno_names, covar, covar_names, None, log, keep, remove, missing_code)
     n = len(data.fam_index)
     log.info(f"{n} people with genotypes, covariates and at least one phenotype; "
              f"{len(data.pheno_names)} phenotype(s), {data.X.shape[1] - 1} covariate(s) + intercept")
@@ -412,7 +416,9 @@ def _bolt_covar_file(out: str, data: GremlData, covar) -> tuple[str | None, bool
     """The one covariate file BOLT reads: the user's, or (several --covar) the joined columns
     written beside <out>. Returns (path, written here)."""
     files = as_files(covar)
-    if len(files) <= 1:
+    from gimtool.io.phenotypes import header_names
+
+    if len(files) <= 1 and set(data.covar_names) <= header_names(files):  # no categorical split
         return (str(files[0]) if files else None), False
     from gimtool.io.tables import write_table
 
@@ -452,7 +458,7 @@ def run(out: str, method: str = "ldsc", backend: str = "builtin", sumstats: list
         ld_wind_kb: float | None = None, intercept: float | None = None, n_samples: int | None = None,
         use_all_m: bool = False, pheno=None, pheno_name=None, covar=None, covar_name=None, grm_out=None, grm=None,
         max_n: int = 20_000, chunk_size: int = 2000, keep=None, remove=None, threads: int = 1,
-        device: str = "cpu") -> pl.DataFrame | None:
+        device: str = "cpu", input_missing_phenotype: int = -9) -> pl.DataFrame | None:
     """`gimtool h2`: writes <out>.h2.tsv and <out>.h2.summary.tsv (and LD scores when computed)
     and <out>.log; returns the per-phenotype frame (None for LD scores only). `intercept`: None
     for a free intercept, or the fixed value."""
@@ -476,4 +482,4 @@ def run(out: str, method: str = "ldsc", backend: str = "builtin", sumstats: list
         if sumstats:
             raise InputError("--sumstats is for --method ldsc; GREML reads --bfile and --pheno")
         return run_greml(out, log, backend, bfile, pheno, pheno_name, covar, covar_name, grm_out, grm, max_n,
-                         chunk_size, keep, remove, threads, device)
+                         chunk_size, keep, remove, threads, device, input_missing_phenotype)
