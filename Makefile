@@ -16,7 +16,7 @@ QUICKSTART_DIR ?= quickstart
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py gimtool/_speedups.c
+$(VENV)/.installed: pyproject.toml setup.py gimtool/_speedups.c gimtool/_sumstats_format.c gimtool/_speedups_buffers.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)

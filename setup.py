@@ -18,6 +18,7 @@ else:
 
 setup(
     ext_modules=[
-        Extension("gimtool._speedups", ["gimtool/_speedups.c"], extra_compile_args=args, optional=True)
+        Extension("gimtool._speedups", ["gimtool/_speedups.c", "gimtool/_sumstats_format.c"],
+                  depends=["gimtool/_speedups_buffers.h"], extra_compile_args=args, optional=True)
     ]
 )
