@@ -87,17 +87,19 @@ def main() -> None:
         ratios = sorted(g[0] / p[0] for p, g in pairs)
         wp = statistics.median(p[0] for p, _ in pairs)
         wg = statistics.median(g[0] for _, g in pairs)
+        cp = statistics.median(p[2] for p, _ in pairs)
+        cg = statistics.median(g[2] for _, g in pairs)
         mp = max(p[1] for p, _ in pairs)
         mg = max(g[1] for _, g in pairs)
         kept = re.search(r"kept (\d+) of (\d+) samples and (\d+) of (\d+) SNPs", Path(d / "gim.log").read_text())
         lines += [f"### {case} ({kept.group(0) if kept else ''})", "",
-                  "| run | wall s (median) | ratio to plink2 | peak RSS MB |", "| --- | --- | --- | --- |",
-                  f"| plink2 --make-bed | {wp:.2f} | 1.00 | {mp:.0f} |",
-                  f"| gimtool prep-geno (.bed + genotype store) | {wg:.2f} | {statistics.median(ratios):.2f} | {mg:.0f} "
+                  "| run | wall s (median) | ratio to plink2 | CPU s (user+sys, median) | peak RSS MB |", "| --- | --- | --- | --- | --- |",
+                  f"| plink2 --make-bed | {wp:.2f} | 1.00 | {cp:.2f} | {mp:.0f} |",
+                  f"| gimtool prep-geno (.bed + genotype store) | {wg:.2f} | {statistics.median(ratios):.2f} | {cg:.2f} | {mg:.0f} "
                   f"(plink2 + {mg - mp:.0f}) |"]
         for k, _ in SPLIT:
             v = statistics.median(split[k])
-            lines.append(f"| gimtool: {k} | {v:.2f} | {v / wp:.2f} | |")
+            lines.append(f"| gimtool: {k} | {v:.2f} | {v / wp:.2f} | | |")
         lines += ["", f"Ratio per pair (sorted): {', '.join(f'{r:.2f}' for r in ratios)}; pairs (plink2/gimtool s): "
                   + ", ".join(f"{p[0]:.2f}/{g[0]:.2f}" for p, g in pairs)
                   + f". The two .bed files are {'byte-identical' if same else 'DIFFERENT'}.", ""]
