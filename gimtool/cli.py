@@ -13,6 +13,7 @@ import sys
 import typer
 
 from gimtool import __version__
+from gimtool import signals
 from gimtool.errors import GimtoolError
 
 # subcommand name -> module in gimtool.commands that defines `command`
@@ -74,9 +75,11 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns (and, called without `argv`, exits with) the exit status.
 
-    Typer/click handle usage errors themselves (usage line, exit 2); a GimtoolError becomes one
-    `Error: ...` line and exit 1, with the traceback only under -v.
+    Typer/click handle usage errors themselves (usage line, exit 2); a GimtoolError, or an OSError
+    (a disk full, a permission), becomes one `Error: ...` line and exit 1, with the traceback only
+    under -v. SIGINT and SIGTERM end the command cleanly (gimtool.signals): one line, exit 130 or 143.
     """
+    signals.install()
     try:
         app(args=argv, prog_name="gimtool")
         code = 0
@@ -89,9 +92,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"Error: {e}", file=sys.stderr)
         code = e.exit_code
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        code = 130
+    except OSError as e:
+        if _state["verbose"]:
+            import traceback
+
+            traceback.print_exc()
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"Error: {where}{e.strerror or e}", file=sys.stderr)
+        code = 1
+    except (signals.Interrupted, KeyboardInterrupt) as e:
+        print(f"Error: {e if isinstance(e, signals.Interrupted) else 'interrupted by SIGINT'}", file=sys.stderr)
+        code = getattr(e, "exit_code", 130)
     if argv is None:
         sys.exit(code)
     return code

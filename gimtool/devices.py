@@ -30,6 +30,10 @@ def resolve_device(device: str, torch_for_cpu: bool = True):
     """A torch.device for `device` (cpu, cuda or cuda:N), failing loudly (no silent fallback) when
     CUDA is asked for and absent. With ``torch_for_cpu=False``, "cpu" gives :data:`CPU` and torch
     is not imported."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise InputError(f"--device {device}: expected cpu, cuda or cuda:N")
     if device == "cpu" and not torch_for_cpu:
         return CPU
     import torch

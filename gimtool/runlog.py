@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Iterator
 
 from gimtool import __version__
-from gimtool.io.atomic import atomic_write_text
+from gimtool.io.atomic import atomic_write_text, make_dir
+from gimtool.signals import Interrupted
 
 logger = logging.getLogger("gimtool")
 
@@ -50,7 +51,7 @@ class RunLog:
         self.command = command
         self.path = Path(log_path) if log_path is not None else Path(f"{self.out}.log")
         # outputs go beside the log: make the folder of --out now, as PLINK does not but users expect
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path.parent, f"--out {out}")
         self.lines: list[str] = []
         self.warnings: list[str] = []
         self._t0 = time.perf_counter()
@@ -107,6 +108,9 @@ class RunLog:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             self.write("ok")
+        elif isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            self.lines.append(f"Interrupted: {exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'}")
+            self.write("interrupted")
         else:
             self.lines.append(f"Error: {exc}")
             self.write("failed")

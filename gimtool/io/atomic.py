@@ -31,6 +31,21 @@ def temp_name(path: str | os.PathLike, per_thread: bool = False) -> Path:
     return final.with_name(f".{final.name}.tmp{tag}")
 
 
+def make_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Create the folder `path` (and its parents) for outputs; an InputError naming `what` when it
+    cannot be (a file in the way, no permission)."""
+    from gimtool.errors import InputError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{what}: {path} is a file, not a folder") from None
+    except OSError as e:
+        raise InputError(f"{what}: cannot create the folder {path}: {e.strerror}") from None
+    return path
+
+
 def remove(path: Path) -> None:
     """Delete a file or a folder tree if it exists."""
     if path.is_dir():

@@ -69,6 +69,8 @@ def read_table(
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise InputError(f"{path}: line 1: duplicate column name(s) {', '.join(dup)}")
+    if not any(ln.strip() for ln in all_lines[all_lines.index(first) + 1:]):
+        raise InputError(f"{path}: {what} file has a header and no rows")
     names = header[2:]
     if columns is None:
         columns = names

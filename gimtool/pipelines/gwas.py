@@ -11,6 +11,7 @@ Numerics live in :mod:`gimtool.stats.assoc`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import sys
 from dataclasses import dataclass
 
@@ -101,6 +102,19 @@ def _scanner(prep: assoc.Prepared, n_samples: int, device, dtype: str, kernel: s
     return assoc.PackedScan(prep, n_samples, dtype=dtype, kernel=kernel)
 
 
+@contextlib.contextmanager
+def _pool(workers: int):
+    """A thread pool that, when its block fails or is interrupted (SIGINT, SIGTERM), drops the
+    tasks not yet started instead of running them all first."""
+    pool = cf.ThreadPoolExecutor(max(1, workers))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def _run_chunks(work, starts: list[int], workers: int, blas_threads: int, total: int, progress: bool) -> None:
     """Call `work(start)` for every chunk start on `workers` threads (BLAS limited to
     `blas_threads` meanwhile), at most 2 chunks per thread in flight to bound memory; `work`
@@ -109,7 +123,7 @@ def _run_chunks(work, starts: list[int], workers: int, blas_threads: int, total:
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="SNP", unit_scale=True, disable=not progress or None, file=sys.stderr, desc="gwas")
-    with threadpool_limits(blas_threads), cf.ThreadPoolExecutor(workers) as pool:
+    with threadpool_limits(blas_threads), _pool(workers) as pool:
         pending: set = set()
         for a in starts:
             pending.add(pool.submit(work, a))
@@ -296,7 +310,7 @@ def _write_outputs(out: str, frames: dict, n_used: dict, names: list[str], share
     with log.timed("write outputs"):
         # built-in scan: every phenotype has the same SNPs, their columns are formatted once
         write = SharedSnpWriter(frames[names[0]]).write if shared_snps else write_sumstats
-        with cf.ThreadPoolExecutor(max(1, threads)) as pool:
+        with _pool(threads) as pool:
             written = [pool.submit(write, frames[nm], f"{out}.{nm}.sumstats.gz") for nm in names]
             # the genome axis of the Manhattan plots, laid out once when the phenotypes share the SNPs
             axis = figures.genome_positions(frames[names[0]]["CHR"].to_numpy(), frames[names[0]]["BP"].to_numpy()) \

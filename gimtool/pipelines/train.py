@@ -28,7 +28,9 @@ def run(images, out, geno=None, keep=None, val_keep=None, config=None, overrides
     out = Path(out)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        from gimtool.io.atomic import make_dir
+
+        make_dir(out, f"--out {out}")
     else:
         logging.getLogger("gimtool").setLevel(logging.WARNING)
     log_path = out / "train.log" if is_main else out / f".train.rank{os.environ.get('RANK')}.log"

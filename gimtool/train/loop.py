@@ -1,7 +1,9 @@
 """The training loop. It knows no method by name: a method (gimtool.model.methods) builds its
 modules, lists its stages (which modules train, whether the genotypes are augmented) and
 computes its loss; the loop runs the stages with Adam and a cosine-annealed learning rate,
-validates, logs and checkpoints every epoch, and resumes exactly.
+validates, logs and checkpoints every epoch, and resumes exactly. On SIGINT or SIGTERM (under
+the CLI, see gimtool.signals) it writes last.pt at the next step boundary and stops; --resume
+continues from that step with the result of an uninterrupted run.
 
 Outputs in the run folder: ``last.pt`` (every epoch, atomic), ``model.pt`` (at the end),
 ``history.tsv`` and ``history.png`` (per-epoch losses and the MI train-versus-validation gap),
@@ -11,6 +13,7 @@ Outputs in the run folder: ``last.pt`` (every epoch, atomic), ``model.pt`` (at t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from gimtool import signals
 from gimtool.errors import InputError
 from gimtool.conventions import TRAIN_HISTORY_COLS
 from gimtool.io.atomic import atomic_path, atomic_write_text
@@ -193,9 +197,27 @@ def train(cfg: TrainConfig, method, data: RunData, out: str | Path, resume: bool
     out = Path(out)
     dist = setup(cfg.device)
     try:
-        return _train(_Run(cfg, method, data, out, log, dist, on_epoch_end, progress, resume))
+        with signals.deferred():  # a signal stops the run at the next step, with a checkpoint
+            return _train(_Run(cfg, method, data, out, log, dist, on_epoch_end, progress, resume))
     finally:
         dist.close()
+
+
+class _Batches(KeyedBatches):
+    """The training batches, able to start an epoch at a given step (a resume after an interrupt:
+    batches are keyed by epoch and index, so the rest of the epoch is what it would have been)."""
+
+    skip = 0
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+def _stop_requested(dist: Dist) -> bool:
+    """A SIGINT or SIGTERM is pending on any process (all processes agree: they stop together)."""
+    stop = signals.pending() is not None
+    return dist.sum([float(stop)])[0] > 0 if dist.enabled else stop
 
 
 @dataclass
@@ -220,6 +242,7 @@ class _Run:
     best: float = -math.inf
     best_epoch: int = 0
     since_best: int = 0
+    partial: dict | None = None  # an epoch interrupted part way (from last.pt): its step, sums and RNG
 
     def info(self, msg: str) -> None:
         if self.log is not None and self.dist.is_main:
@@ -304,6 +327,7 @@ def _resume(run: _Run, stages) -> tuple[int, int, dict | None]:
     sel = ck.get("selection") or {}
     run.best, run.best_epoch, run.since_best = sel.get("best", -math.inf), sel.get("best_epoch", 0), sel.get("since_best", 0)
     si, se = int(ck["position"]["stage"]), int(ck["position"]["epoch"])
+    run.partial = ck["position"].get("partial")
     _set_rng_state(ck.get("rng"))
     run.info(f"resumed from {path}: stage {si + 1} ({stages[min(si, len(stages) - 1)].name}), {se} epoch(s) done in it, {len(run.history)} in all")
     opt = None if ck["optimizer"] is None else {"optimizer": ck["optimizer"], "scheduler": ck["scheduler"]}
@@ -345,7 +369,7 @@ def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt
     for name, m in run.modules.items():
         m.requires_grad_(name in stage.trainable)
     opt = _optimizer(run, stage)
-    sampler = KeyedBatches(len(datasets["train"]), cfg.batch_size, cfg.seed, train=True, rank=dist.rank, world=dist.world,
+    sampler = _Batches(len(datasets["train"]), cfg.batch_size, cfg.seed, train=True, rank=dist.rank, world=dist.world,
                            augment=stage.genetic_augment and method.needs_genotypes, n_snps=run.data.n_snps,
                            crop_p=cfg.geno_crop_p, fraction=aug_fraction(cfg, run.data.n_snps))
     steps = len(sampler)
@@ -367,9 +391,12 @@ def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt
     run.info(f"stage {si + 1}/{len(stages)} {stage.name}: {stage.epochs} epochs, training {', '.join(stage.trainable)}"
              f"{', genetic augmentation' if stage.genetic_augment else ''}; {steps} steps of {cfg.batch_size} per epoch")
     for e in range(first_epoch, stage.epochs):
-        torch.manual_seed(_epoch_seed(cfg.seed, run.global_epoch, dist.rank))
+        partial, run.partial = run.partial, None  # only the first epoch of a resumed stage
+        if partial is None:
+            torch.manual_seed(_epoch_seed(cfg.seed, run.global_epoch, dist.rank))
         sampler.set_epoch(run.global_epoch)
-        row, keys = _train_epoch(run, stage, e, loader, loss_module, opt, sched, steps)
+        sampler.skip = partial["step"] if partial else 0
+        row, keys = _train_epoch(run, stage, (si, e), loader, loss_module, opt, sched, steps, partial)
         if val_loader is not None:
             row.update(_validate(method, run.modules, val_loader, stage, cfg, dist.device, dist, keys))
         row["TRAIN_MI"] = row.get("TRAIN_MI", float("nan"))
@@ -381,25 +408,40 @@ def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt
         done = e + 1 == stage.epochs
         _end_epoch(run, row, {"stage": si + 1 if done else si, "epoch": 0 if done else e + 1, "global_epoch": run.global_epoch},
                    None if done else opt, None if done else sched)
+        if _stop_requested(dist):
+            signals.interrupt(f"checkpoint {run.out / 'last.pt'} at the end of epoch {run.global_epoch}: "
+                              "rerun with --resume to continue")
         if run.since_best >= cfg.patience > 0:
             return True
     return False
 
 
-def _train_epoch(run: _Run, stage, e: int, loader, loss_module, opt, sched, steps: int) -> tuple[dict, list[str]]:
-    """One pass over the training batches: the history row's training columns, and the metric names."""
+def _train_epoch(run: _Run, stage, where: tuple[int, int], loader, loss_module, opt, sched, steps: int,
+                 partial: dict | None = None) -> tuple[dict, list[str]]:
+    """One pass over the training batches (stage index and epoch `where`): the history row's
+    training columns, and the metric names. `partial`: the part done before an interrupt (the
+    sampler skips its steps). A pending signal saves last.pt after the current step and stops."""
     cfg, dist = run.cfg, run.dist
+    si, e = where
     for name, m in run.modules.items():
         m.train(name in stage.trainable)
-    lr_start = opt.param_groups[0]["lr"]
-    t0 = time.perf_counter()
-    tot, n_seen, sums = 0.0, 0, {}
+    lr_start = opt.param_groups[0]["lr"] if partial is None else partial["lr_start"]
+    t0 = time.perf_counter() - (partial["seconds"] if partial else 0.0)
+    tot, n_seen, sums, step = 0.0, 0, {}, 0
+    if partial is not None:
+        step = partial["step"]
+        if dist.is_main:  # the sums saved are over all processes
+            tot, n_seen, sums = partial["tot"], partial["n_seen"], dict(partial["sums"])
     bar = None
     if run.progress and dist.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=f"{stage.name} {e + 1}/{stage.epochs}", leave=False, disable=None, unit="batch")
-    for batch in loader:
+        bar = tqdm(total=steps, initial=step, desc=f"{stage.name} {e + 1}/{stage.epochs}", leave=False, disable=None,
+                   unit="batch")
+    batches = iter(loader)
+    if partial is not None:
+        _set_rng_state(partial["rng"])  # after the loader drew its seeds: the RNG of the interrupted run
+    for batch in batches:
         batch = _to_device(batch, dist.device)
         nb = batch["image"].shape[0]
         with _autocast(cfg, dist.device):
@@ -418,6 +460,13 @@ def _train_epoch(run: _Run, stage, e: int, loader, loss_module, opt, sched, step
         if bar is not None:
             bar.set_postfix(loss=f"{lv:.4f}")
             bar.update(1)
+        step += 1
+        if _stop_requested(dist):
+            if bar is not None:
+                bar.close()
+            _save_interrupted(run, (si, e, step), (tot, n_seen, sums), lr_start, time.perf_counter() - t0, opt, sched)
+            signals.interrupt(f"checkpoint {run.out / 'last.pt'} at epoch {run.global_epoch + 1}, step {step} of "
+                              f"{steps}: rerun with --resume to continue")
     if bar is not None:
         bar.close()
     keys = sorted(sums)
@@ -453,6 +502,21 @@ def _end_epoch(run: _Run, row: dict, position: dict, opt, sched) -> None:
     run.dist.barrier()
     if run.on_epoch_end is not None:
         run.on_epoch_end(run.global_epoch)
+
+
+def _save_interrupted(run: _Run, where: tuple[int, int, int], done: tuple, lr_start: float, seconds: float,
+                      opt, sched) -> None:
+    """last.pt part way through an epoch: the position (stage, epoch, steps done), the epoch's sums
+    so far over all processes, and the RNG, so that --resume finishes the epoch exactly."""
+    si, e, step = where
+    tot, n_seen, sums = done
+    keys = sorted(sums)
+    red = run.dist.sum([tot, n_seen, *[sums[k] for k in keys]])
+    partial = {"step": step, "tot": red[0], "n_seen": red[1], "sums": dict(zip(keys, red[2:])), "lr_start": lr_start,
+               "seconds": seconds, "rng": _rng_state()}
+    _save(run, run.out / "last.pt", {"stage": si, "epoch": e, "global_epoch": run.global_epoch, "partial": partial},
+          complete=False, opt=opt, sched=sched)
+    run.dist.barrier()
 
 
 def _save(run: _Run, path: Path, position: dict, complete: bool, opt=None, sched=None) -> None:
