@@ -71,7 +71,9 @@ def run(out: str, cfg, threads: int = 1) -> Path:
     outdir = Path(out)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    outdir.mkdir(parents=True, exist_ok=True)
+    from gimtool.io.atomic import make_dir
+
+    make_dir(outdir, f"--out {out}")
     with RunLog(str(outdir / "simulate"), "simulate") as log:
         if cfg.bfile:
             log.input("bfile", cfg.bfile + ".bed")
