@@ -72,6 +72,13 @@ def _register() -> None:
 _register()
 
 
+def _verbose_first(args: list[str]) -> list[str]:
+    """`gimtool gwas ... -v` as `gimtool -v gwas ...`: -v/--verbose anywhere before a `--`."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in ("-v", "--verbose")]
+    return flags + [a for a in args[:end] if a not in ("-v", "--verbose")] + args[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns (and, called without `argv`, exits with) the exit status.
 
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     signals.install()
     try:
-        app(args=argv, prog_name="gimtool")
+        app(args=_verbose_first(sys.argv[1:] if argv is None else list(argv)), prog_name="gimtool")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -8,8 +8,10 @@ Usage in a pipeline::
         with log.timed("association scan"):
             ...
 
-The log is written (atomically, like every output) when the block ends, also when it ends in
-an error, so that a failed run says what it had done and why it stopped.
+The log grows as the command runs (``tail -f`` follows a long run: the header with the real
+start time first, then each message), and ends with the timings and the status (ok, failed or
+interrupted), also when the block ends in an error, so that a failed run says what it had done
+and why it stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gimtool import __version__
-from gimtool.io.atomic import atomic_write_text, make_dir
+from gimtool.io.atomic import make_dir
 from gimtool.signals import Interrupted
 
 logger = logging.getLogger("gimtool")
@@ -55,16 +57,29 @@ class RunLog:
         self.lines: list[str] = []
         self.warnings: list[str] = []
         self._t0 = time.perf_counter()
+        self._started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         self._timings: list[tuple[str, float]] = []
+        self._n_written = 0  # lines already in the file
+        self.path.write_text("\n".join(self._head()) + "\n")
+
+    def _append(self) -> None:
+        """Write the lines recorded since the last call to the end of the file."""
+        new = self.lines[self._n_written:]
+        if new:
+            with open(self.path, "a") as fh:
+                fh.write("\n".join(new) + "\n")
+            self._n_written += len(new)
 
     # -- recording -------------------------------------------------------------
     def info(self, msg: str) -> None:
         self.lines.append(msg)
+        self._append()
         logger.info(msg)
 
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
         self.lines.append(f"Warning: {msg}")
+        self._append()
         print(f"Warning: {msg}", file=sys.stderr)
 
     def input(self, label: str, path: str | os.PathLike) -> None:
@@ -86,21 +101,28 @@ class RunLog:
             logger.info(f"{step}: {dt:.2f} s")
 
     # -- writing ---------------------------------------------------------------
-    def render(self, status: str) -> str:
-        now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        head = [
+    def _head(self) -> list[str]:
+        return [
             f"gimtool v{__version__} {self.command}",
             f"command: {shlex.join(sys.argv) if sys.argv else self.command}",
-            f"started: {now}  host: {platform.node()}  python: {platform.python_version()}",
+            f"started: {self._started}  host: {platform.node()}  python: {platform.python_version()}",
             "",
         ]
+
+    def _tail(self, status: str) -> list[str]:
         timing = [f"time {name}: {dt:.2f} s" for name, dt in self._timings]
         total = time.perf_counter() - self._t0
-        tail = ["", *timing, f"total time: {total:.2f} s", f"warnings: {len(self.warnings)}", f"status: {status}", ""]
-        return "\n".join(head + self.lines + tail)
+        return ["", *timing, f"total time: {total:.2f} s", f"warnings: {len(self.warnings)}", f"status: {status}", ""]
+
+    def render(self, status: str) -> str:
+        """The whole log as it reads when the command ends with `status`."""
+        return "\n".join(self._head() + self.lines + self._tail(status))
 
     def write(self, status: str = "ok") -> None:
-        atomic_write_text(self.path, self.render(status))
+        """End the log: the lines not yet written, the timings and the status."""
+        self._append()
+        with open(self.path, "a") as fh:
+            fh.write("\n".join(self._tail(status)))
 
     def __enter__(self) -> "RunLog":
         return self
