@@ -35,6 +35,8 @@ def command(
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5, help="Genotype mode: minimum MAF of SNPs used.")] = 0.01,
     method: Annotated[str, typer.Option("--method", help="Genotype mode: auto, exact or randomized.")] = "auto",
     exact_max_n: Annotated[int, typer.Option("--exact-max-n", help="auto: exact eigendecomposition up to this many samples.")] = 5000,
+    guided_by: Annotated[Optional[Path], typer.Option("--guided-by", help="Embedding mode: a genotype store (prep-geno's PREFIX.geno). Instead of the directions of largest variance, fit the directions of the embeddings that carry association with these genotypes, on the --fit-keep people only (README, 'GIM in practice').")] = None,
+    guided_p: Annotated[float, typer.Option("--guided-p", min=0.0, max=1.0, help="--guided-by: P threshold of the SNPs that shape the directions.")] = 1e-5,
     keep: options.Keep = None,
     remove: options.Remove = None,
     threads: options.Threads = 1,
@@ -44,4 +46,4 @@ def command(
     from gimtool.pipelines import pcs
 
     pcs.run(out, n, pheno, pheno_name, fit_keep, apply, bfile, prune, prune_window, prune_step, prune_r2, maf, method,
-            exact_max_n, keep, remove, threads, seed)
+            exact_max_n, guided_by, guided_p, keep, remove, threads, seed)

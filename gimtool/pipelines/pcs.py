@@ -54,6 +54,38 @@ def scores_frame(ids: pl.DataFrame, scores: np.ndarray, prefix: str = "PC") -> p
     )
 
 
+def guided_fit(store_path, ids: pl.DataFrame, x: np.ndarray, k: int, p_threshold: float, log=None,
+               chunk_snps: int = 8192):
+    """The genotype-guided readout (stats.guided) of embeddings x (n, d) of the people `ids`,
+    fit on those who also have genotypes in the store. Returns a stats.guided.GuidedFit."""
+    from gimtool.io.genostore import GenoStore
+    from gimtool.io.tables import align
+    from gimtool.stats import guided
+
+    store = GenoStore(store_path)
+    al = align(ids, store.samples)
+    if al.n_matched < 2 * k:
+        raise InputError(f"{store_path}: {al.n_matched} of the {ids.height} fit samples have genotypes; need at least {2 * k}")
+    order = np.argsort(al.table_index, kind="stable")  # read the store's rows in order
+    rows, zrows = al.table_index[order], al.ref_index[order]
+    if log:
+        log.info(f"guided readout: {al.n_matched} fit samples with genotypes ({ids.height - al.n_matched} without, left out), "
+                 f"{store.n_snps} SNPs, SNPs selected at P < {p_threshold:g}")
+    G = store.genotypes
+
+    def chunks():
+        for a in range(0, store.n_snps, chunk_snps):
+            yield guided.standardize_int8(np.asarray(G[rows, a:a + chunk_snps]))
+
+    fit = guided.fit_guided(x[zrows], chunks(), k, p_threshold)
+    if log:
+        log.info(f"guided readout: {fit.n_selected} of {fit.n_tested} SNPs associated with the {fit.q} whitened "
+                 f"dimensions at P < {p_threshold:g}; top {k} directions hold {fit.explained.sum():.1%} of their sum of squares")
+        if fit.n_selected == 0:
+            log.warn("no SNP passed the guided threshold: the directions are the leading PCs (raise --guided-p?)")
+    return fit
+
+
 # -- genotypes --------------------------------------------------------------------------------
 
 @dataclass
@@ -133,15 +165,19 @@ def _write_explained(out: str, eigenvalues: np.ndarray, explained: np.ndarray, l
     log.output("explained variance", f"{out}.explained.tsv")
 
 
-def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, log):
-    """Fit the PCA on the fit samples; writes the explained variance,
+def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log):
+    """Fit the PCA (or the guided readout) on the fit samples; writes the explained variance,
     scree plot and loadings. Returns (mean, components)."""
     from gimtool.io.tables import write_tsv
 
     nfit = int(fit_mask.sum())
     if n > min(nfit, len(feats)):
         raise InputError(f"--n {n}: at most min(fit samples {nfit}, columns {len(feats)}) components")
-    fit = pca.fit_pca(x[fit_mask], n)
+    if guided_by is not None:
+        log.input("guided by", guided_by)
+        fit = guided_fit(guided_by, tab.filter(pl.Series(fit_mask)).select("FID", "IID"), x[fit_mask], n, guided_p, log)
+    else:
+        fit = pca.fit_pca(x[fit_mask], n)
     log.info(f"PCA fit on {nfit} samples x {len(feats)} columns; applied to {n_apply}")
     _write_explained(out, fit.eigenvalues, fit.explained, log)
     write_tsv(loadings_frame(list(feats), fit), f"{out}.loadings.tsv")
@@ -149,7 +185,7 @@ def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, log):
     return fit.mean, fit.components
 
 
-def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, log) -> pl.DataFrame:
+def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log) -> pl.DataFrame:
     """PCs of an embedding table: fit on --fit-keep (or apply --apply loadings), scores for every
     kept row (NA where a value is missing). Returns the scores frame (FID IID PC1..)."""
     from gimtool.io.phenotypes import read_named_table, split_names
@@ -174,7 +210,7 @@ def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, log
         if fit_keep is not None:
             fit_mask &= select_samples(tab, fit_keep, None, None)
             log.input("fit samples", fit_keep)
-        mean, comps = _fit(out, tab, feats, x, fit_mask, int(use.sum()), n, log)
+        mean, comps = _fit(out, tab, feats, x, fit_mask, int(use.sum()), n, guided_by, guided_p, log)
     scores = np.full((len(x), comps.shape[0]), np.nan)
     scores[use] = pca.apply_pca(x[use], mean, comps)
     frame = scores_frame(tab.filter(pl.Series(mask)), scores[mask])
@@ -216,7 +252,8 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
 
 def run(out: str, n: int = 10, pheno=None, pheno_name=None, fit_keep=None, apply=None, bfile: str | None = None,
         prune: str = "pairwise", prune_window: int = 50, prune_step: int = 5, prune_r2: float = 0.2, maf: float = 0.01,
-        method: str = "auto", exact_max_n: int = 5000, keep=None, remove=None, threads: int = 1, seed: int = 1):
+        method: str = "auto", exact_max_n: int = 5000, guided_by=None, guided_p: float = 1e-5, keep=None, remove=None,
+        threads: int = 1, seed: int = 1):
     """`gimtool pcs`: embedding mode (`pheno`) returns the scores frame, genotype mode (`bfile`)
     the GenoPca; both write their files and <out>.log."""
     from gimtool.devices import set_threads
@@ -225,8 +262,10 @@ def run(out: str, n: int = 10, pheno=None, pheno_name=None, fit_keep=None, apply
     set_threads(threads)
     if (pheno is None) == (bfile is None):
         raise InputError("give exactly one of --pheno (embeddings) or --bfile (genotypes)")
+    if guided_by is not None and (pheno is None or apply is not None):
+        raise InputError("--guided-by fits a readout of embeddings: give it with --pheno, not with --bfile or --apply")
     with RunLog(out, "pcs") as log:
         if pheno is not None:
-            return run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, log)
+            return run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log)
         return run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf, method, exact_max_n, keep,
                              remove, threads, seed, log)
