@@ -24,9 +24,9 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gimtool.errors import InputError
+from gimtool.model.config import ModelConfig  # plain dataclasses: no torch import
 
 # The paper's array (UK Biobank Axiom, 658,720 SNPs) was down-sampled to 65,000 SNPs for the
 # genetic augmentation; on other arrays the same fraction is kept.
@@ -34,14 +34,8 @@ PAPER_ARRAY_SNPS = 658_720
 PAPER_AUG_SNPS = 65_000
 
 
-def _model_config_cls():
-    from gimtool.model.config import ModelConfig
-
-    return ModelConfig
-
-
-def _default_model_config():
-    return _model_config_cls()()
+def _default_model_config() -> ModelConfig:
+    return ModelConfig()
 
 
 @dataclass
@@ -85,7 +79,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on the CPU)
-    model: Any = field(default_factory=_default_model_config)
+    model: ModelConfig = field(default_factory=_default_model_config)
     # the paper's settings wherever gimtool's defaults depart from them (PAPER_SETTINGS below)
     paper: bool = False
 
@@ -148,7 +142,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "config", model_cls=None) -> "TrainConfig":
         """Build from a (possibly partial) dict; unknown keys and wrong types raise InputError naming the key."""
-        cfg = cls(model=(model_cls or _model_config_cls())())
+        cfg = cls(model=(model_cls or ModelConfig)())
         cfg.update(d, source=source, model_cls=model_cls)
         return cfg.validate()
 
@@ -164,7 +158,7 @@ class TrainConfig:
             if key == "model":
                 if not isinstance(value, dict):
                     raise InputError(f"{source}: key 'model' must be a table of model settings")
-                mcls = model_cls or (type(self.model) if self.model is not None else _model_config_cls())
+                mcls = model_cls or (type(self.model) if self.model is not None else ModelConfig)
                 base = self.model if self.model is not None else mcls()
                 self.model = _update_dataclass(base, value, f"{source} [model]")
                 continue
