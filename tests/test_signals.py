@@ -34,7 +34,7 @@ def _wait_for(proc, ready, what, timeout=300):
         if time.monotonic() - t > timeout:
             proc.kill()
             pytest.fail(f"no {what} after {timeout} s")
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def _temporaries(folder):
@@ -55,12 +55,13 @@ def _check_ended(proc, sig, code, log):
 
 @pytest.fixture(scope="module")
 def many_phenotypes(eur_bfile, tmp_path_factory):
-    """100 phenotypes on EUR_subset: seconds of writing sumstats, during which the signal comes."""
+    """1,000 phenotypes on EUR_subset: seconds of writing sumstats, during which the signal comes
+    (with 100, a fast scan wrote them all before the test saw a temporary file in one run of three)."""
     d = tmp_path_factory.mktemp("sig")
     fam = Bfile(eur_bfile).fam
-    y = np.random.default_rng(1).standard_normal((fam.height, 100))
+    y = np.random.default_rng(1).standard_normal((fam.height, 1000))
     with open(d / "many.tsv", "w") as fh:
-        fh.write("FID\tIID\t" + "\t".join(f"P{j}" for j in range(100)) + "\n")
+        fh.write("FID\tIID\t" + "\t".join(f"P{j}" for j in range(1000)) + "\n")
         for f, i, row in zip(fam["FID"], fam["IID"], y):
             fh.write(f"{f}\t{i}\t" + "\t".join(f"{v:.4f}" for v in row) + "\n")
     return d / "many.tsv"
