@@ -34,7 +34,7 @@ def command(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default cpu). Fails if CUDA is asked for and absent.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same model.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads per process.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="DataLoader worker processes reading the stores (default 0).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="0 (default): threads of the training process read the crops from the memory-mapped stores (no copies between processes); N > 0: a DataLoader with N worker processes. Both give the same batches.")] = None,
     patience: Annotated[Optional[int], typer.Option("--patience", min=0, help="Early stopping: stop when the validation MI (the loss for methods without a critic) has not improved for this many epochs; 0 = never (default).")] = None,
     paper: Annotated[bool, typer.Option("--paper", help="The paper's settings wherever gimtool's defaults depart from them: genetic transformer on genotype classes, critic without input standardization, 200/100/50-epoch schedule, 9.9 % SNP augmentation (README, 'Paper versus practice').")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
