@@ -542,30 +542,12 @@ static void init_decode4(void) {
     }
 }
 
-static inline void transpose8x8(uint64_t x[8]) {
-    /* x[r] byte c = element (r, c) -> x[r] byte c = element (c, r) */
-    for (int i = 0; i < 8; i += 2) {
-        uint64_t t = ((x[i] >> 8) ^ x[i + 1]) & 0x00FF00FF00FF00FFULL;
-        x[i + 1] ^= t;
-        x[i] ^= t << 8;
-    }
-    for (int i = 0; i < 8; i += 4)
-        for (int j = i; j < i + 2; j++) {
-            uint64_t t = ((x[j] >> 16) ^ x[j + 2]) & 0x0000FFFF0000FFFFULL;
-            x[j + 2] ^= t;
-            x[j] ^= t << 16;
-        }
-    for (int j = 0; j < 4; j++) {
-        uint64_t t = ((x[j] >> 32) ^ x[j + 4]) & 0x00000000FFFFFFFFULL;
-        x[j + 4] ^= t;
-        x[j] ^= t << 32;
-    }
-}
-
 #define TS 512 /* samples per tile (256-2048 measured within 20%: 512 was among the best) */
 #define TJ 32  /* rows (SNPs) per tile: four 8 x 8 blocks side by side */
 typedef uint64_t v4u __attribute__((vector_size(32)));
-/* the 8 x 8 transpose of transpose8x8 on four blocks at once (one per 64-bit lane) */
+/* 8 x 8 byte transposes of four blocks at once (one per 64-bit lane): in each lane, x[r] byte c
+ * = element (r, c) becomes x[r] byte c = element (c, r), by three rounds of swaps of 1, 2 and 4
+ * byte sub-blocks */
 static inline void transpose8x8x4(v4u x[8]) {
     for (int i = 0; i < 8; i += 2) {
         v4u t = ((x[i] >> 8) ^ x[i + 1]) & 0x00FF00FF00FF00FFULL;

@@ -93,6 +93,11 @@ class Method:
     def _build(self, cfg: ModelConfig, image_shape: tuple[int, int, int], n_snps: int) -> dict[str, nn.Module]:
         raise NotImplementedError
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The names of the method's stages, in order (what `epochs` lists or maps)."""
+        return ("train",)
+
     def stages(self, epochs: dict[str, int] | int) -> list[Stage]:
         """One stage named 'train' training every module; `epochs` an int or {'train': n}."""
         n = epochs.get("train", 0) if isinstance(epochs, dict) else int(epochs)
@@ -225,6 +230,10 @@ class GIMMethod(Method):
             "critic": SeparableCritic(cfg, cfg.repr_dim, cfg.genetic_out_dim, n_snps),
         }
 
+    @property
+    def stage_names(self):
+        return GIM_STAGES
+
     def stages(self, epochs):
         """Paper: 200 epochs with the genetic encoder frozen, 100 more with genetic augmentation,
         50 co-training everything. `epochs` a dict by stage name (missing names: the paper's
@@ -287,6 +296,10 @@ class RandomInitMethod(Method):
     def _build(self, cfg, image_shape, n_snps):
         return {"encoder": MRIEncoder(cfg, attentive=False)}
 
+    @property
+    def stage_names(self):
+        return ()
+
     def stages(self, epochs):
         return []
 
@@ -313,20 +326,25 @@ _NCE = ("encoder", "genetic", "image_proj", "genetic_proj")
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        GIMMethod("gim", "JSE with the genetic transformer + lambda * reconstruction; 3 stages", True, 1, True,
-                  ("encoder", "decoder", "genetic", "critic")),
-        AutoencoderMethod("autoencoder", "plain conv encoder-decoder, MSE", False, 1, True, _AE, attentive=False),
-        AutoencoderMethod("autoencoder-attention", "GIM's encoder (with attentive readout) + decoder, MSE",
-                          False, 1, True, _AE, attentive=True),
-        GenPredictionMethod("gen-prediction", "predict genotypes of an even SNP subset from z", True, 1, True,
-                            ("encoder", "head")),
-        TwoViewMethod("barlow-twins", "Barlow Twins on two augmented views", False, 2, True, _TWO, kind="barlow-twins"),
-        TwoViewMethod("simclr", "SimCLR NT-Xent on two augmented views", False, 2, True, _TWO, kind="simclr"),
-        TwoViewMethod("simclr-jse", "SimCLR with the JSE in place of NT-Xent", False, 2, True, _TWO, kind="simclr-jse"),
-        InfoNCEMethod("infonce", "ContIG: cross-modal NT-Xent (temperature 0.1), MLP genetic encoder", True, 1,
-                      True, _NCE),
-        InfoNCEMethod("decorrelated-infonce", "ContIG + decorrelation of z", True, 1, True, _NCE, decorrelate=True),
-        RandomInitMethod("random-init", "untrained encoder (the paper's first row)", False, 1, False, ("encoder",)),
+        GIMMethod(name="gim", description="JSE between z and the genetic embedding + lambda * reconstruction",
+                  needs_genotypes=True, module_names=("encoder", "decoder", "genetic", "critic")),
+        AutoencoderMethod(name="autoencoder", description="plain conv encoder-decoder, MSE", module_names=_AE),
+        AutoencoderMethod(name="autoencoder-attention", description="GIM's encoder (with attentive readout) + decoder, MSE",
+                          module_names=_AE, attentive=True),
+        GenPredictionMethod(name="gen-prediction", description="predict genotypes of an even SNP subset from z",
+                            needs_genotypes=True, module_names=("encoder", "head")),
+        TwoViewMethod(name="barlow-twins", description="Barlow Twins on two augmented views", n_views=2,
+                      module_names=_TWO, kind="barlow-twins"),
+        TwoViewMethod(name="simclr", description="SimCLR NT-Xent on two augmented views", n_views=2,
+                      module_names=_TWO, kind="simclr"),
+        TwoViewMethod(name="simclr-jse", description="SimCLR with the JSE in place of NT-Xent", n_views=2,
+                      module_names=_TWO, kind="simclr-jse"),
+        InfoNCEMethod(name="infonce", description="ContIG: cross-modal NT-Xent (temperature 0.1), MLP genetic encoder",
+                      needs_genotypes=True, module_names=_NCE),
+        InfoNCEMethod(name="decorrelated-infonce", description="ContIG + decorrelation of z", needs_genotypes=True,
+                      module_names=_NCE, decorrelate=True),
+        RandomInitMethod(name="random-init", description="untrained encoder (the paper's first row)", trains=False,
+                         module_names=("encoder",)),
     ]
 }
 

@@ -299,27 +299,7 @@ def _simulate(out: Path, cfg: CohortConfig, threads: int, log, progress: bool) -
     fnames = [f"F{f + 1}" for f in range(cfg.n_factors)]
     write_table(ids.with_columns([pl.Series(nm, tr.values[:, f]) for f, nm in enumerate(fnames)]), truth / "factors.tsv")
     write_table(ids.with_columns([pl.Series(nm, tr.genetic[:, f]) for f, nm in enumerate(fnames)]), truth / "genetic.tsv")
-    rows = []
-    for f, (idx, b, kd) in enumerate(zip(tr.causal, tr.betas, kinds)):
-        for i, beta, k in zip(idx, b, kd):
-            rows.append((bim["SNP"][int(i)], bim["CHR"][int(i)], int(bim["BP"][int(i)]), fnames[f], float(beta),
-                         bim["A1"][int(i)], float(freq[int(i)]), str(k)))
-    causal_df = pl.DataFrame(rows, schema=dict(zip(SIM_CAUSAL_COLS, (pl.Utf8, pl.Utf8, pl.Int64, pl.Utf8, pl.Float64,
-                                                                    pl.Utf8, pl.Float64, pl.Utf8))), orient="row")
-    _write_tsv(causal_df, truth / "causal.tsv")
-    chrom_end = bim.group_by("CHR").agg(pl.col("BP").max().alias("END"))
-    ends = dict(zip(chrom_end["CHR"].to_list(), chrom_end["END"].to_list()))
-    strong = causal_df.filter(pl.col("KIND") == "strong").sort("FACTOR", "CHR", "BP")
-    loci = pl.DataFrame({
-        "LOCUS": [f"L{i + 1}" for i in range(strong.height)],
-        "FACTOR": strong["FACTOR"],
-        "CHR": strong["CHR"],
-        "START": [max(1, bp - LOCUS_HALF_WIDTH_BP) for bp in strong["BP"].to_list()],
-        "END": [min(ends[c], bp + LOCUS_HALF_WIDTH_BP) for c, bp in zip(strong["CHR"].to_list(), strong["BP"].to_list())],
-        "SNP": strong["SNP"],
-        "BP": strong["BP"],
-    }).select(list(SIM_LOCI_COLS))
-    _write_tsv(loci, truth / "loci.tsv")
+    _write_causal_and_loci(truth, tr, kinds, freq, bim, fnames)
     summary["timings"]["tables"] = time.perf_counter() - t0
 
     # -- images ---------------------------------------------------------------------------------
@@ -345,6 +325,32 @@ def _simulate(out: Path, cfg: CohortConfig, threads: int, log, progress: bool) -
     summary.update(n_samples=n, n_snps=m, h2_realized=realized, split_sizes=params["split_sizes"])
     log.info("split: " + ", ".join(f"{k} {v}" for k, v in params["split_sizes"].items()))
     return summary
+
+
+def _write_causal_and_loci(truth: Path, tr, kinds, freq: np.ndarray, bim: pl.DataFrame, fnames: list[str]) -> None:
+    """truth/causal.tsv (every causal SNP) and truth/loci.tsv (each strong one +- 250 kb, clipped
+    to its chromosome)."""
+    rows = []
+    for f, (idx, b, kd) in enumerate(zip(tr.causal, tr.betas, kinds)):
+        for i, beta, k in zip(idx, b, kd):
+            rows.append((bim["SNP"][int(i)], bim["CHR"][int(i)], int(bim["BP"][int(i)]), fnames[f], float(beta),
+                         bim["A1"][int(i)], float(freq[int(i)]), str(k)))
+    causal_df = pl.DataFrame(rows, schema=dict(zip(SIM_CAUSAL_COLS, (pl.Utf8, pl.Utf8, pl.Int64, pl.Utf8, pl.Float64,
+                                                                    pl.Utf8, pl.Float64, pl.Utf8))), orient="row")
+    _write_tsv(causal_df, truth / "causal.tsv")
+    chrom_end = bim.group_by("CHR").agg(pl.col("BP").max().alias("END"))
+    ends = dict(zip(chrom_end["CHR"].to_list(), chrom_end["END"].to_list()))
+    strong = causal_df.filter(pl.col("KIND") == "strong").sort("FACTOR", "CHR", "BP")
+    loci = pl.DataFrame({
+        "LOCUS": [f"L{i + 1}" for i in range(strong.height)],
+        "FACTOR": strong["FACTOR"],
+        "CHR": strong["CHR"],
+        "START": [max(1, bp - LOCUS_HALF_WIDTH_BP) for bp in strong["BP"].to_list()],
+        "END": [min(ends[c], bp + LOCUS_HALF_WIDTH_BP) for c, bp in zip(strong["CHR"].to_list(), strong["BP"].to_list())],
+        "SNP": strong["SNP"],
+        "BP": strong["BP"],
+    }).select(list(SIM_LOCI_COLS))
+    _write_tsv(loci, truth / "loci.tsv")
 
 
 def _json_default(o):

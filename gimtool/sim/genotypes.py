@@ -153,6 +153,59 @@ def _demography(msprime, demes: int, growth: str, current_ne: float, growth_gene
     return dem, names
 
 
+def _chromosome(msprime, c: int, length_bp: int, samples: dict, dem, min_maf: float, rng: np.random.Generator):
+    """One chromosome: (tree sequence of the sites with MAF >= min_maf, its bim rows, its genetic
+    map rows, which sites flip so that A1 is the sample's minor allele)."""
+    edges, rates = recombination_map(length_bp, rng)
+    ratemap = msprime.RateMap(position=edges, rate=rates)
+    anc_seed, mut_seed = (int(x) for x in rng.integers(1, 2**31 - 1, size=2))
+    ts = msprime.sim_ancestry(samples=samples, demography=dem, recombination_rate=ratemap, ploidy=2,
+                              random_seed=anc_seed)
+    ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, model=msprime.BinaryMutationModel(), random_seed=mut_seed)
+    # filter on frequency before decoding genotypes: with population growth most sites are
+    # rare, and a full haplotype matrix would need gigabytes
+    freq = _derived_frequencies(ts)
+    ok = np.minimum(freq, 1 - freq) >= min_maf
+    ts = ts.delete_sites(np.flatnonzero(~ok))
+    freq = freq[ok]
+    pos = ts.sites_position
+    bp = pos.astype(np.int64) + 1  # tskit positions are 0-based
+    bases = np.array(list("ACGT"))
+    pair = rng.permuted(np.tile(np.arange(4), (pos.size, 1)), axis=1)[:, :2]
+    bim = pl.DataFrame({"CHR": [str(c)] * pos.size, "SNP": [f"{c}:{b}" for b in bp],
+                        "CM": ratemap.get_cumulative_mass(pos) * 100.0, "BP": bp,
+                        "A1": bases[pair[:, 0]], "A2": bases[pair[:, 1]]})
+    left = edges[:-1]
+    maps = [pl.DataFrame({
+        GENMAP_COLS[0]: np.full(left.size, c, dtype=np.int64),
+        GENMAP_COLS[1]: left.astype(np.int64) + 1,
+        GENMAP_COLS[2]: rates * 1e8,
+        GENMAP_COLS[3]: ratemap.get_cumulative_mass(left) * 100.0,
+    }), pl.DataFrame({  # the map's last row gives the chromosome end, so interpolation covers every SNP
+        GENMAP_COLS[0]: [c], GENMAP_COLS[1]: [int(edges[-1])],
+        GENMAP_COLS[2]: [0.0], GENMAP_COLS[3]: [float(ratemap.get_cumulative_mass(edges[-1])) * 100.0],
+    })]
+    return ts, bim, maps, freq > 0.5  # A1 = minor allele in the sample, as PLINK 1.9 writes it
+
+
+def _decode(kept_ts: list, flips: list, per_chr: np.ndarray, keep: np.ndarray, n_samples: int) -> np.ndarray:
+    """(n_samples, keep.size) int8 allele counts of the kept sites, chromosome by chromosome."""
+    G = np.empty((n_samples, keep.size), dtype=np.int8)
+    offset = col = 0
+    for ts, flip, m in zip(kept_ts, flips, per_chr):
+        sel = keep[(keep >= offset) & (keep < offset + m)] - offset
+        ts = ts.delete_sites(np.setdiff1d(np.arange(m), sel))
+        H = ts.genotype_matrix()  # sites x haplotypes, derived allele = 1
+        g = (H[:, 0::2] + H[:, 1::2]).astype(np.int8)
+        del H
+        f = flip[sel]
+        g[f] = 2 - g[f]
+        G[:, col : col + sel.size] = g.T
+        col += sel.size
+        offset += m
+    return G
+
+
 def simulate_genotypes(
     n_samples: int,
     n_chromosomes: int = 2,
@@ -193,48 +246,14 @@ def simulate_genotypes(
     kept_ts, bims, maps, flips = [], [], [], []
     population = None
     for c in range(1, n_chromosomes + 1):
-        edges, rates = recombination_map(length_bp, rng)
-        ratemap = msprime.RateMap(position=edges, rate=rates)
-        anc_seed, mut_seed = (int(x) for x in rng.integers(1, 2**31 - 1, size=2))
-        ts = msprime.sim_ancestry(samples=samples, demography=dem, recombination_rate=ratemap, ploidy=2,
-                                  random_seed=anc_seed)
-        ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, model=msprime.BinaryMutationModel(), random_seed=mut_seed)
+        ts, bim_c, map_c, flip = _chromosome(msprime, c, length_bp, samples, dem, min_maf, rng)
         if population is None:
             pop_ids = np.array([ts.node(ind.nodes[0]).population for ind in ts.individuals()])
             population = np.array([ts.population(p).metadata["name"] for p in pop_ids])
-        # filter on frequency before decoding genotypes: with population growth most sites are
-        # rare, and a full haplotype matrix would need gigabytes
-        freq = _derived_frequencies(ts)
-        ok = np.minimum(freq, 1 - freq) >= min_maf
-        ts = ts.delete_sites(np.flatnonzero(~ok))
-        freq = freq[ok]
-        pos = ts.sites_position
-        bp = pos.astype(np.int64) + 1  # tskit positions are 0-based
-        cm = ratemap.get_cumulative_mass(pos) * 100.0
-        bases = np.array(list("ACGT"))
-        pair = rng.permuted(np.tile(np.arange(4), (pos.size, 1)), axis=1)[:, :2]
-        bims.append(pl.DataFrame({
-            "CHR": [str(c)] * pos.size,
-            "SNP": [f"{c}:{b}" for b in bp],
-            "CM": cm,
-            "BP": bp,
-            "A1": bases[pair[:, 0]],
-            "A2": bases[pair[:, 1]],
-        }))
-        flips.append(freq > 0.5)  # A1 = minor allele in the sample, as PLINK 1.9 writes it
         kept_ts.append(ts)
-        left = edges[:-1]
-        maps.append(pl.DataFrame({
-            GENMAP_COLS[0]: np.full(left.size, c, dtype=np.int64),
-            GENMAP_COLS[1]: left.astype(np.int64) + 1,
-            GENMAP_COLS[2]: rates * 1e8,
-            GENMAP_COLS[3]: ratemap.get_cumulative_mass(left) * 100.0,
-        }))
-        # the map's last row gives the chromosome end, so interpolation covers every SNP
-        maps.append(pl.DataFrame({
-            GENMAP_COLS[0]: [c], GENMAP_COLS[1]: [int(edges[-1])],
-            GENMAP_COLS[2]: [0.0], GENMAP_COLS[3]: [float(ratemap.get_cumulative_mass(edges[-1])) * 100.0],
-        }))
+        bims.append(bim_c)
+        maps += map_c
+        flips.append(flip)
 
     bim = pl.concat(bims)
     per_chr = np.array([t.num_sites for t in kept_ts])
@@ -243,19 +262,7 @@ def simulate_genotypes(
         keep = np.sort(rng.choice(total, size=n_snps, replace=False))
     else:
         keep = np.arange(total)
-    G = np.empty((n_samples, keep.size), dtype=np.int8)
-    offset = col = 0
-    for ts, flip, m in zip(kept_ts, flips, per_chr):
-        sel = keep[(keep >= offset) & (keep < offset + m)] - offset
-        ts = ts.delete_sites(np.setdiff1d(np.arange(m), sel))
-        H = ts.genotype_matrix()  # sites x haplotypes, derived allele = 1
-        g = (H[:, 0::2] + H[:, 1::2]).astype(np.int8)
-        del H
-        f = flip[sel]
-        g[f] = 2 - g[f]
-        G[:, col : col + sel.size] = g.T
-        col += sel.size
-        offset += m
+    G = _decode(kept_ts, flips, per_chr, keep, n_samples)
     bim = bim[keep].select(BIM_COLS)
     width = len(str(n_samples))
     iid = [f"{id_prefix}{i + 1:0{width}d}" for i in range(n_samples)]

@@ -301,8 +301,7 @@ def _train(run: _Run) -> Path:
 
 def _stages(run: _Run) -> list:
     method = run.method
-    names = [s.name for s in method.stages(1)]
-    stages = method.stages(stage_epochs(run.cfg, names))
+    stages = method.stages(stage_epochs(run.cfg, list(method.stage_names)))
     for s in stages:
         unknown = [t for t in s.trainable if t not in run.modules]
         if unknown:

@@ -41,6 +41,8 @@ class StandIn:
                                   torch.nn.AdaptiveAvgPool3d(2), torch.nn.Flatten(), torch.nn.Linear(32, 128))
         return torch.nn.ModuleDict({"encoder": enc, "head": torch.nn.Linear(128, 1), "gen": torch.nn.Embedding(4, 1)})
 
+    stage_names = ("frozen", "cotrain")
+
     def stages(self, epochs):
         e = epochs if isinstance(epochs, dict) else {"frozen": epochs, "cotrain": epochs}
         return [Stage("frozen", e["frozen"], ("encoder", "head")),
