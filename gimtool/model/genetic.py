@@ -43,12 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from gimtool.conventions import chrom_to_int
+
 from .config import ModelConfig
 
 MISSING_CLASS = 3
-_CHROM_NAMES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
-
-
 def _fused_attention(x: torch.Tensor) -> bool:
     """Whether window attention goes through F.scaled_dot_product_attention (fused kernels on
     CUDA) rather than the plain batched products that are faster on the CPU at w = 10."""
@@ -62,15 +61,10 @@ def chrom_codes(values) -> np.ndarray:
     """
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
-        s = str(v).strip().upper()
-        if s.startswith("CHR"):
-            s = s[3:]
-        if s in _CHROM_NAMES:
-            out[i] = _CHROM_NAMES[s]
-        elif s.isdigit() and 1 <= int(s) <= 26:
-            out[i] = int(s)
-        else:
+        code = chrom_to_int(str(v).strip())
+        if code is None or not 1 <= code <= 26:
             raise ValueError(f"chromosome {v!r} (SNP {i + 1}) is not 1-26, X, Y, XY or MT")
+        out[i] = code
     return out
 
 

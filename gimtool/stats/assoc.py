@@ -35,7 +35,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-MISSING_INT8 = -127
+from gimtool.conventions import MISSING_INT8  # noqa: F401  (re-exported: assoc_backends and callers read it here)
 
 
 class AssocError(ValueError):
