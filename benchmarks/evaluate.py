@@ -103,6 +103,14 @@ CONFIGS["brainlike"] = {
     "simulate": ["--preset", "brainlike"],
 }
 
+# brainlike with 10 epochs: gim's critic needs 3-4 epochs before its MI term shapes z
+# (gim_training_brainlike.md); gim against gim's own architecture without the MI term.
+CONFIGS["brainlike-10"] = {
+    **CONFIGS["brainlike"],
+    "train": ["--epochs", "10", "--batch-size", "12"],
+    "gim_epochs": "10",
+}
+
 # Table 2 of the paper: each row adds one component to the one above, on the paper's three-stage
 # schedule (paper_epochs) with gimtool's critic and genetic input.
 PAPER_SCHEDULE = {"schedule": "paper"}
