@@ -68,7 +68,8 @@ def quick_loci(P: np.ndarray, G: np.ndarray, bp: np.ndarray, chrom: np.ndarray, 
     """(true loci recovered, false loci) of a marginal scan of each column of P (n, k) on G (n, m)."""
     from scipy.stats import t as t_dist
 
-    Gs = guided.standardize_int8(G)
+    Gs = pca.standardize_genotypes(G)[0]
+    Gs = Gs / np.maximum(Gs.std(0), 1e-12)  # unit variance: r below is a correlation
     n = G.shape[0]
     Ps = (P - P.mean(0)) / P.std(0)
     r = Ps.T @ Gs / n  # (k, m)
@@ -108,7 +109,7 @@ class Diagnostics:
         pos = geno.positions()
         self.chrom, self.bp = pos["chrom"], pos["bp"]
         self.truth_loci = pl.read_csv(c / "truth" / "loci.tsv", separator="\t")
-        self.Gtr = guided.standardize_int8(self.G[self.tr])
+        self.Gtr = pca.standardize_genotypes(self.G[self.tr])[0]
 
     def __call__(self, checkpoint: Path) -> dict:
         from gimtool.train.embedding import embed_volumes, load_model

@@ -75,7 +75,7 @@ def guided_fit(store_path, ids: pl.DataFrame, x: np.ndarray, k: int, p_threshold
 
     def chunks():
         for a in range(0, store.n_snps, chunk_snps):
-            yield guided.standardize_int8(np.asarray(G[rows, a:a + chunk_snps]))
+            yield pca.standardize_genotypes(np.asarray(G[rows, a:a + chunk_snps]))[0]
 
     fit = guided.fit_guided(x[zrows], chunks(), k, p_threshold)
     if log:

@@ -31,8 +31,6 @@ from typing import Iterable
 
 import numpy as np
 
-from gimtool.conventions import MISSING_INT8
-
 _TIE_BREAK = 1e-6  # weight of the variance-ordered term relative to trace(M)
 
 
@@ -59,21 +57,10 @@ def _residualize(x: np.ndarray, covar: np.ndarray | None) -> np.ndarray:
     return x - c @ beta
 
 
-def standardize_int8(g: np.ndarray) -> np.ndarray:
-    """(n, m) int8 genotypes (-127 missing) -> (n, m) float64 standardized over these rows,
-    missing calls at 0 (the mean); monomorphic SNPs all 0."""
-    ok = g != MISSING_INT8
-    gf = np.where(ok, g, 0).astype(np.float64)
-    cnt = np.maximum(ok.sum(0), 1)
-    mu = gf.sum(0) / cnt
-    x = np.where(ok, gf - mu, 0.0)
-    sd = np.sqrt((x * x).sum(0) / cnt)
-    return np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)
-
-
 def fit_guided(z: np.ndarray, genotype_chunks: Iterable[np.ndarray], k: int, p_threshold: float = 1e-5,
                covar: np.ndarray | None = None) -> GuidedFit:
-    """Fit the readout on z (n, d) and standardized genotype chunks (n, m_c) of the same people.
+    """Fit the readout on z (n, d) and standardized genotype chunks (n, m_c) of the same people
+    (stats.pca.standardize_genotypes; the fit does not depend on each column's scale).
 
     covar (n, c): regressed out of z and of every chunk first (ancestry PCs, age, sex).
     """

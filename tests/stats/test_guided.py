@@ -18,7 +18,7 @@ def _cohort(n=800, L=300, d=24, seed=0, signal=True):
     rng = np.random.default_rng(seed)
     af = rng.uniform(0.1, 0.5, L)
     G = rng.binomial(2, af, size=(n, L)).astype(np.int8)
-    Gs = guided.standardize_int8(G)
+    Gs = pca.standardize_genotypes(G)[0]
     # z: large-variance noise on every axis, and along one fixed direction w a small genetic part
     w = rng.standard_normal(d)
     w /= np.linalg.norm(w)
@@ -70,11 +70,14 @@ def test_chunking_and_covariates():
     assert with_cov.n_selected < one.n_selected
 
 
-def test_standardize_int8_missing_and_monomorphic():
-    g = np.array([[0, 2, -127], [1, 2, 1], [2, 2, 2], [-127, 2, 0]], dtype=np.int8)
-    s = guided.standardize_int8(g)
-    assert s[3, 0] == 0 and s[0, 2] == 0 and np.all(s[:, 1] == 0)
-    np.testing.assert_allclose(s[:3, 0], np.array([-1, 0, 1]) / np.sqrt(2 / 3))
+def test_fit_does_not_depend_on_how_each_snp_is_scaled():
+    # pcs --guided-by standardizes by 2p(1 - p), the tests by the sample SD: the same readout
+    G, Gs, z, w = _cohort(seed=7)
+    emp = Gs / Gs.std(0)
+    a = guided.fit_guided(z, [Gs], k=2)
+    b = guided.fit_guided(z, [emp * np.linspace(0.5, 3.0, emp.shape[1])], k=2)
+    np.testing.assert_allclose(a.components, b.components, atol=1e-8)
+    assert a.n_selected == b.n_selected
 
 
 def test_refuses_more_directions_than_dimensions():
