@@ -39,6 +39,7 @@ def command(
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="Adam L2 penalty on the critic (e.g. 0.01 against overfitting when SNPs are many and people few).")] = 0.0,
     snp_subsample: Annotated[Optional[int], typer.Option("--snp-subsample", min=1, help="Use this many SNPs, evenly spaced along the genome (default all).")] = None,
+    select_snps: Annotated[int, typer.Option("--select-snps", min=0, help="The critic sees only the K SNPs with the largest multiple R² on the representation, chosen on the estimator-train people of each repeat (0 = all SNPs). With few people and many SNPs a critic over all of them memorizes.")] = 0,
     genetic_encoder: Annotated[str, typer.Option("--genetic-encoder", help="transformer (the paper's genetics-informed transformer) or mlp (faster; fixed SNP array).")] = "transformer",
     genetic_dims: Annotated[Optional[str], typer.Option("--genetic-dims", help="Transformer stage widths, e.g. 16,32 for a small fast encoder (default 32,64,128 as the paper).")] = None,
     device: options.Device = "cpu",
@@ -49,4 +50,4 @@ def command(
 
     files = options.split_list(pheno)
     mi.run(out, files, geno, pheno_name, keep, remove, repeats, val_frac, epochs, patience, batch_size, lr, weight_decay,
-           snp_subsample, genetic_encoder, genetic_dims, device, seed, threads)
+           snp_subsample, genetic_encoder, genetic_dims, device, seed, threads, select_snps)

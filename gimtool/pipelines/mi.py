@@ -77,15 +77,12 @@ def _tables(files, columns, store, mask, val_frac: float, where: Path, log) -> l
 
 def _estimate(tables, store, cols, settings, repeats: int, seed: int, dev, log) -> tuple[list[dict], list[dict]]:
     """The estimators of every table: (MI_COLS rows, MI_CURVE_COLS rows)."""
-    import sys
-
-    from tqdm import tqdm
-
+    from gimtool import progress
     from gimtool.train import mi as milib
 
     rows, curve_rows = [], []
     positions = store.positions()
-    bar = tqdm(total=len(tables) * repeats, desc="mi", unit="estimator", disable=None, file=sys.stderr)
+    bar = progress.bar(total=len(tables) * repeats, desc="mi", unit="estimator")
     try:
         for name, path, cols_used, people in tables:
             geno_rows = milib.GenotypeRows(store.genotypes, people.store_rows, cols)
@@ -143,7 +140,8 @@ def _write(out: str, rows: list[dict], curve_rows: list[dict], log) -> pl.DataFr
 def run(out: str, pheno: list[str], geno: str, pheno_name=None, keep=None, remove=None, repeats: int = 3,
         val_frac: float = 0.3, epochs: int = 200, patience: int = 10, batch_size: int = 64, lr: float = 1e-3,
         weight_decay: float = 0.0, snp_subsample: int | None = None, genetic_encoder: str = "transformer",
-        genetic_dims: str | None = None, device: str = "cpu", seed: int = 0, threads: int = 1) -> pl.DataFrame:
+        genetic_dims: str | None = None, device: str = "cpu", seed: int = 0, threads: int = 1,
+        select_snps: int = 0) -> pl.DataFrame:
     """`gimtool mi`: one row of MI_COLS per representation file in `pheno`; returns that frame."""
     from gimtool.devices import resolve_device, set_threads
     from gimtool.io.genostore import GenoStore
@@ -169,11 +167,14 @@ def run(out: str, pheno: list[str], geno: str, pheno_name=None, keep=None, remov
             log.warn(f"the MLP genetic encoder on {cols.size} SNPs has {cols.size * model_cfg.mlp_hidden:,} weights in its "
                      "first layer; consider --snp-subsample")
         settings = milib.MISettings(encoder=genetic_encoder, val_frac=val_frac, max_epochs=epochs, patience=patience,
-                                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, model=model_cfg)
+                                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, select_snps=select_snps,
+                                    model=model_cfg)
         log.info(f"estimator: genetic encoder {genetic_encoder}"
                  + (f" (dims {','.join(map(str, model_cfg.genetic_dims))})" if genetic_encoder == "transformer" else "")
                  + f", validation share {val_frac}, at most {epochs} epochs, patience {patience}, batch {batch_size}, "
-                   f"lr {lr}, weight decay {weight_decay}, {repeats} repeat(s), seed {seed}, device {dev}")
+                   f"lr {lr}, weight decay {weight_decay}, {repeats} repeat(s), seed {seed}, device {dev}"
+                 + (f"; the critic sees the {select_snps} SNPs with the largest multiple R² on the representation, "
+                    "chosen on each repeat's estimator-train people" if 0 < select_snps < cols.size else ""))
         tables = _tables(pheno, split_names(pheno_name), store, mask, val_frac, where, log)
         rows, curve_rows = _estimate(tables, store, cols, settings, repeats, seed, dev, log)
         return _write(out, rows, curve_rows, log)

@@ -50,6 +50,11 @@ class MISettings:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # > 0: the critic sees only the select_snps SNPs with the largest multiple R^2 on the
+    # representation, chosen on the estimator-train people of each repeat (never the validation
+    # people, so the validation estimate stays honest). With hundreds of people and thousands of
+    # SNPs a critic over all SNPs memorizes before it generalizes (README, "GIM in practice").
+    select_snps: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     eval_block: int = 4096  # rows of the score matrix evaluated at once
 
@@ -58,6 +63,8 @@ class MISettings:
             raise ValueError(f"genetic encoder {self.encoder!r}: expected one of {', '.join(ENCODERS)}")
         if not 0.0 < self.val_frac < 1.0:
             raise ValueError(f"val_frac = {self.val_frac}: expected a fraction strictly between 0 and 1")
+        if self.select_snps < 0:
+            raise ValueError(f"select_snps = {self.select_snps}: expected 0 (all SNPs) or a positive number")
         if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 2:
             raise ValueError("max_epochs and patience must be >= 1 and batch_size >= 2")
 
@@ -76,6 +83,7 @@ class MIRun:
     n_train: int
     n_val: int
     curves: list[dict]
+    snps: np.ndarray | None = None  # store columns the critic saw when SNPs were selected
 
 
 @dataclass
@@ -143,6 +151,45 @@ class JSECritic(nn.Module):
     def forward(self, z: torch.Tensor, geno: torch.Tensor, pos: dict[str, torch.Tensor]) -> torch.Tensor:
         g = self.genetic(geno, pos["chrom"], pos["bp"], pos["cm"], None, pos.get("af"))
         return self.critic(z, g)
+
+
+def multiple_r2(Z: np.ndarray, geno: "GenotypeRows", rows: np.ndarray, af: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """(L,) multiple R^2 of each SNP's standardized genotypes on the columns of Z, over people `rows`.
+
+    Z (n, d) is centred and whitened on `rows` (directions of negligible variance dropped), so that
+    R^2_j = |Zw' x_j|^2 / (n x_j' x_j); genotypes (g - 2f)/sd with f = af (the frequencies of the
+    same people, so x is centred on them), missing calls at the mean.
+    Reads `chunk` people at a time: memory O(d L).
+    """
+    from gimtool.stats.pca import standardize_genotypes
+
+    rows = np.asarray(rows)
+    zc = Z[rows] - Z[rows].mean(0)
+    lam, U = np.linalg.eigh(zc.T @ zc / rows.size)
+    keep = lam > 1e-8 * max(float(lam.max()), 1e-300)
+    zw = zc @ (U[:, keep] / np.sqrt(lam[keep]))
+    b = np.zeros((zw.shape[1], len(af)))
+    ss = np.zeros(len(af))
+    for a in range(0, rows.size, chunk):
+        x, _ = standardize_genotypes(geno[rows[a:a + chunk]], af)
+        b += zw[a:a + chunk].T @ x
+        ss += (x * x).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = (b * b).sum(0) / (rows.size * ss)
+    return np.where(np.isfinite(r2), r2, 0.0)
+
+
+class ColumnView:
+    """Some SNP columns (`local`, positions in the source's columns) of a GenotypeRows."""
+
+    def __init__(self, geno, local: np.ndarray):
+        self.geno, self.local = geno, np.asarray(local)
+
+    def __getitem__(self, k: np.ndarray) -> np.ndarray:
+        return self.geno[k][:, self.local]
+
+    def __len__(self) -> int:
+        return len(self.geno)
 
 
 class GenotypeRows:
@@ -221,9 +268,15 @@ def estimate_once(
     tr, va = split_people(n, settings.val_frac, rng)
     torch.manual_seed(seed)
     Z_t = torch.as_tensor(standardize_columns(Z, tr), device=device)
-    pos = _positions_t(positions, cols, device)
     # standardized genotypes use the frequencies of the estimator-train people only
-    pos["af"] = torch.as_tensor(a1_frequencies(geno[tr]), dtype=torch.float32, device=device)
+    af = a1_frequencies(geno[tr])
+    selected = None
+    if 0 < settings.select_snps < cols.size:
+        r2 = multiple_r2(Z, geno, tr, af)
+        selected = np.sort(np.argsort(-r2, kind="stable")[: settings.select_snps])
+        geno, cols, af = ColumnView(geno, selected), cols[selected], af[selected]
+    pos = _positions_t(positions, cols, device)
+    pos["af"] = torch.as_tensor(af, dtype=torch.float32, device=device)
     model = JSECritic(settings.model, settings.encoder, d, cols.size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     bs = min(settings.batch_size, tr.size)
@@ -269,7 +322,8 @@ def estimate_once(
             since += 1
             if since >= settings.patience:
                 break
-    return MIRun(mi_val=best[2], mi_train=best[3], best_epoch=best[1], n_train=tr.size, n_val=va.size, curves=curves)
+    return MIRun(mi_val=best[2], mi_train=best[3], best_epoch=best[1], n_train=tr.size, n_val=va.size, curves=curves,
+                 snps=cols.copy() if selected is not None else None)
 
 
 def estimate_mi(
@@ -338,6 +392,6 @@ def small_transformer_config(**changes) -> ModelConfig:
 
 
 __all__ = [
-    "MAX_MI", "MISettings", "MIRun", "MIResult", "JSECritic", "GenotypeRows", "split_people", "even_snp_subset",
+    "MAX_MI", "MISettings", "MIRun", "MIResult", "JSECritic", "GenotypeRows", "ColumnView", "multiple_r2", "split_people", "even_snp_subset",
     "standardize_columns", "jse_loss_separable", "PairedPeople", "pair_people", "estimate_once", "estimate_mi", "small_transformer_config",
 ]
