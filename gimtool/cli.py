@@ -28,6 +28,7 @@ COMMANDS = {
     "clump": "clump",
     "h2": "h2",
     "mi": "mi",
+    "merge": "merge",
 }
 
 app = typer.Typer(

@@ -22,6 +22,7 @@ Threads = Annotated[int, typer.Option("--threads", min=1, help="CPU threads to u
 Device = Annotated[str, typer.Option("--device", help="Compute device: cpu, cuda or cuda:N. Fails if CUDA is asked for and absent.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same outputs.")]
 Keep = Annotated[Optional[Path], typer.Option("--keep", help="Keep only the samples listed in this file (FID IID per line).")]
+Shard = Annotated[Optional[str], typer.Option("--shard", help="K/N: only the K-th of N contiguous parts of the people (a job array's task), written to OUT.shardKofN; `gimtool merge --out OUT` joins the parts into what one run writes.")]
 Remove = Annotated[Optional[Path], typer.Option("--remove", help="Drop the samples listed in this file (FID IID per line).")]
 Bfile = Annotated[str, typer.Option("--bfile", help="PLINK 1 fileset prefix (.bed/.bim/.fam).")]
 

@@ -25,9 +25,10 @@ def command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Volumes per forward pass.")] = 8,
     device: options.Device = "cpu",
     threads: options.Threads = 1,
+    shard: options.Shard = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     from gimtool.pipelines import embed
 
-    path = embed.run(checkpoint, images, out, keep, remove, center_crop, batch_size, device, threads, progress=not no_progress)
+    path = embed.run(checkpoint, images, out, keep, remove, center_crop, batch_size, device, threads, progress=not no_progress, shard=shard)
     typer.echo(f"embed: {path}", err=True)

@@ -41,8 +41,9 @@ def command(
     threads: options.Threads = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Keep volumes of an interrupted run (or of an existing STORE) and process only the rest.")] = False,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when some scans failed (they are listed in STORE/failed.tsv).")] = False,
+    shard: options.Shard = None,
 ) -> None:
     from gimtool.pipelines import prep_mri
 
     prep_mri.run(out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtype, interp, antialias, clip,
-                 write_nifti, qc_threshold, threads, resume, allow_failures)
+                 write_nifti, qc_threshold, threads, resume, allow_failures, shard=shard)

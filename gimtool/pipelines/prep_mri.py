@@ -363,17 +363,22 @@ def _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype
 def run(out: str, images=None, directory=None, pattern: str | None = None, voxel: float = 1.0,
         flirt_mat: str | None = None, ref=None, mask=None, dtype: str = "float16", interp: str = "linear",
         antialias: bool = True, clip: str = "0.5,99.5", write_nifti: bool = False, qc_threshold: float = 0.8,
-        threads: int = 1, resume: bool = False, allow_failures: bool = False) -> int:
+        threads: int = 1, resume: bool = False, allow_failures: bool = False, shard: str | None = None) -> int:
     """`gimtool prep-mri`: the image store at `out` (STORE/ with manifest, volumes, QC) and
     STORE.log; returns the number of volumes stored. Failed scans are an error unless
-    `allow_failures`."""
+    `allow_failures`. `shard` "K/N": only the K-th of N contiguous parts of the list, into the
+    store OUT.shardKofN (`gimtool merge --out OUT` joins the N parts)."""
+    from gimtool.pipelines import shards
     from gimtool.runlog import RunLog
 
+    if shard is not None:
+        out = shards.part_name(out, *shards.parse_part(shard, "--shard"))
     with RunLog(out, "prep-mri") as log:
         _check_choices(dtype, interp)
         lohi = parse_clip(clip)
         todo = _scan_list(images, directory, pattern, log)
         log.info(f"{todo.height} scans listed")
+        todo = shards.take_part(todo, shard, "--shard", "scans", log)
         failed, n, n_tasks = _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype, interp,
                                             antialias, lohi, write_nifti, qc_threshold, threads, resume)
         log.output("image store", out)
