@@ -24,7 +24,8 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gi
 Keep = Annotated[Optional[Path], typer.Option("--keep", help="Keep only the samples listed in this file (FID IID per line).")]
 Shard = Annotated[Optional[str], typer.Option("--shard", help="K/N: only the K-th of N contiguous parts of the people (a job array's task), written to OUT.shardKofN; `gimtool merge --out OUT` joins the parts into what one run writes.")]
 Remove = Annotated[Optional[Path], typer.Option("--remove", help="Drop the samples listed in this file (FID IID per line).")]
-Bfile = Annotated[str, typer.Option("--bfile", help="PLINK 1 fileset prefix (.bed/.bim/.fam).")]
+Bfile = Annotated[Optional[str], typer.Option("--bfile", help="PLINK 1 fileset prefix (.bed/.bim/.fam); or give --pfile.")]
+Pfile = Annotated[Optional[str], typer.Option("--pfile", help="PLINK 2 fileset prefix (.pgen/.pvar/.psam), read as hardcalls (as plink2 --make-bed); or give --bfile.")]
 
 
 # Phenotypes and covariates: the same in gwas, h2, pcs and mi (read by gimtool.io.phenotypes).

@@ -27,8 +27,9 @@ from gimtool.commands import _options as options
 
 
 def command(
-    bfile: options.Bfile,
     out: options.Out,
+    bfile: options.Bfile = None,
+    pfile: options.Pfile = None,
     sumstats: Annotated[Optional[List[str]], typer.Option("--sumstats", help="Sumstats file(s): repeat the option, separate with commas, or list them as trailing arguments.")] = None,
     files: Annotated[Optional[List[str]], typer.Argument(help="More sumstats files (e.g. a shell glob).", show_default=False)] = None,
     p1: Annotated[float, typer.Option("--p1", help="Index SNPs: P <= p1.")] = 5e-8,
@@ -49,7 +50,7 @@ def command(
 
     others = options.split_list(compare)
     paths = options.split_list(sumstats) + options.split_list(files)
-    rep, table = pipeline.run(bfile, out, paths, p1, p2, r2, kb, r2_method, loci, loci_p, loci_kb, maf, others)
+    rep, table = pipeline.run(bfile, out, paths, p1, p2, r2, kb, r2_method, loci, loci_p, loci_kb, maf, others, pfile)
     if table is not None:
         print(f"{table.height} loci" + (f", {int(table[LOCI_UNIQUE_COL].sum())} unique" if others else ""))
     print(f"{rep.table.height} clumps written to {out}.clumped")

@@ -27,9 +27,10 @@ Backend = Annotated[str, typer.Option("--backend", help="builtin (linear regress
 
 
 def command(
-    bfile: options.Bfile,
     pheno: Annotated[Path, typer.Option("--pheno", help="Phenotype table: FID IID name... (tab/space separated, NA missing).")],
     out: options.Out,
+    bfile: options.Bfile = None,
+    pfile: options.Pfile = None,
     pheno_name: options.PhenoName = None,
     covar: options.Covar = None,
     covar_name: options.CovarName = None,
@@ -52,4 +53,5 @@ def command(
     from gimtool.pipelines import gwas
 
     gwas.run(bfile, pheno, out, pheno_name, covar, covar_name, backend, maf, chunk, pheno_transform, precision,
-             chunk_snps, ld_scores, genetic_map, not no_plots, keep, remove, device, threads, input_missing_phenotype)
+             chunk_snps, ld_scores, genetic_map, not no_plots, keep, remove, device, threads, input_missing_phenotype,
+             pfile)

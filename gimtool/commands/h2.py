@@ -43,6 +43,7 @@ def command(
     sumstats: Annotated[Optional[List[str]], typer.Option("--sumstats", help="Sumstats file(s) (gimtool, BOLT-LMM or PLINK 2): repeat, separate with commas, or list as arguments.")] = None,
     files: Annotated[Optional[List[str]], typer.Argument(help="More sumstats files (e.g. a shell glob).", show_default=False)] = None,
     bfile: Annotated[Optional[str], typer.Option("--bfile", help="ldsc: reference fileset for LD scores; greml: the cohort's genotypes.")] = None,
+    pfile: Annotated[Optional[str], typer.Option("--pfile", help="As --bfile, from a PLINK 2 fileset (.pgen/.pvar/.psam; hardcalls).")] = None,
     ref_ld: Annotated[Optional[str], typer.Option("--ref-ld", help="Reuse LD scores: prefix of <prefix>.l2.ldscore.gz (or LDSC's per-chromosome files).")] = None,
     w_ld: Annotated[Optional[str], typer.Option("--w-ld", help="Regression-weight LD scores (default: the reference LD scores).")] = None,
     ld_wind_cm: Annotated[Optional[float], typer.Option("--ld-wind-cm", help="LD window in cM (default 1).")] = None,
@@ -71,4 +72,4 @@ def command(
     paths = options.split_list(sumstats) + options.split_list(files)
     h2.run(out, method, backend, paths, bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, fixed, n_samples, use_m, pheno,
            pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_size, keep, remove, threads, device,
-           input_missing_phenotype)
+           input_missing_phenotype, pfile)

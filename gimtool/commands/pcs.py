@@ -4,7 +4,7 @@ Embeddings: --pheno EMBEDDINGS.tsv --fit-keep TRAIN_IDS --n 10 --out P
   PCA (centered) fit only on the --fit-keep samples, so held-out people never shape the PCs, then
   applied to every row. Writes <out>.pcs.tsv (FID IID PC1..PCn), <out>.explained.tsv and
   <out>.scree.png, and <out>.loadings.tsv, which --apply LOADINGS reuses on new data.
-Genotypes: --bfile PREFIX --n 10 --out P
+Genotypes: --bfile PREFIX (or --pfile PREFIX) --n 10 --out P
   Ancestry PCs of the standardized genotypes of LD-pruned SNPs (--prune none uses the SNPs as
   given); exact below --exact-max-n samples, randomized SVD above. Writes <out>.eigenvec
   (#FID IID PC1..) and <out>.eigenval as PLINK 2 does, ready for --covar, and <out>.prune.in.
@@ -28,6 +28,7 @@ def command(
     fit_keep: Annotated[Optional[Path], typer.Option("--fit-keep", help="Fit the PCA on these samples only (FID IID per line); default all.")] = None,
     apply: Annotated[Optional[Path], typer.Option("--apply", help="Apply the loadings of an earlier run (<out>.loadings.tsv) instead of fitting.")] = None,
     bfile: Annotated[Optional[str], typer.Option("--bfile", help="PLINK 1 fileset prefix (genotype mode).")] = None,
+    pfile: Annotated[Optional[str], typer.Option("--pfile", help="PLINK 2 fileset prefix (genotype mode; hardcalls).")] = None,
     prune: Annotated[str, typer.Option("--prune", help="Genotype mode: pairwise (LD pruning) or none.")] = "pairwise",
     prune_window: Annotated[int, typer.Option("--prune-window", min=2, help="LD pruning window, SNPs.")] = 50,
     prune_step: Annotated[int, typer.Option("--prune-step", min=1, help="LD pruning step, SNPs.")] = 5,
@@ -46,4 +47,4 @@ def command(
     from gimtool.pipelines import pcs
 
     pcs.run(out, n, pheno, pheno_name, fit_keep, apply, bfile, prune, prune_window, prune_step, prune_r2, maf, method,
-            exact_max_n, guided_by, guided_p, keep, remove, threads, seed)
+            exact_max_n, guided_by, guided_p, keep, remove, threads, seed, pfile)

@@ -15,8 +15,9 @@ from gimtool.commands import _options as options
 
 
 def command(
-    bfile: options.Bfile,
     out: options.Out,
+    bfile: options.Bfile = None,
+    pfile: options.Pfile = None,
     maf: Annotated[float, typer.Option(help="Minimum minor allele frequency (founders).", min=0.0, max=0.5)] = 0.01,
     geno: Annotated[float, typer.Option(help="Maximum SNP missing-call rate.", min=0.0, max=1.0)] = 0.1,
     mind: Annotated[Optional[float], typer.Option(help="Maximum sample missing-call rate (off by default).", min=0.0, max=1.0)] = None,
@@ -33,5 +34,5 @@ def command(
     from gimtool.pipelines import prep_geno
 
     c = prep_geno.run(bfile, out, maf, geno, mind, hwe, chr, keep, remove, extract, exclude, genetic_map, cm_per_mb,
-                      threads)
+                      threads, pfile)
     typer.echo(f"prep-geno: kept {c['samples_out']}/{c['samples_in']} samples, {c['snps_out']}/{c['snps_in']} SNPs -> {out}.bed, {out}.geno/", err=True)

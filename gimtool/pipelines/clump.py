@@ -230,13 +230,13 @@ def _loci(out, frames, paths, ref, read_packed, founders, loci_p, loci_kb, maf, 
     return table
 
 
-def run(bfile: str, out: str, sumstats: list[str], p1: float = 5e-8, p2: float = 1e-2, r2: float = 0.1,
+def run(bfile: str | None, out: str, sumstats: list[str], p1: float = 5e-8, p2: float = 1e-2, r2: float = 0.1,
         kb: float = 250.0, r2_method: str = "em", loci: bool = False, loci_p: float = 5e-9, loci_kb: float = 250.0,
-        maf: float = 0.01, compare: list[str] | None = None) -> tuple[ClumpReport, pl.DataFrame | None]:
-    """`gimtool clump`: writes <out>.clumped, <out>.clumped.members.tsv (with `loci` or `compare`
+        maf: float = 0.01, compare: list[str] | None = None, pfile: str | None = None) -> tuple[ClumpReport, pl.DataFrame | None]:
+    """`gimtool clump` with LD from `bfile` or `pfile`: writes <out>.clumped, <out>.clumped.members.tsv (with `loci` or `compare`
     also <out>.loci.tsv) and <out>.log; returns the report and the loci table (or None).
     Single-threaded numpy (bit operations, no BLAS)."""
-    from gimtool.io.plink import Bfile
+    from gimtool.io.genotypes import open_genotypes
     from gimtool.io.sumstats import read_sumstats
     from gimtool.io.tables import write_tsv
     from gimtool.runlog import RunLog
@@ -245,8 +245,8 @@ def run(bfile: str, out: str, sumstats: list[str], p1: float = 5e-8, p2: float =
         raise InputError("clump: no sumstats given; use --sumstats FILE (or list files as arguments)")
     check_thresholds(p1, p2, r2, kb, r2_method, maf)
     with RunLog(out, "clump") as log:
-        ref = Bfile(bfile)
-        log.input("bfile", ref.bed_path)
+        ref = open_genotypes(bfile, pfile)
+        log.input("bfile" if pfile is None else "pfile", ref.bed_path)
         founders = ((ref.fam["FATHER"] == "0") & (ref.fam["MOTHER"] == "0")).to_numpy()
         log.info(f"reference: {ref.n_snps:,} SNPs, {ref.n_samples:,} samples, {int(founders.sum()):,} founders (LD from founders, as PLINK)")
         if not founders.any():
@@ -269,7 +269,7 @@ def run(bfile: str, out: str, sumstats: list[str], p1: float = 5e-8, p2: float =
         log.info(f"clumping: p1 {p1:g}, p2 {p2:g}, r2 > {r2:g} ({r2_method}), kb {kb:g} "
                  f"(|dBP| <= {bp_radius(kb):,}); {rep.n_index_eligible:,} index-eligible SNPs, "
                  f"{rep.n_loaded:,} SNPs' genotypes read, {rep.n_pairs:,} r² computed")
-        _log_report(rep, sumstats, ref, bfile, log)
+        _log_report(rep, sumstats, ref, ref.prefix, log)
         for table, suffix, what in ((rep.table.select(CLUMP_COLS), ".clumped", "clumps"),
                                     (rep.members.select(CLUMP_MEMBER_COLS), ".clumped.members.tsv", "clump members")):
             write_tsv(table, out + suffix)

@@ -21,7 +21,7 @@ import polars as pl
 from gimtool.conventions import GWAS_SUMMARY_COLS
 from gimtool.errors import InputError
 from gimtool.io.phenotypes import PhenoCovar, load_pheno_covar, split_names  # noqa: F401  (split_names: scripts)
-from gimtool.io.plink import Bfile
+from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.stats import assoc
 from gimtool.stats.phenostats import CHISQ_MEDIAN_1DF, inverse_normal_transform, lambda_gc  # noqa: F401
 
@@ -31,7 +31,7 @@ GWS = 5e-8
 GwasInputs = PhenoCovar  # phenotypes and covariates in .fam order
 
 
-def load_inputs(bf: Bfile, pheno, pheno_names=None, covar=None, covar_names=None, keep=None, remove=None,
+def load_inputs(bf: GenotypeSource, pheno, pheno_names=None, covar=None, covar_names=None, keep=None, remove=None,
                 log=None, missing_code: int = -9) -> PhenoCovar:
     """The shared loader (:func:`gimtool.io.phenotypes.load_pheno_covar`) on the .fam, then the
     checks of an association scan: every phenotype has values, and not all the same."""
@@ -137,7 +137,7 @@ def _run_chunks(work, starts: list[int], workers: int, blas_threads: int, total:
 
 
 def scan(
-    bf: Bfile,
+    bf: GenotypeSource,
     prep: assoc.Prepared,
     start: int = 0,
     stop: int | None = None,
@@ -248,7 +248,7 @@ def _check_choices(backend: str, pheno_transform: str, precision: str) -> None:
             raise InputError(f"{opt} {val}: expected {' or '.join(ok)}")
 
 
-def _builtin(bf: Bfile, inputs: PhenoCovar, pheno, covar: list, chunk, chunk_snps, threads, dev, precision, maf, log):
+def _builtin(bf: GenotypeSource, inputs: PhenoCovar, pheno, covar: list, chunk, chunk_snps, threads, dev, precision, maf, log):
     """The built-in scan: ({phenotype: sumstats frame}, {phenotype: N})."""
     prep = prepare(inputs, pheno, ", ".join(map(str, covar)))
     n_used = {nm: int(n) for nm, n in zip(inputs.pheno_names, prep.n)}
@@ -264,7 +264,7 @@ def _builtin(bf: Bfile, inputs: PhenoCovar, pheno, covar: list, chunk, chunk_snp
     return dict(zip(inputs.pheno_names, sumstats_frames(bf.bim, res))), n_used
 
 
-def _bolt(bf: Bfile, inputs: PhenoCovar, out: str, threads, ld_scores, genetic_map, maf, log):
+def _bolt(bf: GenotypeSource, inputs: PhenoCovar, out: str, threads, ld_scores, genetic_map, maf, log):
     """`bolt --lmm` per phenotype on the loaded (aligned, --keep/--remove applied) inputs."""
     import tempfile
     from pathlib import Path
@@ -335,11 +335,11 @@ def _write_outputs(out: str, frames: dict, n_used: dict, names: list[str], share
     return summary
 
 
-def run(bfile: str, pheno, out: str, pheno_name=None, covar=None, covar_name=None, backend: str = "builtin",
+def run(bfile: str | None, pheno, out: str, pheno_name=None, covar=None, covar_name=None, backend: str = "builtin",
         maf: float = 0.0, chunk: str | None = None, pheno_transform: str = "none", precision: str = "double",
         chunk_snps: int | None = None, ld_scores=None, genetic_map=None, plots: bool = True, keep=None, remove=None,
-        device: str = "cpu", threads: int = 1, input_missing_phenotype: int = -9) -> pl.DataFrame:
-    """`gimtool gwas`: writes <out>.<PHENO>.sumstats.gz (and plots) per phenotype, <out>.summary.tsv
+        device: str = "cpu", threads: int = 1, input_missing_phenotype: int = -9, pfile: str | None = None) -> pl.DataFrame:
+    """`gimtool gwas` on exactly one of `bfile` and `pfile` (PLINK 2, hardcalls): writes <out>.<PHENO>.sumstats.gz (and plots) per phenotype, <out>.summary.tsv
     and <out>.log; returns the summary (GWAS_SUMMARY_COLS). `covar`: one file or a list.
     `input_missing_phenotype`: the value read as missing in both (plink2's flag, default -9)."""
     from gimtool.devices import resolve_device, set_threads
@@ -351,12 +351,14 @@ def run(bfile: str, pheno, out: str, pheno_name=None, covar=None, covar_name=Non
     dev = resolve_device(device, torch_for_cpu=False)  # torch (seconds to import) only for a GPU
     if backend == "bolt" and (chunk or dev.type != "cpu"):
         raise InputError("--chunk and --device cuda apply to the built-in backend only")
+    if backend == "bolt" and pfile is not None:
+        raise InputError("--backend bolt reads PLINK 1 filesets: give --bfile (plink2 --pfile P --make-bed --out P writes one)")
     covar = as_files(covar)
     with RunLog(out, "gwas") as log:
-        for label, path in (("bfile", bfile + ".bed"), ("pheno", pheno), *(("covar", c) for c in covar)):
+        bf = open_genotypes(bfile, pfile)
+        for label, path in (("bfile" if pfile is None else "pfile", bf.bed_path), ("pheno", pheno), *(("covar", c) for c in covar)):
             log.input(label, path)
-        bf = Bfile(bfile)
-        log.info(f"{bf.n_samples} samples, {bf.n_snps} SNPs in {bfile}")
+        log.info(f"{bf.n_samples} samples, {bf.n_snps} SNPs in {bf.prefix}")
         inputs = load_inputs(bf, pheno, pheno_name, covar, covar_name, keep, remove, log, input_missing_phenotype)
         if pheno_transform == "int":
             inputs.y = inverse_normal_transform(inputs.y, inputs.c)

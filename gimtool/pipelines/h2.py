@@ -18,6 +18,7 @@ import polars as pl
 
 from gimtool.conventions import H2_GREML_COLS, H2_LDSC_COLS, H2_SUMMARY_COLS, MISSING
 from gimtool.errors import InputError
+from gimtool.io.genotypes import GenotypeFiles
 from gimtool.io.grm import load_grm, save_grm  # noqa: F401  (scripts reuse GRMs through here)
 from gimtool.io.phenotypes import as_files
 
@@ -47,17 +48,17 @@ def reference_positions(bim: pl.DataFrame, wind_cm: float | None, wind_kb: float
     return col, float(wind_cm), f"{wind_cm:g} cM"
 
 
-def compute_ldscores(bfile: str, wind_cm: float | None, wind_kb: float | None, log, threads: int = 1,
+def compute_ldscores(geno, wind_cm: float | None, wind_kb: float | None, log, threads: int = 1,
                      chunk: int = 50, progress: bool = True, keep=None, remove=None):
-    """LD scores of a reference fileset: (table CHR SNP BP L2, M, M_5_50)."""
+    """LD scores of a reference fileset (`geno`: a GenotypeFiles, or a bfile prefix): (table CHR SNP BP L2, M, M_5_50)."""
     from tqdm.auto import tqdm
 
-    from gimtool.io.plink import Bfile
+    from gimtool.io.genotypes import open_genotypes
     from gimtool.io.tables import select_samples
     from gimtool.stats.ldscore import ld_scores
 
-    bf = Bfile(bfile)
-    log.input("reference bed", bf.bed_path)
+    bf = open_genotypes(geno) if isinstance(geno, str) else open_genotypes(*geno)
+    log.input("reference genotypes", bf.bed_path)
     samples = np.flatnonzero(select_samples(bf.fam.select("FID", "IID"), keep, remove, log))
     if len(samples) < 3:
         raise InputError(f"{bf.fam_path}: {len(samples)} reference people left after --keep/--remove; LD scores need at least 3")
@@ -251,18 +252,18 @@ def _report(out: str, log, df: pl.DataFrame, method: str) -> pl.DataFrame:
     return df
 
 
-def _reference_ldscores(out, log, bfile, ref_ld, wind_cm, wind_kb, threads, keep, remove):
-    """LD scores computed from --bfile (and written beside <out>) or read from --ref-ld:
+def _reference_ldscores(out, log, geno, ref_ld, wind_cm, wind_kb, threads, keep, remove):
+    """LD scores computed from --bfile/--pfile (and written beside <out>) or read from --ref-ld:
     (table, M, M_5_50, prefix)."""
     from gimtool.io.ldscore import read_ldscore, write_ldscore
 
     if wind_cm is not None and wind_kb is not None:
         raise InputError("give one of --ld-wind-cm and --ld-wind-kb")
-    if (bfile is None) == (ref_ld is None):
-        raise InputError("--method ldsc needs exactly one of --bfile REF (compute LD scores) and --ref-ld PREFIX (reuse them)")
-    if bfile is not None:
+    if (geno is None) == (ref_ld is None):
+        raise InputError("--method ldsc needs exactly one of --bfile REF or --pfile REF (compute LD scores) and --ref-ld PREFIX (reuse them)")
+    if geno is not None:
         with log.timed("LD scores"):
-            table, M, M550 = compute_ldscores(bfile, 1.0 if wind_cm is None else wind_cm, wind_kb, log, threads,
+            table, M, M550 = compute_ldscores(geno, 1.0 if wind_cm is None else wind_cm, wind_kb, log, threads,
                                               keep=keep, remove=remove)
         for p in write_ldscore(out, table, M, M550):
             log.output("LD scores", p)
@@ -300,12 +301,12 @@ def _ldsc_py_row(path, name, out, ref_prefix, w_prefix, intercept, n_samples, lo
     return {c: row[c] for c in H2_LDSC_COLS}
 
 
-def run_ldsc(out, log, backend, paths, bfile, ref_ld, w_ld, wind_cm, wind_kb, intercept, n_samples, use_all_m,
+def run_ldsc(out, log, backend, paths, geno, ref_ld, w_ld, wind_cm, wind_kb, intercept, n_samples, use_all_m,
              threads, keep=None, remove=None) -> pl.DataFrame | None:
     """LD score regression of each sumstats file (None when only LD scores were asked for)."""
     from gimtool.io.ldscore import read_ldscore
 
-    table, M, M550, ref_prefix = _reference_ldscores(out, log, bfile, ref_ld, wind_cm, wind_kb, threads, keep, remove)
+    table, M, M550, ref_prefix = _reference_ldscores(out, log, geno, ref_ld, wind_cm, wind_kb, threads, keep, remove)
     if not paths:
         log.info("no --sumstats given: LD scores only")
         return None
@@ -362,21 +363,23 @@ def _grm(bf, data: GremlData, grm, chunk_size: int, threads: int, dev, log):
     return K, lam, U, acc.m
 
 
-def run_greml(out, log, backend, bfile, pheno, pheno_names, covar, covar_names, grm_out, grm, max_n, chunk_size,
+def run_greml(out, log, backend, geno, pheno, pheno_names, covar, covar_names, grm_out, grm, max_n, chunk_size,
               keep, remove, threads, device, missing_code: int = -9) -> pl.DataFrame:
     """REML heritability of every phenotype with one GRM and one eigendecomposition."""
     from gimtool.devices import resolve_device
-    from gimtool.io.plink import Bfile
+    from gimtool.io.genotypes import open_genotypes
     from gimtool.stats import greml
 
-    if bfile is None and grm is None:
-        raise InputError("--method greml needs --bfile (or --grm with --bfile for the sample list)")
+    if geno is None and grm is None:
+        raise InputError("--method greml needs --bfile or --pfile (or --grm with one of them for the sample list)")
     if pheno is None:
         raise InputError("--method greml needs --pheno FILE")
-    if bfile is None:
-        raise InputError("--method greml needs --bfile (its .fam gives the people; with --grm the genotypes are not read)")
-    bf = Bfile(bfile)
-    log.input("bed", bf.bed_path)
+    if geno is None:
+        raise InputError("--method greml needs --bfile or --pfile (its .fam/.psam gives the people; with --grm the genotypes are not read)")
+    if backend == "bolt-reml" and geno.pfile is not None:
+        raise InputError("--backend bolt-reml reads PLINK 1 filesets: give --bfile (plink2 --pfile P --make-bed --out P writes one)")
+    bf = open_genotypes(*geno)
+    log.input("genotypes", bf.bed_path)
     log.input("phenotypes", pheno)
     for c in as_files(covar):
         log.input("covariates", c)
@@ -458,8 +461,8 @@ def run(out: str, method: str = "ldsc", backend: str = "builtin", sumstats: list
         ld_wind_kb: float | None = None, intercept: float | None = None, n_samples: int | None = None,
         use_all_m: bool = False, pheno=None, pheno_name=None, covar=None, covar_name=None, grm_out=None, grm=None,
         max_n: int = 20_000, chunk_size: int = 2000, keep=None, remove=None, threads: int = 1,
-        device: str = "cpu", input_missing_phenotype: int = -9) -> pl.DataFrame | None:
-    """`gimtool h2`: writes <out>.h2.tsv and <out>.h2.summary.tsv (and LD scores when computed)
+        device: str = "cpu", input_missing_phenotype: int = -9, pfile: str | None = None) -> pl.DataFrame | None:
+    """`gimtool h2` (genotypes from `bfile` or `pfile`): writes <out>.h2.tsv and <out>.h2.summary.tsv (and LD scores when computed)
     and <out>.log; returns the per-phenotype frame (None for LD scores only). `intercept`: None
     for a free intercept, or the fixed value."""
     from gimtool.devices import set_threads
@@ -476,10 +479,11 @@ def run(out: str, method: str = "ldsc", backend: str = "builtin", sumstats: list
         raise InputError("--backend ldsc goes with --method ldsc")
     with RunLog(out, "h2") as log:
         log.info(f"method {method}, backend {backend}")
+        geno = GenotypeFiles.given(bfile, pfile)
         if method == "ldsc":
-            return run_ldsc(out, log, backend, sumstats or [], bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, intercept,
+            return run_ldsc(out, log, backend, sumstats or [], geno, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, intercept,
                             n_samples, use_all_m, threads, keep, remove)
         if sumstats:
             raise InputError("--sumstats is for --method ldsc; GREML reads --bfile and --pheno")
-        return run_greml(out, log, backend, bfile, pheno, pheno_name, covar, covar_name, grm_out, grm, max_n,
+        return run_greml(out, log, backend, geno, pheno, pheno_name, covar, covar_name, grm_out, grm, max_n,
                          chunk_size, keep, remove, threads, device, input_missing_phenotype)

@@ -17,7 +17,7 @@ import polars as pl
 
 from gimtool.conventions import MISSING_INT8, PCA_EXPLAINED_COLS
 from gimtool.errors import InputError
-from gimtool.io.plink import Bfile
+from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.stats import pca
 
 LOADINGS_ID = "FEATURE"
@@ -96,7 +96,7 @@ class GenoPca:
     method: str
 
 
-def allele_freqs(bf: Bfile, samples, threads: int, chunk: int = 8192) -> np.ndarray:
+def allele_freqs(bf: GenotypeSource, samples, threads: int, chunk: int = 8192) -> np.ndarray:
     """A1 frequency of every SNP over the chosen samples (missing calls ignored)."""
     f = np.empty(bf.n_snps)
     for a, b, g in bf.iter_chunks(chunk, samples=samples, num_threads=threads):
@@ -106,7 +106,7 @@ def allele_freqs(bf: Bfile, samples, threads: int, chunk: int = 8192) -> np.ndar
 
 
 def genotype_pcs(
-    bf: Bfile, k: int, samples=None, maf: float = 0.01, prune: bool = True, window: int = 50, step: int = 5,
+    bf: GenotypeSource, k: int, samples=None, maf: float = 0.01, prune: bool = True, window: int = 50, step: int = 5,
     r2: float = 0.2, method: str = "auto", threads: int = 1, seed: int = 1, exact_max_n: int = 5000, log=None,
 ) -> GenoPca:
     """Ancestry PCs: SNPs with MAF ≥ maf, LD-pruned (unless prune=False), standardized; exact
@@ -220,8 +220,8 @@ def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, gui
 
 
 def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf, method, exact_max_n, keep, remove,
-                  threads, seed, log) -> GenoPca:
-    """Ancestry PCs of a fileset, written as PLINK 2 does (<out>.eigenvec, .eigenval) with
+                  threads, seed, log, pfile=None) -> GenoPca:
+    """Ancestry PCs of a fileset (`bfile` or `pfile`), written as PLINK 2 does (<out>.eigenvec, .eigenval) with
     <out>.prune.in and a scree plot."""
     from gimtool.io import figures
     from gimtool.io.atomic import atomic_write_text
@@ -229,8 +229,8 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
 
     if prune not in ("pairwise", "none"):
         raise InputError(f"--prune {prune}: expected pairwise or none")
-    bf = Bfile(bfile)
-    log.input("bfile", bf.bed_path)
+    bf = open_genotypes(bfile, pfile)
+    log.input("bfile" if pfile is None else "pfile", bf.bed_path)
     mask = select_samples(bf.fam.select("FID", "IID"), keep, remove, log)
     samples = None if mask.all() else np.flatnonzero(mask)
     with log.timed("genotype PCA"):
@@ -253,19 +253,19 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
 def run(out: str, n: int = 10, pheno=None, pheno_name=None, fit_keep=None, apply=None, bfile: str | None = None,
         prune: str = "pairwise", prune_window: int = 50, prune_step: int = 5, prune_r2: float = 0.2, maf: float = 0.01,
         method: str = "auto", exact_max_n: int = 5000, guided_by=None, guided_p: float = 1e-5, keep=None, remove=None,
-        threads: int = 1, seed: int = 1):
-    """`gimtool pcs`: embedding mode (`pheno`) returns the scores frame, genotype mode (`bfile`)
+        threads: int = 1, seed: int = 1, pfile: str | None = None):
+    """`gimtool pcs`: embedding mode (`pheno`) returns the scores frame, genotype mode (`bfile` or `pfile`)
     the GenoPca; both write their files and <out>.log."""
     from gimtool.devices import set_threads
     from gimtool.runlog import RunLog
 
     set_threads(threads)
-    if (pheno is None) == (bfile is None):
-        raise InputError("give exactly one of --pheno (embeddings) or --bfile (genotypes)")
+    if (pheno is None) == (bfile is None and pfile is None):
+        raise InputError("give exactly one of --pheno (embeddings) or --bfile/--pfile (genotypes)")
     if guided_by is not None and (pheno is None or apply is not None):
         raise InputError("--guided-by fits a readout of embeddings: give it with --pheno, not with --bfile or --apply")
     with RunLog(out, "pcs") as log:
         if pheno is not None:
             return run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log)
         return run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf, method, exact_max_n, keep,
-                             remove, threads, seed, log)
+                             remove, threads, seed, log, pfile)

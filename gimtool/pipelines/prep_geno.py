@@ -17,7 +17,7 @@ import polars as pl
 from gimtool.errors import InputError
 from gimtool.conventions import chrom_to_int
 from gimtool.io.genmap import parse_chr_spec, read_genetic_map
-from gimtool.io.plink import Bfile
+from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.io.tables import read_snp_list, select_samples
 from gimtool.stats import qc
 
@@ -67,7 +67,7 @@ def _founders(fam: pl.DataFrame, mask: np.ndarray) -> np.ndarray:
     return mask & ~father & ~mother
 
 
-def genetic_positions(bf: Bfile, chrom: np.ndarray, f: QCFilters, log) -> np.ndarray:
+def genetic_positions(bf: GenotypeSource, chrom: np.ndarray, f: QCFilters, log) -> np.ndarray:
     """cM position of every bim SNP: from --genetic-map, else the bim column (Morgans -> cM), else
     --cm-per-mb times the physical position."""
     bp = bf.bim["BP"].to_numpy()
@@ -99,7 +99,7 @@ def genetic_positions(bf: Bfile, chrom: np.ndarray, f: QCFilters, log) -> np.nda
     return col
 
 
-def _candidate_snps(bf: Bfile, f: QCFilters, log, counts: dict) -> tuple[np.ndarray, np.ndarray]:
+def _candidate_snps(bf: GenotypeSource, f: QCFilters, log, counts: dict) -> tuple[np.ndarray, np.ndarray]:
     """PLINK chromosome numbers of every bim SNP and the mask of those --chr/--extract/--exclude keep."""
     chrom = chrom_codes(bf.bim["CHR"])
     vmask = np.isin(chrom, list(parse_chr_spec(f.chr)))
@@ -121,7 +121,7 @@ def _candidate_snps(bf: Bfile, f: QCFilters, log, counts: dict) -> tuple[np.ndar
     return chrom, vmask
 
 
-def _packed_chunks(bf: Bfile, cand: np.ndarray):
+def _packed_chunks(bf: GenotypeSource, cand: np.ndarray):
     """(offset into cand, packed .bed rows) over chunks of the candidate SNPs; contiguous SNPs are
     read as one slice of the .bed (no index gather)."""
     pchunk = packed_chunk_size(bf.n_samples)
@@ -131,7 +131,7 @@ def _packed_chunks(bf: Bfile, cand: np.ndarray):
         yield a, bf.packed(sel)
 
 
-def _apply_mind(bf: Bfile, cand: np.ndarray, smask: np.ndarray, mind: float, log, counts: dict) -> None:
+def _apply_mind(bf: GenotypeSource, cand: np.ndarray, smask: np.ndarray, mind: float, log, counts: dict) -> None:
     """--mind: drop (in smask) the samples missing more than `mind` of the candidate SNPs, counted
     from the missing codes of the packed rows."""
     sidx = np.flatnonzero(smask)
@@ -166,7 +166,7 @@ def _snp_filters(stats_all: np.ndarray, stats_f: np.ndarray, n_samples: int, f: 
     return keep
 
 
-def run_qc(bf: Bfile, f: QCFilters, log, threads: int = 1, progress: bool = True) -> QCResult:
+def run_qc(bf: GenotypeSource, f: QCFilters, log, threads: int = 1, progress: bool = True) -> QCResult:
     """Decide which samples and SNPs pass QC, from the packed .bed rows (read twice with --mind)."""
     counts: dict[str, int] = {"samples_in": bf.n_samples, "snps_in": bf.n_snps}
     smask = select_samples(bf.fam.select("FID", "IID"), f.keep, f.remove, log=log, strict=True)
@@ -195,7 +195,7 @@ def run_qc(bf: Bfile, f: QCFilters, log, threads: int = 1, progress: bool = True
     return QCResult(sample_mask=smask, snp_mask=vmask, cm=cm, chrom=chrom, counts=counts)
 
 
-def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, progress: bool = True) -> dict[str, float]:
+def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int = 1, progress: bool = True) -> dict[str, float]:
     """Write <out>.bed/.bim/.fam (cM in column 3) and the sample-major store <out>.geno/.
 
     Straight from the packed .bed rows: they are copied (all samples kept) or repacked (a
@@ -254,20 +254,20 @@ def write_outputs(bf: Bfile, res: QCResult, out: str, log, threads: int = 1, pro
     return secs
 
 
-def run(bfile: str, out: str, maf: float = 0.01, geno: float = 0.1, mind: float | None = None,
+def run(bfile: str | None, out: str, maf: float = 0.01, geno: float = 0.1, mind: float | None = None,
         hwe: float | None = None, chr: str = "1-22", keep=None, remove=None, extract=None, exclude=None,
-        genetic_map=None, cm_per_mb: float = 1.0, threads: int = 1) -> dict:
-    """`gimtool prep-geno`: writes <out>.bed/.bim/.fam, the genotype store <out>.geno/ and
-    <out>.log; returns the counts (samples_in/out, snps_in/out, ...)."""
+        genetic_map=None, cm_per_mb: float = 1.0, threads: int = 1, pfile: str | None = None) -> dict:
+    """`gimtool prep-geno`: reads exactly one of `bfile` and `pfile` (PLINK 2, hardcalls); writes
+    <out>.bed/.bim/.fam, the genotype store <out>.geno/ and <out>.log; returns the counts (samples_in/out, snps_in/out, ...)."""
     from gimtool.runlog import RunLog
 
     def opt(p):
         return str(p) if p else None
 
     with RunLog(out, "prep-geno") as log:
-        bf = Bfile(bfile)
+        bf = open_genotypes(bfile, pfile)
         for p in (bf.bed_path, bf.bim_path, bf.fam_path):
-            log.input("bfile", p)
+            log.input("bfile" if pfile is None else "pfile", p)
         log.info(f"{bf.n_samples} samples and {bf.n_snps} SNPs read")
         f = QCFilters(maf=maf, geno=geno, mind=mind, hwe=hwe, chr=chr, keep=opt(keep), remove=opt(remove),
                       extract=opt(extract), exclude=opt(exclude), genetic_map=opt(genetic_map), cm_per_mb=cm_per_mb)
