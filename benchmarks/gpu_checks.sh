@@ -4,7 +4,8 @@
 #   2. gwas --device cuda vs the CPU scan at 30,000 x 650,000 x 10 (benchmarks/bench_gwas_gpu.py);
 #   3. training throughput on CUDA (bf16 autocast), 1 mm grid, 650k SNPs (benchmarks/bench_train.py);
 #   4. a short gim run on CUDA with gimtool's defaults (standardized critic, linear genetic encoder,
-#      co-training) on a small simulated cohort, logging training JSE and validation MI per epoch.
+#      co-training) on a small simulated cohort, logging training JSE and validation MI per epoch;
+#   5. train under torchrun with NCCL, one process per GPU (a one-rank group on a one-GPU machine).
 # Packages the GPU image lacks can be installed from wheels in .whl/ first (WHEELS=1).
 set -uo pipefail
 OUT=${OUT:-/tmp/gimtool_gpu_checks}
@@ -37,4 +38,14 @@ python3 -m gimtool train --images $G/mri --geno $G/geno.geno --keep $G/cohort/tr
 cp $G/run/history.tsv $OUT/gim_short_history.tsv
 cut -f1,2,5,7,8 $G/run/history.tsv"
 step gim_short "${GIM_LIMIT:-240}" bash -c "$GIM_SHORT"
+# 5. train under torchrun with NCCL (DDP), one process per GPU (at most 4), on the cohort of step 4,
+#    launched as examples/slurm/train_torchrun.sh launches it on each node; with one GPU this is a
+#    one-rank NCCL group (DDP's collectives between GPUs are then not exercised: it says so).
+NGPU=$(nvidia-smi --list-gpus | wc -l)
+NP=$(( NGPU < 4 ? NGPU : 4 ))
+echo "== ddp_nccl: $NGPU GPU(s), $NP process(es)$([ "$NP" -lt 2 ] && echo ': a one-rank group, NCCL between GPUs NOT exercised')" \
+  | tee "$OUT/ddp_nccl_note.txt"
+step ddp_nccl "${DDP_LIMIT:-180}" python3 -m torch.distributed.run --standalone --nproc_per_node "$NP" -m gimtool train \
+  --images $G/mri --geno $G/geno.geno --keep $G/cohort/train.ids --val-keep $G/cohort/val.ids --method gim --epochs 2 \
+  --batch-size $((4 * NP)) --device cuda --out $G/run_ddp --no-progress
 rm -rf $G
