@@ -64,7 +64,11 @@ CONFIGS = {
         "train_subset": None,
         "val_subset": None,
         "model_toml": "[model]\nconv_channels = [8, 16, 32]\ngenetic_dims = [8, 16, 32]\n",
-        "mi": ["--epochs", "40", "--patience", "6", "--repeats", "3", "--genetic-encoder", "mlp", "--weight-decay", "0.01"],
+        # the critic sees the 16 SNPs most associated with each table, chosen on the estimator-train
+        # people (as the training critic): over all SNPs it memorizes and every learned row read ~0
+        # (mi_estimator_selection.md); 5 repeats for the SE of the comparison with random-init
+        "mi": ["--epochs", "40", "--patience", "6", "--repeats", "5", "--genetic-encoder", "mlp", "--weight-decay", "0.01",
+               "--select-snps", "16"],
     },
     "gpu": {
         "simulate": ["--n", "12000", "--demes", "2", "--split", "0.3,0.1,0.6", "--chromosomes", "22",
@@ -74,7 +78,7 @@ CONFIGS = {
         "gim_epochs": "100",
         "paper_epochs": "60,25,15",
         "model_toml": "",
-        "mi": ["--epochs", "200", "--patience", "15", "--repeats", "3"],
+        "mi": ["--epochs", "200", "--patience", "15", "--repeats", "5", "--select-snps", "16"],
         "train_subset": None,
         "val_subset": None,
     },
@@ -294,11 +298,23 @@ def unique_loci(results: list[dict]) -> dict[str, int]:
     return out
 
 
-def fmt_row(name: str, r: dict, uniq) -> str:
+def mi_contrast(r: dict, results: list[dict]) -> str:
+    """(MI - random-init's MI under the same readout) / SE of the difference: how many standard
+    errors a row's held-out MI lies above the untrained encoder's (issue 14's criterion)."""
+    base = [o for o in results if o["method"] == "random-init" and o["readout"] == r.get("readout")]
+    if not base or r["method"] in ("random-init", "true-factors", "voxel-pca"):
+        return "–"
+    b = base[0]
+    se = float(np.hypot(r["mi_se"], b["mi_se"]))
+    diff = r["mi"] - b["mi"]
+    return f"{diff:+.3f} ({diff / se:+.1f} SE)" if np.isfinite(se) and se > 0 else f"{diff:+.3f}"
+
+
+def fmt_row(name: str, r: dict, uniq, contrast: str = "–") -> str:
     mi = f"{r['mi']:.3f} ± {r['mi_se']:.3f}" if np.isfinite(r["mi_se"]) else f"{r['mi']:.3f}"
     readout = {"pca": "10 PCs", "guided": "guided 10", "": "–"}[r.get("readout", "")]
     return (f"| {name} | {readout} | {r['loci']} | {uniq} | {r['recovered']}/{r['truth']} | {r['false']} | {mi} | "
-            f"{r['h2_mean']:.3f} ± {r['h2_sd']:.3f} |")
+            f"{contrast} | {r['h2_mean']:.3f} ± {r['h2_sd']:.3f} |")
 
 
 def main() -> None:
@@ -349,6 +365,16 @@ def main() -> None:
     write_table1(a, cfg, results, ablation, t0, pending=[])
 
 
+def train_hours(out: Path) -> float:
+    """Training time of every run under out/runs, from the SECONDS column of their history.tsv
+    (runs reused from an earlier invocation are not in this invocation's wall time)."""
+    total = 0.0
+    for h in (out / "runs").glob("*/history.tsv"):
+        t = pl.read_csv(h, separator="\t", null_values="NA")
+        total += float(t["SECONDS"].sum()) if "SECONDS" in t.columns else 0.0
+    return total / 3600
+
+
 def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, pending: list[str]) -> None:
     """Write the table with what has run so far (the run may be stopped; the file says what is missing)."""
     uniq = unique_loci(results)
@@ -356,7 +382,8 @@ def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, p
     lines = [
         "# Table 1 on a simulated cohort (gimtool benchmarks/evaluate.py)",
         "",
-        f"Run {datetime.date.today()}, configuration `{a.config}`, {hours:.2f} h on this machine ({a.threads} threads, {a.device}).",
+        f"Run {datetime.date.today()}, configuration `{a.config}`, {hours:.2f} h for this invocation on this machine ({a.threads} threads, "
+        f"{a.device}); training of all runs (their history.tsv): {train_hours(a.out):.2f} h.",
         f"Cohort: `gimtool simulate {' '.join(cfg['simulate'])}`; training `{' '.join(cfg['train'])}` (gim epochs {cfg['gim_epochs']}; "
         f"ablation rows on the paper's stages {cfg['paper_epochs']}),",
         f"model overrides: `{cfg['model_toml'].strip() or 'none'}`; embeddings from each run's best.pt (best validation MI, or loss).",
@@ -369,17 +396,21 @@ def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, p
         "Readouts (fit on the training people, applied to the test people): '10 PCs' the paper's top 10 PCs of z;",
         "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by).",
         "",
-        "| representation | readout | loci | unique | true loci recovered | false loci | MI (test, held-out pairs) | h2 (GREML, mean ± sd over PCs) |",
-        "|---|---|---|---|---|---|---|---|",
+        "MI: held-out JSE estimate on the test people (mean ± SE over repeats; `gimtool mi " + " ".join(cfg["mi"]) + "`);",
+        "'vs random-init': the difference from random-init's MI under the same readout, in SEs of the difference.",
+        "",
+        "| representation | readout | loci | unique | true loci recovered | false loci | MI (test, held-out pairs) | MI vs random-init | h2 (GREML, mean ± sd over PCs) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         label = {"true-factors": "true factors (ceiling)", "voxel-pca": "voxel PCA (no genetics)"}.get(r["label"], r["label"])
-        lines.append(fmt_row(label, r, uniq.get(r["name"], "–")))
+        lines.append(fmt_row(label, r, uniq.get(r["name"], "–"), mi_contrast(r, results)))
     if ablation:
         lines += ["", "## Ablation (Table 2)", "",
-                  "| model | readout | loci | unique | true loci recovered | false loci | MI | h2 |", "|---|---|---|---|---|---|---|---|"]
+                  "| model | readout | loci | unique | true loci recovered | false loci | MI | MI vs random-init | h2 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for label, r in ablation:
-            lines.append(fmt_row(label, r, "–"))
+            lines.append(fmt_row(label, r, "–", mi_contrast(r, results)))
     text = "\n".join(lines) + "\n"
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
