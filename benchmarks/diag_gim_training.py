@@ -11,6 +11,9 @@ training) this reports:
   - LOCI_PCA10 / LOCI_GUIDED10: true loci recovered / false loci of a quick association scan of
     those 10 dimensions on the test people (P < 5e-9, no covariates, SNPs merged into loci
     within 250 kb): a proxy for the full evaluation in evaluate.py;
+  - R2_Z_BY_FACTOR: R2_Z factor by factor (major factors first in the brainlike preset);
+  - LEADS_IN_TOP16/32/64: how many true loci's lead SNPs are among the 16/32/64 SNPs with the
+    largest multiple R^2 on z over the training people, the SNPs the critic's selection can see;
   - the run's own training JSE and validation MI (history.tsv).
 
     python benchmarks/diag_gim_training.py --eval-dir benchmarks/out/eval_cpu-large --name gim \
@@ -52,7 +55,7 @@ def _r2(Y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def ridge_r2(X: np.ndarray, Y: np.ndarray, tr: np.ndarray, te: np.ndarray,
-             alphas=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)) -> float:
+             alphas=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), per_column: bool = False):
     """Mean over columns of Y of the test R^2 (squared correlation) of a ridge fit on rows tr (X standardized on tr),
     the penalty chosen by 5-fold cross-validation within tr. (z's columns are nearly collinear and
     its genetic signal lies in low-variance directions: a fixed penalty of 1e-2 hid most of it.)"""
@@ -61,7 +64,10 @@ def ridge_r2(X: np.ndarray, Y: np.ndarray, tr: np.ndarray, te: np.ndarray,
     folds = np.array_split(np.random.default_rng(0).permutation(tr), 5)
     best = max(alphas, key=lambda a: np.mean([
         _r2(Y[f], Xs[f] @ _ridge_fit(Xs, Y, np.setdiff1d(tr, f), a) + Y[np.setdiff1d(tr, f)].mean(0)) for f in folds]))
-    return _r2(Y[te], Xs[te] @ _ridge_fit(Xs, Y, tr, best) + Y[tr].mean(0))
+    pred = Xs[te] @ _ridge_fit(Xs, Y, tr, best) + Y[tr].mean(0)
+    if per_column:
+        return [_r2(Y[te][:, [j]], pred[:, [j]]) for j in range(Y.shape[1])]
+    return _r2(Y[te], pred)
 
 
 def quick_loci(P: np.ndarray, G: np.ndarray, bp: np.ndarray, chrom: np.ndarray, truth: pl.DataFrame) -> tuple[int, int]:
@@ -110,6 +116,19 @@ class Diagnostics:
         self.chrom, self.bp = pos["chrom"], pos["bp"]
         self.truth_loci = pl.read_csv(c / "truth" / "loci.tsv", separator="\t")
         self.Gtr = pca.standardize_genotypes(self.G[self.tr])[0]
+        snp_index = {s: j for j, s in enumerate(geno.snps["SNP"].to_list())}
+        self.lead = np.array([snp_index[s] for s in self.truth_loci["SNP"].to_list()])
+
+    def lead_ranks(self, Z: np.ndarray) -> np.ndarray:
+        """Rank (0 = first) of each true locus's lead SNP among all SNPs by multiple R^2 on z over
+        the training people: what the critic's SNP selection (critic_snps) can see."""
+        from gimtool.train import mi as milib
+        from gimtool.train.freq import a1_frequencies
+
+        tr = self.tr
+        geno = milib.GenotypeRows(self.G, np.arange(self.G.shape[0]), np.arange(self.G.shape[1]))
+        r2 = milib.multiple_r2(Z, geno, tr, a1_frequencies(self.G[tr]))
+        return np.argsort(np.argsort(-r2, kind="stable"))[self.lead]
 
     def __call__(self, checkpoint: Path) -> dict:
         from gimtool.train.embedding import embed_volumes, load_model
@@ -117,7 +136,10 @@ class Diagnostics:
         method, modules, cfg, ck = load_model(checkpoint, torch.device("cpu"))
         Z = embed_volumes(method, modules, self.store, self.img_rows, None, torch.device("cpu"), 32, progress=False).astype(np.float64)
         tr, te = self.tr, self.te
-        out = {"R2_Z": ridge_r2(Z, self.Y, tr, te)}
+        out = {"R2_Z": ridge_r2(Z, self.Y, tr, te),
+               "R2_Z_BY_FACTOR": [round(x, 3) for x in ridge_r2(Z, self.Y, tr, te, per_column=True)]}
+        ranks = self.lead_ranks(Z)
+        out.update({f"LEADS_IN_TOP{k}": int((ranks < k).sum()) for k in (16, 32, 64)})
         fit = pca.fit_pca(Z[tr], 10)
         P = pca.apply_pca(Z, fit.mean, fit.components)
         gf = guided.fit_guided(Z[tr], [self.Gtr], 10)
