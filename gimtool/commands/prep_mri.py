@@ -10,6 +10,9 @@ low clipping point), and stored as float16 or uint8.
 Writes STORE/ (manifest.tsv with QC columns, the volume array, meta.json, failed.tsv, qc.png,
 mean.nii.gz, nifti/ with --write-nifti) and STORE.log.
 
+Scans come from a list (--images; a PATH may be ARCHIVE.zip:MEMBER, read without extracting),
+a folder (--dir, --pattern) or a BIDS dataset (--bids, --session, --bids-ids).
+
 Example: gimtool prep-mri --images images.tsv --voxel 2 --threads 2 --out cohort.img
 """
 
@@ -27,6 +30,9 @@ def command(
     out: options.Out,
     images: Annotated[Optional[Path], typer.Option("--images", help="Image list: FID IID PATH [MAT] per line (header 'FID IID PATH [MAT]' optional; relative paths are relative to the list).")] = None,
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Folder of scans; with --pattern, files are matched by name, else DIR/images.tsv is read.")] = None,
+    bids: Annotated[Optional[Path], typer.Option("--bids", help="BIDS dataset: one sub-*/[ses-*/]anat/*_T1w.nii[.gz] per subject; FID = IID = subject label unless --bids-ids.")] = None,
+    session: Annotated[Optional[str], typer.Option("--session", help="--bids: take the T1w scan of this session (ses-LABEL) when subjects have several.")] = None,
+    bids_ids: Annotated[Optional[Path], typer.Option("--bids-ids", help="--bids: table with columns participant_id FID IID mapping subject labels to sample IDs (unlisted subjects are left out).")] = None,
     pattern: Annotated[Optional[str], typer.Option("--pattern", help="File pattern under --dir with {IID} (and optionally {FID}), e.g. '{IID}_T1.nii.gz'. Without {FID}, FID = IID.")] = None,
     voxel: Annotated[float, typer.Option("--voxel", min=0.5, help="Target voxel size in mm on the MNI152 field of view (1: 182x218x182; 2: 91x109x91; 4: 46x55x46).")] = 1.0,
     flirt_mat: Annotated[Optional[str], typer.Option("--flirt-mat", help="FSL FLIRT matrix (scan -> --ref) for every scan, or a pattern with {IID}/{FID} (relative to --dir, else to the working directory); a MAT column in the list takes precedence.")] = None,
@@ -46,4 +52,5 @@ def command(
     from gimtool.pipelines import prep_mri
 
     prep_mri.run(out, images, directory, pattern, voxel, flirt_mat, ref, mask, dtype, interp, antialias, clip,
-                 write_nifti, qc_threshold, threads, resume, allow_failures, shard=shard)
+                 write_nifti, qc_threshold, threads, resume, allow_failures, shard=shard, bids=bids,
+                 session=session, bids_ids=bids_ids)

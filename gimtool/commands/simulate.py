@@ -45,6 +45,7 @@ def command(
     voxel: Annotated[Optional[float], typer.Option("--voxel", min=0.5, help="Voxel size (mm) of the MNI grid: 1 (182x218x182), 2 (91x109x91), 4, ...")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Train,val,test shares, e.g. 0.5,0.1,0.4.")] = None,
     no_images: Annotated[bool, typer.Option("--no-images", help="Genotypes, factors and tables only.")] = False,
+    layout: Annotated[str, typer.Option("--layout", help="Images as flat (DIR/images/<IID>.nii.gz and DIR/images.tsv) or bids (a BIDS dataset DIR/bids/ with participants.tsv: prep-mri --bids DIR/bids --bids-ids DIR/bids/participants.tsv).")] = "flat",
     bfile: Annotated[Optional[str], typer.Option("--bfile", help="Use these real genotypes (PLINK prefix) instead of simulating them.")] = None,
     seed: options.Seed = 0,
     threads: options.Threads = 1,
@@ -55,5 +56,5 @@ def command(
                                chrom_length_mb=chrom_length_mb, demes=demes, current_ne=current_ne, migration=migration,
                                split_generations=split_generations, factors=factors, causal=causal,
                                strong_share=strong_share, polygenic=polygenic, effect_scale=effect_scale, voxel=voxel,
-                               bfile=bfile)
+                               bfile=bfile, layout=layout)
     simulate.run(out, cfg, threads)

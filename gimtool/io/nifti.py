@@ -3,7 +3,8 @@
 :func:`load_volume` is the one way a scan enters gimtool: it accepts ``.nii`` and ``.nii.gz``
 (NIfTI-1 and NIfTI-2), a 3D image or a 4D image with a single volume, any voxel order (the
 affine says where each voxel is; nothing is assumed), any integer or float type, and applies
-``scl_slope``/``scl_inter``. Every problem is an :class:`InputError` naming the file and what
+``scl_slope``/``scl_inter``. A path ``ARCHIVE.zip:MEMBER`` names an image inside a zip archive
+(as UK Biobank ships its T1 folders); it is read into memory, never extracted to disk. Every problem is an :class:`InputError` naming the file and what
 was wrong with it.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +43,51 @@ class Header:
     path: Path
 
 
+_IN_ZIP = re.compile(r"(.+?\.zip):(.+)\Z", re.IGNORECASE)
+
+
+def split_archive(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """``ARCHIVE.zip:MEMBER`` -> (archive path, member name); None for a plain path."""
+    m = _IN_ZIP.match(str(path))
+    return (Path(m.group(1)), m.group(2)) if m else None
+
+
+def _load_member(archive: Path, member: str):
+    """A NIfTI image from a zip member, decompressed in memory."""
+    import zipfile
+
+    import nibabel as nib
+
+    if not archive.is_file():
+        raise InputError(f"{archive}: zip archive not found (image {archive}:{member})")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            raw = zf.read(member)
+    except KeyError:
+        raise InputError(f"{archive}: the archive has no member {member!r}") from None
+    except zipfile.BadZipFile as e:
+        raise InputError(f"{archive}: not a readable zip archive ({_first_line(e)})") from None
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    nifti2 = 540 in (int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big"))  # sizeof_hdr
+    return (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(raw)
+
+
 def _open(path: str | os.PathLike):
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
+    inside = split_archive(path)
     path = Path(path)
-    if not path.is_file():
+    if inside is None and not path.is_file():
         raise InputError(f"{path}: image file not found")
-    name = path.name.lower()
+    name = (inside[1] if inside else path.name).lower()
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
         raise InputError(f"{path}: expected a NIfTI file ending in .nii or .nii.gz")
     try:
-        img = nib.load(path)
-    except (ImageFileError, gzip.BadGzipFile, EOFError, zlib.error, OSError, ValueError) as e:
+        img = nib.load(path) if inside is None else _load_member(*inside)
+    except (ImageFileError, HeaderDataError, gzip.BadGzipFile, EOFError, zlib.error, OSError, ValueError) as e:
         raise InputError(f"{path}: not a readable NIfTI image ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{path}: expected a NIfTI-1 or NIfTI-2 image, found {type(img).__name__}")
@@ -183,6 +217,9 @@ def write_flirt_mat(path: str | os.PathLike, mat: np.ndarray) -> None:
 # -- lists of images ------------------------------------------------------------------------------
 
 def _resolve(p: str, base: Path) -> str:
+    inside = split_archive(p)
+    if inside is not None:  # ARCHIVE.zip:MEMBER: the archive is resolved, the member kept as it is
+        return f"{_resolve(str(inside[0]), base)}:{inside[1]}"
     q = Path(p).expanduser()
     if q.is_absolute():
         return str(q)
@@ -194,7 +231,8 @@ def _resolve(p: str, base: Path) -> str:
 
 
 def read_image_list(path: str | os.PathLike) -> "pl.DataFrame":
-    """Read an image list: ``FID IID PATH [MAT]`` per line, whitespace-separated.
+    """Read an image list: ``FID IID PATH [MAT]`` per line, whitespace-separated (PATH may be
+    ``ARCHIVE.zip:MEMBER``, an image inside a zip archive).
 
     A header line starting ``FID IID`` (or ``#FID IID``) is optional; with a header the path
     column is ``PATH`` (also ``SOURCE``/``FILE``) and the FLIRT matrix column ``MAT`` (optional).

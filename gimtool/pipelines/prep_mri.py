@@ -151,12 +151,34 @@ def parse_clip(clip: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _scan_list(images, directory, pattern, log):
-    """The scans to conform (FID IID PATH MAT) from --images, or --dir with --pattern, or DIR/images.tsv."""
+def _bids_scans(root, session, ids_file, log):
+    """The T1w scans of the BIDS dataset `root` (gimtool.io.bids), with what was left out logged."""
+    from gimtool.io.bids import read_id_map, scan_bids
+
+    log.input("BIDS dataset", root)
+    id_map = None
+    if ids_file is not None:
+        log.input("BIDS ID map", ids_file)
+        id_map = read_id_map(ids_file)
+    todo, notes = scan_bids(root, session, id_map)
+    for note in notes:
+        log.info(f"--bids: {note}")
+    if id_map is None:
+        log.info("--bids: FID = IID = the subject label (--bids-ids FILE maps labels to FID IID)")
+    return todo
+
+
+def _scan_list(images, directory, pattern, log, bids=None, session=None, bids_ids=None):
+    """The scans to conform (FID IID PATH MAT) from --images, or --dir with --pattern, or DIR/images.tsv,
+    or --bids DIR."""
     from gimtool.io.nifti import read_image_list, scan_image_dir
 
-    if (images is None) == (directory is None):
-        raise InputError("give the scans with exactly one of --images LIST or --dir DIR [--pattern ...]")
+    if sum(x is not None for x in (images, directory, bids)) != 1:
+        raise InputError("give the scans with exactly one of --images LIST, --dir DIR [--pattern ...] or --bids DIR")
+    if bids is None and (session is not None or bids_ids is not None):
+        raise InputError("--session and --bids-ids go with --bids DIR")
+    if bids is not None:
+        return _bids_scans(bids, session, bids_ids, log)
     if pattern is not None and directory is None:
         raise InputError("--pattern needs --dir")
     if images is not None:
@@ -363,11 +385,13 @@ def _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype
 def run(out: str, images=None, directory=None, pattern: str | None = None, voxel: float = 1.0,
         flirt_mat: str | None = None, ref=None, mask=None, dtype: str = "float16", interp: str = "linear",
         antialias: bool = True, clip: str = "0.5,99.5", write_nifti: bool = False, qc_threshold: float = 0.8,
-        threads: int = 1, resume: bool = False, allow_failures: bool = False, shard: str | None = None) -> int:
+        threads: int = 1, resume: bool = False, allow_failures: bool = False, shard: str | None = None,
+        bids=None, session: str | None = None, bids_ids=None) -> int:
     """`gimtool prep-mri`: the image store at `out` (STORE/ with manifest, volumes, QC) and
     STORE.log; returns the number of volumes stored. Failed scans are an error unless
     `allow_failures`. `shard` "K/N": only the K-th of N contiguous parts of the list, into the
-    store OUT.shardKofN (`gimtool merge --out OUT` joins the N parts)."""
+    store OUT.shardKofN (`gimtool merge --out OUT` joins the N parts). `bids`: a BIDS dataset instead
+    of a list (`session` chooses the session, `bids_ids` maps subject labels to FID IID)."""
     from gimtool.pipelines import shards
     from gimtool.runlog import RunLog
 
@@ -376,7 +400,7 @@ def run(out: str, images=None, directory=None, pattern: str | None = None, voxel
     with RunLog(out, "prep-mri") as log:
         _check_choices(dtype, interp)
         lohi = parse_clip(clip)
-        todo = _scan_list(images, directory, pattern, log)
+        todo = _scan_list(images, directory, pattern, log, bids, session, bids_ids)
         log.info(f"{todo.height} scans listed")
         todo = shards.take_part(todo, shard, "--shard", "scans", log)
         failed, n, n_tasks = _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype, interp,

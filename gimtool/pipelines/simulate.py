@@ -16,7 +16,7 @@ from gimtool.errors import InputError
 _FIELDS = {"n": "n_samples", "chromosomes": "n_chromosomes", "chrom_length_mb": "chrom_length_mb", "demes": "demes",
            "current_ne": "current_ne", "migration": "migration", "split_generations": "split_generations",
            "factors": "n_factors", "causal": "n_causal", "strong_share": "strong_share", "polygenic": "n_polygenic",
-           "effect_scale": "effect_scale", "voxel": "voxel", "bfile": "bfile"}
+           "effect_scale": "effect_scale", "voxel": "voxel", "bfile": "bfile", "layout": "layout"}
 
 
 def _floats(text: str, opt: str) -> list[float]:
@@ -53,6 +53,8 @@ def make_config(preset: str = "default", seed: int = 0, snps: int | None = None,
         over["split"] = tuple(sp)
     if no_images:
         over["images"] = False
+    if options.get("layout") not in (None, "flat", "bids"):
+        raise InputError(f"--layout {options['layout']}: expected flat or bids")
     cfg = make_preset(preset, **over)
     try:
         cfg.h2_per_factor()

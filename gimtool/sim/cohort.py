@@ -9,6 +9,9 @@ Layout of the output folder (other commands and tests rely on these names)::
     genetic_map.txt        the recombination map (chr position COMBINED_rate(cM/Mb) Genetic_Map(cM))
     images/<IID>.nii.gz    one T1-like volume per person, on the MNI grid of `voxel` mm
     images.tsv             FID IID PATH (paths relative to the folder; what prep-mri --images reads)
+    bids/                  with layout "bids", instead of images/ and images.tsv: a BIDS dataset,
+                           sub-<label>/anat/sub-<label>_T1w.nii.gz, dataset_description.json and
+                           participants.tsv (participant_id FID IID: prep-mri --bids-ids reads it)
     covariates.tsv         FID IID age sex ancestry
     train.ids val.ids test.ids   FID IID, no header
     truth/causal.tsv       SNP CHR BP FACTOR BETA A1 A1FREQ KIND
@@ -69,6 +72,7 @@ class CohortConfig:
     seed: int = 0
     bfile: str | None = None
     images: bool = True
+    layout: str = "flat"          # images as images/<IID>.nii.gz + images.tsv, or "bids" (bids/)
     nuisance: NuisanceParams = field(default_factory=NuisanceParams)
 
     def h2_per_factor(self) -> np.ndarray:
@@ -378,6 +382,7 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
 
     from gimtool.imaging.grids import mni_grid
     from gimtool.io.atomic import atomic_path
+    from gimtool.io.bids import bids_labels, t1w_path, write_dataset_files
     from gimtool.sim.images import ImageSimulator, choose_factors
     from gimtool.sim.template import load_template
 
@@ -394,7 +399,8 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
     log.info(f"images: grid {shape[0]}x{shape[1]}x{shape[2]} at {cfg.voxel:g} mm; factors "
              + ", ".join(f"{s.name} {s.kind} {s.region}" for s in specs))
 
-    img_dir = out / "images"
+    bids = cfg.layout == "bids"
+    img_dir = out / ("bids" if bids else "images")
     img_dir.mkdir(exist_ok=True)
     n = z.shape[0]
     age_z = (age - 62.5) / 10.0
@@ -406,7 +412,10 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
     bad = [x for x in iids if "/" in x or x in (".", "..")]
     if bad:
         raise ValueError(f"sample ID {bad[0]!r} cannot be used as a file name")
-    paths = [img_dir / f"{iid}.nii.gz" for iid in iids]
+    labels = bids_labels(iids) if bids else []
+    paths = [t1w_path(img_dir, lab) for lab in labels] if bids else [img_dir / f"{iid}.nii.gz" for iid in iids]
+    for p in paths if bids else ():
+        p.parent.mkdir(parents=True, exist_ok=True)
     pending = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
             tqdm(total=n, desc="images", unit="img", disable=None if progress else True, file=sys.stderr) as bar:
@@ -421,6 +430,10 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
             bar.update(b - a)
         for fut in pending:
             fut.result()
+    if bids:
+        participants = pl.DataFrame({"participant_id": [f"sub-{lab}" for lab in labels]}).with_columns(ids["FID"], ids["IID"])
+        write_dataset_files(img_dir, participants, "gimtool simulated cohort", "gimtool simulate")
+        return specs
     lst = ids.with_columns(pl.Series("PATH", [f"images/{iid}.nii.gz" for iid in iids])).select(list(IMAGE_LIST_COLS))
     with atomic_path(out / "images.tsv") as tmp:
         lst.write_csv(tmp, separator="\t")
