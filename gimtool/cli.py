@@ -13,7 +13,7 @@ import sys
 import typer
 
 from gimtool import __version__
-from gimtool import signals
+from gimtool import progress, signals
 from gimtool.errors import GimtoolError
 
 # subcommand name -> module in gimtool.commands that defines `command`
@@ -53,9 +53,11 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _global(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Print progress details (and tracebacks on error)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars on a terminal, no progress lines in logs."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     _state["verbose"] = verbose
+    progress.set_enabled(not no_progress)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
@@ -63,21 +65,89 @@ def _global(
     )
 
 
+# the options of the app that every subcommand also takes after its name (lifted by _global_first)
+GLOBAL_FLAGS = ("-v", "--verbose", "--no-progress")
+GLOBAL_NOTE = ("\n\nAlso after the subcommand: -v/--verbose (details and tracebacks) and --no-progress (no progress "
+               "bars on a terminal, no progress lines in batch logs).")
+
+
+def _is_command_line(line: str, previous: str) -> bool:
+    s = line.strip()
+    return s.startswith(("gimtool ", "torchrun ", "python ", "Example")) or previous.rstrip().endswith("\\")
+
+
+def unwrap(doc: str) -> str:
+    """A module docstring as help text: the lines of a sentence joined (the help is wrapped to the
+    terminal, so a docstring's own line breaks would cut sentences in the middle), while example
+    command lines and lines of a different indentation keep their own line."""
+    paragraphs = []
+    for para in doc.split("\n\n"):
+        lines: list[str] = []
+        for ln in para.split("\n"):
+            prev = lines[-1] if lines else ""
+            same_indent = (ln[:1].isspace()) == (prev[:1].isspace())
+            if lines and ln.strip() and same_indent and not _is_command_line(ln, prev) and not _is_command_line(prev, ""):
+                lines[-1] = prev.rstrip() + " " + ln.strip()
+            else:
+                lines.append(ln)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def _argument_help() -> None:
+    """typer < 0.26 builds a positional argument without handing its help to click, whose
+    Argument (click >= 8.3) then sets it to None: put it back, so that `clump --help` says what
+    its FILES are."""
+    from typer.core import TyperArgument
+
+    init = TyperArgument.__init__
+    if getattr(init, "keeps_help", False):
+        return
+
+    def __init__(self, *args, help=None, **kwargs):
+        init(self, *args, help=help, **kwargs)
+        self.help = help
+
+    __init__.keeps_help = True
+    TyperArgument.__init__ = __init__
+
+
 def _register() -> None:
+    _argument_help()
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"gimtool.commands.{module}")
-        doc = (mod.__doc__ or "").strip()
-        app.command(name=name, help=doc, short_help=doc.splitlines()[0] if doc else None)(mod.command)
+        doc = unwrap((mod.__doc__ or "").strip())
+        app.command(name=name, help=doc + GLOBAL_NOTE, short_help=doc.split("\n\n")[0] if doc else None)(mod.command)
 
 
 _register()
 
 
-def _verbose_first(args: list[str]) -> list[str]:
-    """`gimtool gwas ... -v` as `gimtool -v gwas ...`: -v/--verbose anywhere before a `--`."""
+# renamed options, still accepted (hidden) with a warning: (command, old name) -> new name
+RENAMED = {("pcs", "--n"): "--n-pcs", ("h2", "--chunk-size"): "--chunk-snps"}
+
+
+def _renamed(args: list[str]) -> list[str]:
+    """Old option names of the subcommand (args[0] once the global flags are first) as the new ones."""
+    rest = [a for a in args if a not in GLOBAL_FLAGS]
+    command = rest[0] if rest else None
     end = args.index("--") if "--" in args else len(args)
-    flags = [a for a in args[:end] if a in ("-v", "--verbose")]
-    return flags + [a for a in args[:end] if a not in ("-v", "--verbose")] + args[end:]
+    out = list(args)
+    for i, a in enumerate(args[:end]):
+        name, eq, value = a.partition("=")
+        new = RENAMED.get((command, name))
+        if new is not None:
+            print(f"Warning: {command} {name} is deprecated; use {new}", file=sys.stderr)
+            out[i] = new + eq + value
+    return out
+
+
+def _global_first(args: list[str]) -> list[str]:
+    """`gimtool gwas ... -v --no-progress` as `gimtool -v --no-progress gwas ...`: the GLOBAL_FLAGS
+    anywhere before a `--`."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     signals.install()
     try:
-        app(args=_verbose_first(sys.argv[1:] if argv is None else list(argv)), prog_name="gimtool")
+        app(args=_renamed(_global_first(sys.argv[1:] if argv is None else list(argv))), prog_name="gimtool")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -18,6 +18,13 @@ class InputError(GimtoolError):
     """A bad input file or value."""
 
 
+class OptionError(InputError):
+    """An option value out of its range, or options that contradict each other: a usage error,
+    exit 2 as for typer's own range checks."""
+
+    exit_code = 2
+
+
 class MissingProgramError(GimtoolError):
     """An external program (plink2, bolt, ldsc.py) that was asked for is not on PATH."""
 

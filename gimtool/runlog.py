@@ -11,7 +11,8 @@ Usage in a pipeline::
 The log grows as the command runs (``tail -f`` follows a long run: the header with the real
 start time first, then each message), and ends with the timings and the status (ok, failed or
 interrupted), also when the block ends in an error, so that a failed run says what it had done
-and why it stopped.
+and why it stopped. A command that succeeds ends with its :meth:`RunLog.summary`, one line on
+stderr and in the log (`gwas: wrote 10 sumstats files (PC1..PC10) to out.*`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from gimtool.io.atomic import make_dir
 from gimtool.signals import Interrupted
 
 logger = logging.getLogger("gimtool")
+
+
+def span(names: list[str]) -> str:
+    """`PC1..PC10` for a summary line (the names as given when there are one or two)."""
+    return ", ".join(names) if len(names) <= 2 else f"{names[0]}..{names[-1]}"
 
 
 def _human_size(n: int) -> str:
@@ -60,6 +66,7 @@ class RunLog:
         self._started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         self._timings: list[tuple[str, float]] = []
         self._n_written = 0  # lines already in the file
+        self._summary: str | None = None
         self.path.write_text("\n".join(self._head()) + "\n")
 
     def _append(self) -> None:
@@ -89,6 +96,11 @@ class RunLog:
 
     def output(self, label: str, path: str | os.PathLike) -> None:
         self.info(f"output {label}: {path}")
+
+    def summary(self, msg: str) -> None:
+        """What the command wrote, in one line: the last line of the log's messages and of stderr
+        when the command ends well (nothing is claimed when it fails afterwards)."""
+        self._summary = msg
 
     @contextlib.contextmanager
     def timed(self, step: str) -> Iterator[None]:
@@ -129,6 +141,9 @@ class RunLog:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
+            if self._summary is not None:
+                self.lines.append(self._summary)
+                print(self._summary, file=sys.stderr, flush=True)
             self.write("ok")
         elif isinstance(exc, (KeyboardInterrupt, Interrupted)):
             self.lines.append(f"Interrupted: {exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'}")

@@ -32,15 +32,15 @@ def command(
     pfile: options.Pfile = None,
     sumstats: Annotated[Optional[List[str]], typer.Option("--sumstats", help="Sumstats file(s): repeat the option, separate with commas, or list them as trailing arguments.")] = None,
     files: Annotated[Optional[List[str]], typer.Argument(help="More sumstats files (e.g. a shell glob).", show_default=False)] = None,
-    p1: Annotated[float, typer.Option("--p1", help="Index SNPs: P <= p1.")] = 5e-8,
-    p2: Annotated[float, typer.Option("--p2", help="Members listed in SP2: P < p2.")] = 1e-2,
-    r2: Annotated[float, typer.Option("--r2", help="Members: r² with the index SNP > r2.")] = 0.1,
-    kb: Annotated[float, typer.Option("--kb", help="Members: within kb of the index SNP.")] = 250.0,
+    p1: Annotated[float, typer.Option("--p1", click_type=options.P_RANGE, help="Index SNPs: P <= p1.")] = 5e-8,
+    p2: Annotated[float, typer.Option("--p2", click_type=options.P_RANGE, help="Members listed in SP2: P < p2 (p2 >= p1).")] = 1e-2,
+    r2: Annotated[float, typer.Option("--r2", click_type=options.R2_RANGE, help="Members: r² with the index SNP > r2.")] = 0.1,
+    kb: Annotated[float, typer.Option("--kb", min=0.001, help="Members: within kb of the index SNP.")] = 250.0,
     r2_method: Annotated[str, typer.Option("--r2-method", help="em: PLINK 1.9's haplotype (EM) r²; corr: squared genotype correlation.")] = "em",
     loci: Annotated[bool, typer.Option("--loci", help="Also count loci (the paper's definition) into <out>.loci.tsv.")] = False,
-    loci_p: Annotated[float, typer.Option("--loci-p", help="Loci: significance threshold (P < loci-p).")] = 5e-9,
-    loci_kb: Annotated[float, typer.Option("--loci-kb", help="Loci: SNPs closer than this (kb) share a locus.")] = 250.0,
-    maf: Annotated[float, typer.Option("--maf", help="Loci: minimum minor allele frequency.")] = 0.01,
+    loci_p: Annotated[float, typer.Option("--loci-p", click_type=options.P_RANGE, help="Loci: significance threshold (P < loci-p).")] = 5e-9,
+    loci_kb: Annotated[float, typer.Option("--loci-kb", min=0.0, help="Loci: SNPs closer than this (kb) share a locus.")] = 250.0,
+    maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5, help="Loci: minimum minor allele frequency.")] = 0.01,
     compare: Annotated[Optional[List[str]], typer.Option("--compare", help="Loci tables of other methods; marks this set's unique loci (implies --loci).")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="Accepted for PLINK-style scripts; clumping runs on one thread.")] = 1,
 ) -> None:
@@ -50,7 +50,6 @@ def command(
 
     others = options.split_list(compare)
     paths = options.split_list(sumstats) + options.split_list(files)
-    rep, table = pipeline.run(bfile, out, paths, p1, p2, r2, kb, r2_method, loci, loci_p, loci_kb, maf, others, pfile)
+    _, table = pipeline.run(bfile, out, paths, p1, p2, r2, kb, r2_method, loci, loci_p, loci_kb, maf, others, pfile)
     if table is not None:
         print(f"{table.height} loci" + (f", {int(table[LOCI_UNIQUE_COL].sum())} unique" if others else ""))
-    print(f"{rep.table.height} clumps written to {out}.clumped")

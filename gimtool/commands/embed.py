@@ -3,6 +3,9 @@
 The 128 GWAS dimensions of the MRI encoder for every person in the image store (or --keep),
 from whole volumes, or with --center-crop from the centre crop that validation used. The store
 must be on the grid the model was trained on.
+
+Example:
+  gimtool embed --checkpoint runs/gim --images cohort.img --out runs/gim/embeddings
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ def command(
     device: options.Device = "cpu",
     threads: options.Threads = 1,
     shard: options.Shard = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     from gimtool.pipelines import embed
 
-    path = embed.run(checkpoint, images, out, keep, remove, center_crop, batch_size, device, threads, progress=not no_progress, shard=shard)
-    typer.echo(f"embed: {path}", err=True)
+    embed.run(checkpoint, images, out, keep, remove, center_crop, batch_size, device, threads, shard=shard)

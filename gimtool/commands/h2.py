@@ -59,7 +59,7 @@ def command(
     grm_out: Annotated[Optional[str], typer.Option("--grm-out", help="greml: save the GRM and its eigendecomposition to this .npz.")] = None,
     grm: Annotated[Optional[str], typer.Option("--grm", help="greml: reuse a GRM saved with --grm-out instead of reading genotypes.")] = None,
     max_n: Annotated[int, typer.Option("--max-n", help="greml: refuse more people than this (the GRM and its eigenvectors are 16 N^2 bytes).")] = 20_000,
-    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="SNPs per chunk when streaming genotypes.")] = 2000,
+    chunk_snps: Annotated[int, typer.Option("--chunk-snps", min=1, help="SNPs per chunk when streaming genotypes (as gwas --chunk-snps; --chunk-size still accepted with a warning).")] = 2000,
     keep: options.Keep = None,
     remove: options.Remove = None,
     threads: options.Threads = 1,
@@ -71,5 +71,5 @@ def command(
     fixed = _intercept(intercept) if method == "ldsc" else None
     paths = options.split_list(sumstats) + options.split_list(files)
     h2.run(out, method, backend, paths, bfile, ref_ld, w_ld, ld_wind_cm, ld_wind_kb, fixed, n_samples, use_m, pheno,
-           pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_size, keep, remove, threads, device,
+           pheno_name, covar, covar_name, grm_out, grm, max_n, chunk_snps, keep, remove, threads, device,
            input_missing_phenotype, pfile)

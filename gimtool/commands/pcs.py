@@ -1,13 +1,16 @@
 """Principal components of embeddings (fit on training subjects, applied to all) or of genotypes.
 
-Embeddings: --pheno EMBEDDINGS.tsv --fit-keep TRAIN_IDS --n 10 --out P
+Embeddings: --pheno EMBEDDINGS.tsv --fit-keep TRAIN_IDS --n-pcs 10 --out P
   PCA (centered) fit only on the --fit-keep samples, so held-out people never shape the PCs, then
   applied to every row. Writes <out>.pcs.tsv (FID IID PC1..PCn), <out>.explained.tsv and
   <out>.scree.png, and <out>.loadings.tsv, which --apply LOADINGS reuses on new data.
-Genotypes: --bfile PREFIX (or --pfile PREFIX) --n 10 --out P
+
+Genotypes: --bfile PREFIX (or --pfile PREFIX) --n-pcs 10 --out P
   Ancestry PCs of the standardized genotypes of LD-pruned SNPs (--prune none uses the SNPs as
   given); exact below --exact-max-n samples, randomized SVD above. Writes <out>.eigenvec
-  (#FID IID PC1..) and <out>.eigenval as PLINK 2 does, ready for --covar, and <out>.prune.in.
+  (#FID IID PC1..) and <out>.eigenval as PLINK 2 does, <out>.covar.tsv (the same PCs under a
+  'FID IID PC1..' header, which bolt --covarFile, regenie --covarFile and plink2 --covar all
+  read) and <out>.prune.in.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from gimtool.commands import _options as options
 
 def command(
     out: options.Out,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of components.")] = 10,
+    n: Annotated[int, typer.Option("--n-pcs", min=1, help="Number of components (--n still accepted, with a warning).")] = 10,
     pheno: Annotated[Optional[Path], typer.Option("--pheno", help="Embeddings table FID IID dim... (embedding mode).")] = None,
     pheno_name: options.PhenoName = None,
     fit_keep: Annotated[Optional[Path], typer.Option("--fit-keep", help="Fit the PCA on these samples only (FID IID per line); default all.")] = None,

@@ -2,6 +2,10 @@
 
 Writes <out>.bed/.bim/.fam (genetic positions in cM in the bim), the sample-major genotype
 store <out>.geno/ that `train` and `mi` read, and <out>.log.
+
+Example:
+  gimtool prep-geno --bfile raw/cohort --genetic-map genetic_map_GRCh37.txt --maf 0.01 --geno 0.05 \
+      --hwe 1e-6 --remove qc_failed.ids --out data/cohort --threads 8
 """
 
 from __future__ import annotations
@@ -33,6 +37,5 @@ def command(
 ) -> None:
     from gimtool.pipelines import prep_geno
 
-    c = prep_geno.run(bfile, out, maf, geno, mind, hwe, chr, keep, remove, extract, exclude, genetic_map, cm_per_mb,
-                      threads, pfile)
-    typer.echo(f"prep-geno: kept {c['samples_out']}/{c['samples_in']} samples, {c['snps_out']}/{c['snps_in']} SNPs -> {out}.bed, {out}.geno/", err=True)
+    prep_geno.run(bfile, out, maf, geno, mind, hwe, chr, keep, remove, extract, exclude, genetic_map, cm_per_mb,
+                  threads, pfile)

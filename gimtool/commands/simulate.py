@@ -4,7 +4,8 @@ With no option but --out, makes the small built-in example of the README quick s
 3 chromosomes, 15,000 SNPs, 4 mm volumes, 4 factors). Writes DIR/geno.{bed,bim,fam} (cM in the
 bim), DIR/genetic_map.txt, DIR/images/<IID>.nii.gz and DIR/images.tsv, DIR/covariates.tsv,
 DIR/{train,val,test}.ids and DIR/truth/ (causal SNPs, loci, true factor values, region masks,
-params.json), and DIR/simulate.log.
+params.json), and DIR/simulate.log. Into a folder that holds an earlier simulation, those
+outputs are replaced (no stale image stays behind); a folder with other files is refused.
 
 Demography: --growth recent (default; the sample is a small share of a grown population, as in
 biobanks: little cryptic relatedness, LD-score regression behaves) or --growth none (constant

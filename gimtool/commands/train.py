@@ -12,7 +12,6 @@ config.toml (the resolved hyperparameters) and train.log. Many GPUs:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,6 +24,7 @@ def command(
     geno: Annotated[Optional[Path], typer.Option("--geno", help="Genotype store (prep-geno output folder); needed by methods that use genotypes.")] = None,
     keep: Annotated[Optional[Path], typer.Option("--keep", help="Training people (FID IID per line); default: everyone with an image (and genotypes).")] = None,
     val_keep: Annotated[Optional[Path], typer.Option("--val-keep", help="Validation people (FID IID per line), disjoint from --keep.")] = None,
+    remove: Annotated[Optional[Path], typer.Option("--remove", help="Drop these people (FID IID per line) from the training and validation sets.")] = None,
     method: Annotated[Optional[str], typer.Option("--method", help="Training method: gim, autoencoder, autoencoder-attention, gen-prediction, barlow-twins, simclr, simclr-jse, infonce, decorrelated-infonce, random-init (default gim).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with hyperparameters (flags override it).")] = None,
     epochs: Annotated[Optional[str], typer.Option("--epochs", help="Epochs: the total as one number (gim: all in its co-training stage; with --paper split 4:2:1 over its three stages), or one number per stage (gim: frozen-genetic,genetic-augment,co-train, e.g. the paper's 200,100,50). Default 350.")] = None,
@@ -38,13 +38,10 @@ def command(
     patience: Annotated[Optional[int], typer.Option("--patience", min=0, help="Early stopping: stop when the validation MI (the loss for methods without a critic) has not improved for this many epochs; 0 = never (default).")] = None,
     paper: Annotated[bool, typer.Option("--paper", help="The paper's settings wherever gimtool's defaults depart from them: genetic transformer on genotype classes, critic without input standardization, 200/100/50-epoch schedule, 9.9 % SNP augmentation (README, 'Paper versus practice').")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     from gimtool.pipelines import train
 
-    final = train.run(images, out, geno, keep, val_keep, config, {
+    train.run(images, out, geno, keep, val_keep, config, {
         "method": method, "epochs": epochs, "batch_size": batch_size, "lr": lr, "crop_mm": crop_mm,
         "device": device, "seed": seed, "threads": threads, "workers": workers, "patience": patience, "paper": paper or None,
-    }, resume=resume, progress=not no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(f"train: {final}" + (f", best epoch in {final.parent / 'best.pt'}" if (final.parent / "best.pt").is_file() else ""), err=True)
+    }, resume=resume, remove=remove)

@@ -278,31 +278,32 @@ def select_samples(
     keep: str | os.PathLike | None = None,
     remove: str | os.PathLike | None = None,
     log=None,
-    strict: bool = True,
 ) -> np.ndarray:
     """Boolean mask over `samples` (FID, IID) after --keep and --remove.
 
-    With `strict`, IDs in a keep file that are not among the samples are an error naming the
-    first few (a typo in a keep file should not silently shrink a study); otherwise a warning.
+    As plink2: IDs of a keep or remove list that are not among the samples (people dropped by
+    QC, say) are ignored and counted in the log. A keep list that selects no one, or lists
+    that leave no one, is an error.
     """
     mask = np.ones(samples.height, dtype=bool)
     for path, is_keep in ((keep, True), (remove, False)):
         if path is None:
             continue
-        ids = read_ids(path, "keep list" if is_keep else "remove list")
+        what = "keep list" if is_keep else "remove list"
+        ids = read_ids(path, what)
         al = align(samples, ids)
         unknown = ids.height - al.n_matched
-        if unknown and is_keep:
-            matched = set(al.table_index.tolist())
-            bad = [f"{f} {i}" for k, (f, i) in enumerate(ids.iter_rows()) if k not in matched][:3]
-            msg = f"{path}: {unknown} of {ids.height} IDs are not in the data (e.g. {', '.join(bad)})"
-            if strict:
-                raise InputError(msg)
-            if log:
-                log.warn(msg)
+        if is_keep and al.n_matched == 0:
+            eg = ", ".join(f"{f} {i}" for f, i in ids.head(3).iter_rows())
+            raise InputError(f"{path}: the keep list selects no one (none of its {ids.height} IDs is in the data"
+                             + (f", e.g. {eg})" if eg else ")"))
         hit = np.zeros(samples.height, dtype=bool)
         hit[al.ref_index] = True
         mask &= hit if is_keep else ~hit
         if log:
-            log.info(f"--{'keep' if is_keep else 'remove'} {path}: {al.n_matched} IDs matched, {int(mask.sum())} samples remain")
+            absent = f", {unknown} not in the data (ignored)" if unknown else ""
+            log.info(f"--{'keep' if is_keep else 'remove'} {path}: {al.n_matched} of {ids.height} IDs matched{absent}; "
+                     f"{int(mask.sum())} samples remain")
+        if not mask.any():
+            raise InputError(f"{path}: no samples remain after this {what} (of {samples.height})")
     return mask

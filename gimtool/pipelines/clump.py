@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.conventions import CLUMP_COLS, CLUMP_MEMBER_COLS, LOCI_COLS, LOCI_UNIQUE_COL
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 from gimtool.stats import ld
 from gimtool.stats.clump import (ReferenceOrderError, position_key, bp_radius, clump, group_entries,
                                  needed_snps)
@@ -161,19 +161,22 @@ def sumstats_label(path: str) -> str:
     return re.sub(r"\.(sumstats|tsv|txt|stats|glm\.linear|linear|assoc)$", "", name)
 
 
-def check_thresholds(p1: float, p2: float, r2: float, kb: float, r2_method: str, maf: float) -> None:
+def check_thresholds(p1: float, p2: float, r2: float, kb: float, r2_method: str, maf: float, loci_p: float = 5e-9) -> None:
+    """The options' ranges (usage errors, exit 2, as the CLI's own range checks)."""
     if not (0 < p1 <= 1):
-        raise InputError(f"--p1 {p1}: expected 0 < p1 <= 1")
+        raise OptionError(f"--p1 {p1}: expected 0 < p1 <= 1")
     if not (p1 <= p2 <= 1):
-        raise InputError(f"--p2 {p2}: expected p1 ({p1}) <= p2 <= 1")
+        raise OptionError(f"--p2 {p2}: expected p1 ({p1}) <= p2 <= 1")
     if not (0 <= r2 < 1):
-        raise InputError(f"--r2 {r2}: expected 0 <= r2 < 1")
+        raise OptionError(f"--r2 {r2}: expected 0 <= r2 < 1")
     if kb < 0.001:
-        raise InputError(f"--kb {kb}: expected at least 0.001")
+        raise OptionError(f"--kb {kb}: expected at least 0.001")
     if r2_method not in ("em", "corr"):
-        raise InputError(f"--r2-method {r2_method}: expected em or corr")
+        raise OptionError(f"--r2-method {r2_method}: expected em or corr")
     if not (0 <= maf <= 0.5):
-        raise InputError(f"--maf {maf}: expected 0 <= maf <= 0.5")
+        raise OptionError(f"--maf {maf}: expected 0 <= maf <= 0.5")
+    if not (0 < loci_p <= 1):
+        raise OptionError(f"--loci-p {loci_p}: expected 0 < loci-p <= 1")
 
 
 def _log_report(rep: ClumpReport, paths: list[str], ref, bfile: str, log) -> None:
@@ -197,8 +200,8 @@ def _log_report(rep: ClumpReport, paths: list[str], ref, bfile: str, log) -> Non
 
 
 def _loci(out, frames, paths, ref, read_packed, founders, loci_p, loci_kb, maf, others, log) -> pl.DataFrame:
-    """The paper's loci of all files pooled, with UNIQUE against --compare tables; written to <out>.loci.tsv."""
-    from gimtool.io.loci import read_loci
+    """The paper's loci of all files pooled, with UNIQUE against the --compare tables (`others`:
+    {path: table}, read before any output is written); written to <out>.loci.tsv."""
     from gimtool.io.tables import write_tsv
     from gimtool.stats import loci as locus_count
 
@@ -221,7 +224,7 @@ def _loci(out, frames, paths, ref, read_packed, founders, loci_p, loci_kb, maf, 
     if others:
         for o in others:
             log.input("compare", o)
-        uniq = locus_count.unique_loci(table, [read_loci(o) for o in others], kb=loci_kb)
+        uniq = locus_count.unique_loci(table, list(others.values()), kb=loci_kb)
         table = table.with_columns(pl.Series(LOCI_UNIQUE_COL, uniq.astype(np.int64)))
         cols.append(LOCI_UNIQUE_COL)
         log.info(f"unique loci (none of {len(others)} other set(s) within {loci_kb:g} kb): {int(uniq.sum())}")
@@ -237,13 +240,14 @@ def run(bfile: str | None, out: str, sumstats: list[str], p1: float = 5e-8, p2: 
     also <out>.loci.tsv) and <out>.log; returns the report and the loci table (or None).
     Single-threaded numpy (bit operations, no BLAS)."""
     from gimtool.io.genotypes import open_genotypes
+    from gimtool.io.loci import read_loci
     from gimtool.io.sumstats import read_sumstats
     from gimtool.io.tables import write_tsv
     from gimtool.runlog import RunLog
 
     if not sumstats:
         raise InputError("clump: no sumstats given; use --sumstats FILE (or list files as arguments)")
-    check_thresholds(p1, p2, r2, kb, r2_method, maf)
+    check_thresholds(p1, p2, r2, kb, r2_method, maf, loci_p)
     with RunLog(out, "clump") as log:
         ref = open_genotypes(bfile, pfile)
         log.input("bfile" if pfile is None else "pfile", ref.bed_path)
@@ -260,6 +264,7 @@ def run(bfile: str | None, out: str, sumstats: list[str], p1: float = 5e-8, p2: 
             for k, path in enumerate(sumstats, 1):
                 log.input(f"sumstats F={k}", path)
                 frames.append(read_sumstats(path))
+        others = {o: read_loci(o) for o in compare or []}  # a bad --compare table fails before any output
         with log.timed("clump"):
             try:
                 rep = clump_sumstats(ref.bim, frames, read_packed, ref.n_samples, founders, p1=p1, p2=p2, r2=r2, kb=kb,
@@ -276,5 +281,9 @@ def run(bfile: str | None, out: str, sumstats: list[str], p1: float = 5e-8, p2: 
             log.output(what, out + suffix)
         table = None
         if loci or compare:
-            table = _loci(out, frames, sumstats, ref, read_packed, founders, loci_p, loci_kb, maf, compare or [], log)
+            table = _loci(out, frames, sumstats, ref, read_packed, founders, loci_p, loci_kb, maf, others, log)
+        loci_note = "" if table is None else f" and {table.height} loci" + (
+            f" ({int(table[LOCI_UNIQUE_COL].sum())} unique)" if others else "") + f" to {out}.loci.tsv"
+        log.summary(f"clump: wrote {rep.table.height} clumps to {out}.clumped (members in {out}.clumped.members.tsv)"
+                    + loci_note)
     return rep, table

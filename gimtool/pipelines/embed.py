@@ -50,4 +50,5 @@ def run(checkpoint, images, out, keep=None, remove=None, center_crop: bool = Fal
         path = Path(f"{out}.tsv")
         write_table(df, path)
         log.output("embeddings", path)
+        log.summary(f"embed: wrote the {Z.shape[1]}-d embeddings of {index.size} people to {path}")
     return path

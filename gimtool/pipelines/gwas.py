@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,9 +119,9 @@ def _run_chunks(work, starts: list[int], workers: int, blas_threads: int, total:
     `blas_threads` meanwhile), at most 2 chunks per thread in flight to bound memory; `work`
     returns the SNPs it did, for the progress bar."""
     from threadpoolctl import threadpool_limits
-    from tqdm import tqdm
+    from gimtool.progress import bar as progress_bar
 
-    bar = tqdm(total=total, unit="SNP", unit_scale=True, disable=not progress or None, file=sys.stderr, desc="gwas")
+    bar = progress_bar(total=total, unit="SNP", unit_scale=True, enabled=progress, desc="gwas")
     with threadpool_limits(blas_threads), _pool(workers) as pool:
         pending: set = set()
         for a in starts:
@@ -344,7 +343,7 @@ def run(bfile: str | None, pheno, out: str, pheno_name=None, covar=None, covar_n
     `input_missing_phenotype`: the value read as missing in both (plink2's flag, default -9)."""
     from gimtool.devices import resolve_device, set_threads
     from gimtool.io.phenotypes import as_files
-    from gimtool.runlog import RunLog
+    from gimtool.runlog import RunLog, span
 
     set_threads(threads)
     _check_choices(backend, pheno_transform, precision)
@@ -369,6 +368,9 @@ def run(bfile: str | None, pheno, out: str, pheno_name=None, covar=None, covar_n
         else:
             frames, n_used = _bolt(bf, inputs, out, threads, ld_scores, genetic_map, maf, log)
         summary = _write_outputs(out, frames, n_used, inputs.pheno_names, backend == "builtin", plots, threads, log)
+        names = inputs.pheno_names
+        log.summary(f"gwas: wrote {len(names)} sumstats file{'s' if len(names) > 1 else ''} ({span(names)}), "
+                    f"{'their plots, ' if plots else ''}the summary and the log to {out}.*")
         for r in summary.iter_rows(named=True):
             log.info(f"{r['PHENO']}: N={r['N']} SNPs={r['NSNP']} lambdaGC={r['LAMBDA_GC']:.4f} minP={r['MIN_P']} "
                      f"P<5e-8: {r['N_P5E8']}")

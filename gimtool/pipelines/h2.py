@@ -51,9 +51,8 @@ def reference_positions(bim: pl.DataFrame, wind_cm: float | None, wind_kb: float
 def compute_ldscores(geno, wind_cm: float | None, wind_kb: float | None, log, threads: int = 1,
                      chunk: int = 50, progress: bool = True, keep=None, remove=None):
     """LD scores of a reference fileset (`geno`: a GenotypeFiles, or a bfile prefix): (table CHR SNP BP L2, M, M_5_50)."""
-    from tqdm.auto import tqdm
-
     from gimtool.io.genotypes import open_genotypes
+    from gimtool.progress import bar as progress_bar
     from gimtool.io.tables import select_samples
     from gimtool.stats.ldscore import ld_scores
 
@@ -69,7 +68,7 @@ def compute_ldscores(geno, wind_cm: float | None, wind_kb: float | None, log, th
         p = pos[chrom == c]
         if np.any(np.diff(p) < 0):
             raise InputError(f"{bf.bim_path}: chromosome {c}: SNPs are not sorted by position ({desc.split()[1]})")
-    bar = tqdm(total=bf.n_snps, desc="LD scores", unit="SNP", disable=None if progress else True, leave=False)
+    bar = progress_bar(total=bf.n_snps, desc="LD scores", unit="SNP", enabled=progress)
     sel = None if len(samples) == bf.n_samples else samples
     res = ld_scores(lambda idx: bf.read(snps=idx, samples=sel, num_threads=threads), chrom, pos, len(samples), width,
                     chunk=chunk, progress=bar.update)
@@ -242,6 +241,8 @@ def _write(df: pl.DataFrame, path: str, log, what: str) -> None:
 
 
 def _report(out: str, log, df: pl.DataFrame, method: str) -> pl.DataFrame:
+    from gimtool.runlog import span
+
     summ = summary_frame(df, method)
     _write(df, f"{out}.h2.tsv", log, "per-phenotype h2")
     _write(summ, f"{out}.h2.summary.tsv", log, "h2 mean and sd over phenotypes")
@@ -249,6 +250,9 @@ def _report(out: str, log, df: pl.DataFrame, method: str) -> pl.DataFrame:
     sd = "NA" if r["H2_SD"] is None else f"{r['H2_SD']:.4f}"
     mean = "NA" if r["H2_MEAN"] is None else f"{r['H2_MEAN']:.4f}"
     log.info(f"h2 over {r['N_PHENO']} phenotype(s): mean {mean} sd {sd}")
+    names = df["PHENO"].to_list()
+    log.summary(f"h2: wrote the {method} h2 of {len(names)} phenotype(s) ({span(names)}; mean {mean}) to {out}.h2.tsv "
+                f"and {out}.h2.summary.tsv")
     return df
 
 
@@ -305,10 +309,16 @@ def run_ldsc(out, log, backend, paths, geno, ref_ld, w_ld, wind_cm, wind_kb, int
              threads, keep=None, remove=None) -> pl.DataFrame | None:
     """LD score regression of each sumstats file (None when only LD scores were asked for)."""
     from gimtool.io.ldscore import read_ldscore
+    from gimtool.io.sumstats import read_sumstats
 
+    if geno is not None:  # every sumstats file readable before the LD scores are written
+        for path in paths:
+            read_sumstats(path, typed=False)
     table, M, M550, ref_prefix = _reference_ldscores(out, log, geno, ref_ld, wind_cm, wind_kb, threads, keep, remove)
     if not paths:
         log.info("no --sumstats given: LD scores only")
+        log.summary(f"h2: wrote the LD scores of {table.height:,} SNPs to {out}.l2.ldscore.gz, .l2.M and .l2.M_5_50"
+                    if geno is not None else f"h2: no --sumstats given; wrote {out}.log only")
         return None
     m_used = _m_used(M, M550, use_all_m, log)
     w_table = table if w_ld is None else read_ldscore(w_ld).table
@@ -349,12 +359,12 @@ def _grm(bf, data: GremlData, grm, chunk_size: int, threads: int, dev, log):
                 lam, U = greml.eigh(K, device=dev)
         log.info(f"GRM from {n_snps} SNPs (reused)")
         return K, lam, U, n_snps
-    from tqdm.auto import tqdm
+    from gimtool import progress
 
     acc = greml.GRMAccumulator(n, device=dev)
     with log.timed("GRM"):
         chunks = bf.iter_chunks(chunk_size, samples=data.fam_index, num_threads=threads)
-        for _, _, G in tqdm(chunks, total=-(-bf.n_snps // chunk_size), desc="GRM", unit="chunk", leave=False, disable=None):
+        for _, _, G in progress.track(chunks, total=-(-bf.n_snps // chunk_size), desc="GRM", unit="chunk"):
             acc.add(G)
         K = acc.result()
     log.info(f"GRM: {acc.m} SNPs used ({bf.n_snps - acc.m} monomorphic among these people skipped), {n} people")

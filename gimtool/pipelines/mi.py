@@ -134,6 +134,8 @@ def _write(out: str, rows: list[dict], curve_rows: list[dict], log) -> pl.DataFr
         log.output(suffix.lstrip("."), f"{out}{suffix}")
     figures.mi_curves(curves.with_columns(pl.col("REPEAT") - 1), f"{out}.curves.png", MAX_MI)
     log.output("curves figure", f"{out}.curves.png")
+    log.summary(f"mi: wrote the MI estimates of {mi_df.height} representation file(s) to {out}.mi.tsv "
+                f"(curves in {out}.curves.tsv and .png)")
     return mi_df
 
 

@@ -131,7 +131,7 @@ def genotype_pcs(
     if len(use) < k:
         raise InputError(f"{bf.bim_path}: only {len(use)} SNPs left for {k} PCs")
     if k > n:
-        raise InputError(f"--n {k}: more PCs than samples ({n})")
+        raise InputError(f"--n-pcs {k}: more PCs than samples ({n})")
 
     def chunks():
         step_c = max(64, 2_000_000 // max(n, 1))
@@ -172,7 +172,7 @@ def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log
 
     nfit = int(fit_mask.sum())
     if n > min(nfit, len(feats)):
-        raise InputError(f"--n {n}: at most min(fit samples {nfit}, columns {len(feats)}) components")
+        raise InputError(f"--n-pcs {n}: at most min(fit samples {nfit}, columns {len(feats)}) components")
     if guided_by is not None:
         log.input("guided by", guided_by)
         fit = guided_fit(guided_by, tab.filter(pl.Series(fit_mask)).select("FID", "IID"), x[fit_mask], n, guided_p, log)
@@ -216,6 +216,8 @@ def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, gui
     frame = scores_frame(tab.filter(pl.Series(mask)), scores[mask])
     write_table(frame, f"{out}.pcs.tsv")
     log.output("PCs", f"{out}.pcs.tsv")
+    log.summary(f"pcs: wrote {comps.shape[0]} PCs of {int(mask.sum())} people to {out}.pcs.tsv"
+                + ("" if apply is not None else " (loadings, explained variance and scree plot beside it)"))
     return frame
 
 
@@ -225,7 +227,7 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
     <out>.prune.in and a scree plot."""
     from gimtool.io import figures
     from gimtool.io.atomic import atomic_write_text
-    from gimtool.io.tables import select_samples, write_tsv
+    from gimtool.io.tables import select_samples, write_table, write_tsv
 
     if prune not in ("pairwise", "none"):
         raise InputError(f"--prune {prune}: expected pairwise or none")
@@ -240,13 +242,17 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
     log.info(f"{res.method} PCA of {int(mask.sum())} samples x {len(res.snp_index)} SNPs")
     ids = bf.fam.filter(pl.Series(mask)).select("FID", "IID")
     write_tsv(scores_frame(ids, res.eigenvectors).rename({"FID": "#FID"}), f"{out}.eigenvec")
+    # the same PCs as a covariate table without '#': bolt --covarFile rejects '#FID'
+    write_table(scores_frame(ids, res.eigenvectors), f"{out}.covar.tsv")
     atomic_write_text(f"{out}.eigenval", "".join(f"{v:.6g}\n" for v in res.eigenvalues))
     atomic_write_text(f"{out}.prune.in", "".join(f"{s}\n" for s in bf.bim["SNP"].to_numpy()[res.snp_index]))
     # the GRM's trace is about N, so eigenvalue / N is the share of genotype variance
     figures.scree(res.eigenvalues / max(float(mask.sum()), 1.0), f"{out}.scree.png",
                   title="genotype PCs (eigenvalue / N)", cumulative=False)
-    for suffix in ("eigenvec", "eigenval", "prune.in"):
+    for suffix in ("eigenvec", "eigenval", "prune.in", "covar.tsv"):
         log.output(suffix, f"{out}.{suffix}")
+    log.summary(f"pcs: wrote {res.eigenvectors.shape[1]} ancestry PCs of {int(mask.sum())} people to {out}.eigenvec "
+                f"(PLINK 2) and {out}.covar.tsv (FID IID PC1.., for bolt, regenie and plink2 --covar)")
     return res
 
 

@@ -19,6 +19,7 @@ from gimtool.conventions import chrom_to_int
 from gimtool.io.genmap import parse_chr_spec, read_genetic_map
 from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.io.tables import read_snp_list, select_samples
+from gimtool.progress import track
 from gimtool.stats import qc
 
 
@@ -169,7 +170,7 @@ def _snp_filters(stats_all: np.ndarray, stats_f: np.ndarray, n_samples: int, f: 
 def run_qc(bf: GenotypeSource, f: QCFilters, log, threads: int = 1, progress: bool = True) -> QCResult:
     """Decide which samples and SNPs pass QC, from the packed .bed rows (read twice with --mind)."""
     counts: dict[str, int] = {"samples_in": bf.n_samples, "snps_in": bf.n_snps}
-    smask = select_samples(bf.fam.select("FID", "IID"), f.keep, f.remove, log=log, strict=True)
+    smask = select_samples(bf.fam.select("FID", "IID"), f.keep, f.remove, log=log)
     if not smask.any():
         raise InputError("no samples left after --keep/--remove")
     chrom, vmask = _candidate_snps(bf, f, log, counts)
@@ -206,8 +207,6 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
     import concurrent.futures as cf
     import time
 
-    from tqdm.auto import tqdm
-
     from gimtool.io.genostore import GenoStoreWriter
     from gimtool.io.plink import BedWriter, write_bim, write_fam
 
@@ -229,7 +228,8 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
     with BedWriter(out + ".bed", len(sidx)) as bw, GenoStoreWriter(out + ".geno", fam.select("FID", "IID"), snps) as gw, \
             cf.ThreadPoolExecutor(1) as writer:
         pending = None
-        for a in tqdm(range(0, len(vidx), chunk), desc="writing", disable=not progress, leave=False):
+        for a in track(range(0, len(vidx), chunk), total=-(-len(vidx) // chunk), desc="prep-geno writing", unit="chunk",
+                       enabled=progress):
             t = time.perf_counter()
             idx = vidx[a : a + chunk]
             sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
@@ -279,4 +279,6 @@ def run(bfile: str | None, out: str, maf: float = 0.01, geno: float = 0.1, mind:
             log.info(f"time {k}: {v:.2f} s")
         c = res.counts
         log.info(f"kept {c['samples_out']} of {c['samples_in']} samples and {c['snps_out']} of {c['snps_in']} SNPs")
+        log.summary(f"prep-geno: kept {c['samples_out']}/{c['samples_in']} samples, {c['snps_out']}/{c['snps_in']} SNPs; "
+                    f"wrote {out}.bed/.bim/.fam and the genotype store {out}.geno/")
     return c

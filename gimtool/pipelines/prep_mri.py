@@ -259,14 +259,12 @@ def _pending(todo, flirt_mat, mat_is_pattern: bool, directory, writer, resume: b
 
 def _conform_into(writer, tasks: list[tuple], cfg: ConformConfig, threads: int, log) -> list[dict]:
     """Conform the tasks into the store; returns the failures (IMAGE_FAILED_COLS rows)."""
-    import sys
-
-    from tqdm import tqdm
+    from gimtool import progress
 
     failed = []
     by_index = {t[0]: t for t in tasks}
     with log.timed("conform"):
-        bar = tqdm(total=len(tasks), unit="scan", desc="prep-mri", file=sys.stderr, disable=None)
+        bar = progress.bar(total=len(tasks), unit="scan", desc="prep-mri")
         for k, stored, qc in conform_many(tasks, cfg, threads=threads):
             _, fid, iid, path, _ = by_index[k]
             if stored is None:
@@ -414,4 +412,6 @@ def run(out: str, images=None, directory=None, pattern: str | None = None, voxel
             if not allow_failures:
                 raise InputError(msg + "; use --allow-failures to accept this")
             log.warn(msg)
+        log.summary(f"prep-mri: wrote the image store {out}/ with {n} conformed volumes (manifest.tsv, QC in qc.png)"
+                    + (f"; {len(failed)} failed scans in {out}/failed.tsv" if failed else ""))
     return n

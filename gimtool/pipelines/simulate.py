@@ -18,6 +18,32 @@ _FIELDS = {"n": "n_samples", "chromosomes": "n_chromosomes", "chrom_length_mb": 
            "factors": "n_factors", "causal": "n_causal", "strong_share": "strong_share", "polygenic": "n_polygenic",
            "effect_scale": "effect_scale", "voxel": "voxel", "bfile": "bfile", "layout": "layout"}
 
+# what simulate writes into its folder (sim.cohort); a rerun replaces exactly these
+LAYOUT = ("geno.bed", "geno.bim", "geno.fam", "genetic_map.txt", "images", "images.tsv", "bids", "covariates.tsv",
+          "train.ids", "val.ids", "test.ids", "truth", "simulate.log")
+
+
+def clear_previous(outdir: Path) -> list[str]:
+    """Remove the outputs of an earlier simulation in `outdir` (and the temporary files of an
+    interrupted one), so that no stale image is left for `prep-mri --pattern` to pick up; a folder
+    that also holds files simulate does not write is refused. Returns the names removed."""
+    import shutil
+
+    if not outdir.is_dir():
+        return []
+    entries = sorted(outdir.iterdir())
+    ours = [p for p in entries if p.name in LAYOUT or p.name.startswith(".tmp")]
+    foreign = [p.name for p in entries if p not in ours]
+    if foreign:
+        raise InputError(f"--out {outdir}: the folder holds files that simulate does not write ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder")
+    for p in ours:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    return [p.name for p in ours]
+
 
 def _floats(text: str, opt: str) -> list[float]:
     try:
@@ -75,13 +101,20 @@ def run(out: str, cfg, threads: int = 1) -> Path:
         raise InputError(f"--out {out}: exists and is not a folder")
     from gimtool.io.atomic import make_dir
 
+    removed = clear_previous(outdir)
     make_dir(outdir, f"--out {out}")
     with RunLog(str(outdir / "simulate"), "simulate") as log:
+        if removed:
+            log.info(f"removed the previous simulation's outputs in {outdir}: {', '.join(removed)}")
         if cfg.bfile:
             log.input("bfile", cfg.bfile + ".bed")
         try:
-            simulate_cohort(outdir, cfg, threads=threads, log=log, progress=True)
+            res = simulate_cohort(outdir, cfg, threads=threads, log=log, progress=True)
         except ValueError as e:
             raise InputError(str(e)) from None
         log.output("cohort", outdir)
+        log.summary(f"simulate: wrote {res['n_samples']} people, {res['n_snps']} SNPs (geno.bed/.bim/.fam)"
+                    + ("" if not cfg.images else ", their images (bids/, a BIDS dataset)" if cfg.layout == "bids"
+                       else ", their images (images/, images.tsv)")
+                    + f", covariates, train/val/test ids and the truth to {outdir}/")
     return outdir

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -378,8 +377,7 @@ def _write_tsv(df: pl.DataFrame, path: Path) -> None:
 
 def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: np.ndarray, seeds: np.ndarray,
             ids: pl.DataFrame, threads: int, log, progress: bool):
-    from tqdm import tqdm
-
+    from gimtool import progress as progress_
     from gimtool.imaging.grids import mni_grid
     from gimtool.io.atomic import atomic_path
     from gimtool.io.bids import bids_labels, t1w_path, write_dataset_files
@@ -418,7 +416,7 @@ def _images(out: Path, cfg: CohortConfig, z: np.ndarray, age: np.ndarray, male: 
         p.parent.mkdir(parents=True, exist_ok=True)
     pending = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
-            tqdm(total=n, desc="images", unit="img", disable=None if progress else True, file=sys.stderr) as bar:
+            progress_.bar(total=n, desc="simulate images", unit="img", enabled=progress) as bar:
         for a in range(0, n, batch):
             b = min(n, a + batch)
             vols = sim.render(z[a:b], age_z[a:b], male[a:b], seeds[a:b])

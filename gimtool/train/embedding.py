@@ -46,11 +46,9 @@ def embed_volumes(method, modules, images, index: np.ndarray, crop: tuple[int, i
     shape = images.shape
     starts = None if crop is None else tuple((n - c) // 2 for n, c in zip(shape, crop))
     out = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from gimtool.progress import bar as progress_bar
 
-        bar = tqdm(total=len(index), desc="embed", leave=False, disable=None, unit="vol")
+    bar = progress_bar(total=len(index), desc="embed", unit="vol", enabled=progress)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if (device.type == "cuda" and bf16) else None
     for b in range(0, len(index), batch_size):
         idx = index[b:b + batch_size]
@@ -62,8 +60,6 @@ def embed_volumes(method, modules, images, index: np.ndarray, crop: tuple[int, i
         else:
             z = method.embed(modules, x)
         out.append(z.float().cpu().numpy())
-        if bar is not None:
-            bar.update(len(idx))
-    if bar is not None:
-        bar.close()
+        bar.update(len(idx))
+    bar.close()
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)

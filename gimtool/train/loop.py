@@ -433,10 +433,9 @@ def _train_epoch(run: _Run, stage, where: tuple[int, int], loader, loss_module, 
             tot, n_seen, sums = partial["tot"], partial["n_seen"], dict(partial["sums"])
     bar = None
     if run.progress and dist.is_main:
-        from tqdm.auto import tqdm
+        from gimtool.progress import bar as progress_bar
 
-        bar = tqdm(total=steps, initial=step, desc=f"{stage.name} {e + 1}/{stage.epochs}", leave=False, disable=None,
-                   unit="batch")
+        bar = progress_bar(total=steps, initial=step, desc=f"train {stage.name} {e + 1}/{stage.epochs}", unit="batch")
     batches = iter(loader)
     if partial is not None:
         _set_rng_state(partial["rng"])  # after the loader drew its seeds: the RNG of the interrupted run

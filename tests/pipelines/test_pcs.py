@@ -126,4 +126,4 @@ def test_pcs_bad_input(tmp_path, capsys):
     assert "exactly one of --pheno" in capsys.readouterr().err
     (tmp_path / "ids").write_text("NOPE NOPE\n")
     assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--fit-keep", str(tmp_path / "ids"), "--n", "2", "--out", str(tmp_path / "x")]) != 0
-    assert "not in the data" in capsys.readouterr().err
+    assert "the keep list selects no one (none of its 1 IDs is in the data, e.g. NOPE NOPE)" in capsys.readouterr().err

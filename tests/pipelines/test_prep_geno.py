@@ -177,10 +177,16 @@ def test_map_without_needed_chromosome(eur_bfile, tmp_path):
 
 
 def test_keep_with_unknown_ids(eur_bfile, tmp_path):
+    # as plink2: IDs not in the data (people dropped by QC) are ignored and counted
     keep = tmp_path / "keep.txt"
-    keep.write_text("nobody nobody\n" + Path(eur_bfile + ".fam").read_text().splitlines()[0])
-    _fails("prep-geno", "--bfile", eur_bfile, "--out", str(tmp_path / "o"), "--keep", keep,
-           match="1 of 2 IDs are not in the data (e.g. nobody nobody)")
+    fam = Path(eur_bfile + ".fam").read_text().splitlines()
+    keep.write_text("nobody nobody\n" + "\n".join(fam[:3]) + "\n")
+    gimtool("prep-geno", "--bfile", eur_bfile, "--out", str(tmp_path / "o"), "--keep", keep, "--maf", "0")
+    assert "3 of 4 IDs matched, 1 not in the data (ignored); 3 samples remain" in (tmp_path / "o.log").read_text()
+    assert len((tmp_path / "o.fam").read_text().splitlines()) == 3
+    (tmp_path / "none.txt").write_text("nobody nobody\n")
+    _fails("prep-geno", "--bfile", eur_bfile, "--out", str(tmp_path / "o2"), "--keep", tmp_path / "none.txt",
+           match="the keep list selects no one (none of its 1 IDs is in the data, e.g. nobody nobody)")
 
 
 def test_failed_run_leaves_no_outputs(eur_bfile, tmp_path):
