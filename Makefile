@@ -38,5 +38,9 @@ test: setup tools
 quickstart: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/quickstart.sh $(QUICKSTART_DIR)
 
+# everything setup, the tests and the quick start made: the venv, the compiled modules (*.so,
+# build/), the package metadata (*.egg-info) and the test caches (.pytest_cache, .hypothesis)
 clean:
-	rm -rf $(VENV) $(QUICKSTART_DIR) .pytest_cache
+	rm -rf $(VENV) $(QUICKSTART_DIR) .pytest_cache .hypothesis build *.egg-info
+	rm -f gimtool/*.so
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
