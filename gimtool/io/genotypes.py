@@ -66,8 +66,3 @@ def open_genotypes(bfile: str | os.PathLike | None = None, pfile: str | os.PathL
     """The fileset named by exactly one of `bfile` (PLINK 1) and `pfile` (PLINK 2)."""
     genotype_flag(bfile, pfile)
     return Bfile(bfile) if bfile is not None else Pfile(pfile)
-
-
-def is_bed(source: GenotypeSource) -> bool:
-    """True for a PLINK 1 fileset (what external programs such as BOLT-LMM read)."""
-    return isinstance(source, Bfile)
