@@ -242,6 +242,14 @@ def _part_loss(model: JSECritic, Z_t: torch.Tensor, geno: GenotypeRows, idx: np.
     return float(jse_loss_separable(torch.cat(us), torch.cat(vs), model.critic.scale, block))
 
 
+def _select(Z: np.ndarray, geno, tr: np.ndarray, af: np.ndarray, k: int) -> np.ndarray | None:
+    """Sorted local columns of the k SNPs with the largest multiple R^2 on Z over people tr, or
+    None when every SNP is used (k = 0 or k >= the SNP count)."""
+    if not 0 < k < af.size:
+        return None
+    return np.sort(np.argsort(-multiple_r2(Z, geno, tr, af), kind="stable")[:k])
+
+
 def estimate_once(
     Z: np.ndarray,
     geno: GenotypeRows,
@@ -270,10 +278,8 @@ def estimate_once(
     Z_t = torch.as_tensor(standardize_columns(Z, tr), device=device)
     # standardized genotypes use the frequencies of the estimator-train people only
     af = a1_frequencies(geno[tr])
-    selected = None
-    if 0 < settings.select_snps < cols.size:
-        r2 = multiple_r2(Z, geno, tr, af)
-        selected = np.sort(np.argsort(-r2, kind="stable")[: settings.select_snps])
+    selected = _select(Z, geno, tr, af, settings.select_snps)
+    if selected is not None:
         geno, cols, af = ColumnView(geno, selected), cols[selected], af[selected]
     pos = _positions_t(positions, cols, device)
     pos["af"] = torch.as_tensor(af, dtype=torch.float32, device=device)
