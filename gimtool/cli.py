@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns (and, called without `argv`, exits with) the exit status.
 
     Typer/click handle usage errors themselves (usage line, exit 2); a GimtoolError, or an OSError
-    (a disk full, a permission), becomes one `Error: ...` line and exit 1, with the traceback only
-    under -v. SIGINT and SIGTERM end the command cleanly (gimtool.signals): one line, exit 130 or 143.
+    (a disk full, a permission), becomes one `Error: ...` line and exit 1 (2 for an OptionError, a
+    bad option value, as typer's own range checks), with the traceback only under -v. SIGINT and
+    SIGTERM end the command cleanly (gimtool.signals): one line, exit 130 or 143.
     """
     signals.install()
     try:

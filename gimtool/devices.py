@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
 
@@ -33,7 +33,7 @@ def resolve_device(device: str, torch_for_cpu: bool = True):
     import re
 
     if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise InputError(f"--device {device}: expected cpu, cuda or cuda:N")
+        raise OptionError(f"--device {device}: expected cpu, cuda or cuda:N")
     if device == "cpu" and not torch_for_cpu:
         return CPU
     import torch
@@ -42,7 +42,7 @@ def resolve_device(device: str, torch_for_cpu: bool = True):
     if d.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA was asked for but torch.cuda.is_available() is False")
     if d.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {device}: expected cpu, cuda or cuda:N")
+        raise OptionError(f"--device {device}: expected cpu, cuda or cuda:N")
     return d
 
 

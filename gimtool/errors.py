@@ -1,8 +1,9 @@
 """Errors a user can act on.
 
 Library code raises :class:`GimtoolError` (or a subclass) with one line that names the file,
-the line or field, and what was expected. The CLI prints it as ``Error: ...`` and exits 1;
-it never shows a traceback for these (use ``-v`` to see one).
+the line or field, and what was expected. The CLI prints it as ``Error: ...`` and exits 1
+(2 for an :class:`OptionError`, as for typer's usage errors); it never shows a traceback for
+these (use ``-v`` to see one).
 """
 
 from __future__ import annotations

@@ -342,3 +342,25 @@ def test_help_is_not_hard_wrapped_mid_sentence(command):
         for a, b in zip(para, para[1:]):
             # a line broken early would have had room for the next word
             assert len(a) + 1 + len(b.split()[0]) > 78, f"{a!r} / {b!r}"
+
+
+OPTION_ERRORS = {  # a bad option value, found before any input is read: one Error line, exit 2
+    "simulate --h2": ["simulate", "--preset", "tiny", "--h2", "1.5", "--out", "{t}/s"],
+    "simulate --split": ["simulate", "--preset", "tiny", "--split", "0.5,0.5,0", "--out", "{t}/s"],
+    "prep-mri --dtype": ["prep-mri", "--dir", "{t}", "--dtype", "int4", "--out", "{t}/m"],
+    "prep-mri --clip": ["prep-mri", "--dir", "{t}", "--clip", "90,10", "--out", "{t}/m"],
+    "pcs --prune": ["pcs", "--bfile", "{t}/none", "--prune", "ld", "--out", "{t}/p"],
+    "h2 --method": ["h2", "--method", "hsq", "--out", "{t}/h"],
+    "h2 --intercept": ["h2", "--intercept", "fixed", "--out", "{t}/h"],
+    "gwas --chunk": ["gwas", "--bfile", "{t}/none", "--pheno", "{t}/p.tsv", "--chunk", "5/3", "--out", "{t}/g"],
+    "gwas --precision": ["gwas", "--bfile", "{t}/none", "--pheno", "{t}/p.tsv", "--precision", "half", "--out", "{t}/g"],
+    "gwas --device": ["gwas", "--bfile", "{t}/none", "--pheno", "{t}/p.tsv", "--device", "tpu", "--out", "{t}/g"],
+}
+
+
+@pytest.mark.parametrize("case", list(OPTION_ERRORS))
+def test_bad_option_values_exit_2_with_one_line(tmp_path, case):
+    p = gimtool(*[str(a).format(t=tmp_path) for a in OPTION_ERRORS[case]], check=False)
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("Error:")]
+    assert p.returncode == 2 and len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert case.split()[1] in errors[0]

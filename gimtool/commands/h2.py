@@ -26,14 +26,14 @@ from gimtool.commands import _options as options
 
 
 def _intercept(value: str) -> float | None:
-    from gimtool.errors import InputError
+    from gimtool.errors import OptionError
 
     if value == "free":
         return None
     try:
         return float(value)
     except ValueError:
-        raise InputError(f"--intercept {value}: expected 'free' or a number (usually 1)") from None
+        raise OptionError(f"--intercept {value}: expected 'free' or a number (usually 1)") from None
 
 
 def command(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 from gimtool.conventions import GENMAP_COLS, chrom_to_int
 
 
@@ -27,12 +27,12 @@ def parse_chr_spec(spec: str) -> set[int]:
             a, b = part.split("-", 1)
             ia, ib = chrom_to_int(a), chrom_to_int(b)
             if ia is None or ib is None or ia > ib:
-                raise InputError(f"--chr {spec}: bad range {part!r}")
+                raise OptionError(f"--chr {spec}: bad range {part!r}")
             out.update(range(ia, ib + 1))
         else:
             i = chrom_to_int(part)
             if i is None:
-                raise InputError(f"--chr {spec}: unknown chromosome {part!r}")
+                raise OptionError(f"--chr {spec}: unknown chromosome {part!r}")
             out.add(i)
     return out
 

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.conventions import GWAS_SUMMARY_COLS
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 from gimtool.io.phenotypes import PhenoCovar, load_pheno_covar, split_names  # noqa: F401  (split_names: scripts)
 from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.stats import assoc
@@ -67,9 +67,9 @@ def parse_chunk(spec: str | None, n_snps: int) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in spec.split("/"))
     except ValueError:
-        raise InputError(f"--chunk {spec}: expected K/N with integers, e.g. 3/10") from None
+        raise OptionError(f"--chunk {spec}: expected K/N with integers, e.g. 3/10") from None
     if not (n >= 1 and 1 <= k <= n):
-        raise InputError(f"--chunk {spec}: expected 1 <= K <= N")
+        raise OptionError(f"--chunk {spec}: expected 1 <= K <= N")
     bounds = np.linspace(0, n_snps, n + 1).round().astype(int)
     return int(bounds[k - 1]), int(bounds[k])
 
@@ -244,7 +244,7 @@ def _check_choices(backend: str, pheno_transform: str, precision: str) -> None:
     for opt, val, ok in (("--backend", backend, BACKENDS), ("--pheno-transform", pheno_transform, ("none", "int")),
                          ("--precision", precision, ("double", "single"))):
         if val not in ok:
-            raise InputError(f"{opt} {val}: expected {' or '.join(ok)}")
+            raise OptionError(f"{opt} {val}: expected {' or '.join(ok)}")
 
 
 def _builtin(bf: GenotypeSource, inputs: PhenoCovar, pheno, covar: list, chunk, chunk_snps, threads, dev, precision, maf, log):
@@ -347,6 +347,7 @@ def run(bfile: str | None, pheno, out: str, pheno_name=None, covar=None, covar_n
 
     set_threads(threads)
     _check_choices(backend, pheno_transform, precision)
+    parse_chunk(chunk, 0)  # a bad --chunk is a usage error before any input is read
     dev = resolve_device(device, torch_for_cpu=False)  # torch (seconds to import) only for a GPU
     if backend == "bolt" and (chunk or dev.type != "cpu"):
         raise InputError("--chunk and --device cuda apply to the built-in backend only")

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.conventions import H2_GREML_COLS, H2_LDSC_COLS, H2_SUMMARY_COLS, MISSING
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 from gimtool.io.genotypes import GenotypeFiles
 from gimtool.io.grm import load_grm, save_grm  # noqa: F401  (scripts reuse GRMs through here)
 from gimtool.io.phenotypes import as_files
@@ -480,9 +480,9 @@ def run(out: str, method: str = "ldsc", backend: str = "builtin", sumstats: list
 
     set_threads(threads)
     if method not in ("ldsc", "greml"):
-        raise InputError(f"--method {method}: expected ldsc or greml")
+        raise OptionError(f"--method {method}: expected ldsc or greml")
     if backend not in ("builtin", "ldsc", "bolt-reml"):
-        raise InputError(f"--backend {backend}: expected builtin, ldsc or bolt-reml")
+        raise OptionError(f"--backend {backend}: expected builtin, ldsc or bolt-reml")
     if backend == "bolt-reml":
         method = "greml"
     if backend == "ldsc" and method != "ldsc":

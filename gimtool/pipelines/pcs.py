@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.conventions import MISSING_INT8, PCA_EXPLAINED_COLS
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.stats import pca
 
@@ -147,7 +147,7 @@ def genotype_pcs(
     elif method == "randomized":
         vec, val = pca.randomized_pca(chunks, n, k, np.random.default_rng(seed))
     else:
-        raise InputError(f"--method {method}: expected auto, exact or randomized")
+        raise OptionError(f"--method {method}: expected auto, exact or randomized")
     return GenoPca(vec, val, use, method)
 
 
@@ -230,7 +230,7 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
     from gimtool.io.tables import select_samples, write_table, write_tsv
 
     if prune not in ("pairwise", "none"):
-        raise InputError(f"--prune {prune}: expected pairwise or none")
+        raise OptionError(f"--prune {prune}: expected pairwise or none")
     bf = open_genotypes(bfile, pfile)
     log.input("bfile" if pfile is None else "pfile", bf.bed_path)
     mask = select_samples(bf.fam.select("FID", "IID"), keep, remove, log)

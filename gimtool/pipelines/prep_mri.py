@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from gimtool.devices import set_threads
-from gimtool.errors import GimtoolError, InputError
+from gimtool.errors import GimtoolError, InputError, OptionError
 from gimtool.imaging.geometry import flirt_voxel_map, world_voxel_map
 from gimtool.imaging.normalize import UINT8_SCALE, brain_mask, to_uint8, zscore
 from gimtool.imaging.resample import fov_coverage, resample, smooths
@@ -145,9 +145,9 @@ def parse_clip(clip: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in clip.split(","))
     except ValueError:
-        raise InputError(f"--clip {clip!r}: expected two percentiles 'LOW,HIGH', e.g. 0.5,99.5") from None
+        raise OptionError(f"--clip {clip!r}: expected two percentiles 'LOW,HIGH', e.g. 0.5,99.5") from None
     if not 0 <= lo < hi <= 100:
-        raise InputError(f"--clip {clip!r}: expected 0 <= LOW < HIGH <= 100")
+        raise OptionError(f"--clip {clip!r}: expected 0 <= LOW < HIGH <= 100")
     return lo, hi
 
 
@@ -341,9 +341,9 @@ def _finish(writer, failed: list[dict], dtype, mask_arr, qc_threshold, affine, l
 
 def _check_choices(dtype: str, interp: str) -> None:
     if dtype not in ("float16", "uint8"):
-        raise InputError(f"--dtype {dtype}: expected float16 or uint8")
+        raise OptionError(f"--dtype {dtype}: expected float16 or uint8")
     if interp not in INTERP_ORDERS:
-        raise InputError(f"--interp {interp}: expected linear, cubic or nearest")
+        raise OptionError(f"--interp {interp}: expected linear, cubic or nearest")
 
 
 def _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype, interp, antialias, lohi, write_nifti,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 
 # command option -> field of the simulator's configuration
 _FIELDS = {"n": "n_samples", "chromosomes": "n_chromosomes", "chrom_length_mb": "chrom_length_mb", "demes": "demes",
@@ -49,7 +49,7 @@ def _floats(text: str, opt: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise InputError(f"{opt} {text}: expected comma-separated numbers") from None
+        raise OptionError(f"{opt} {text}: expected comma-separated numbers") from None
 
 
 def make_config(preset: str = "default", seed: int = 0, snps: int | None = None, growth: str | None = None,
@@ -59,33 +59,33 @@ def make_config(preset: str = "default", seed: int = 0, snps: int | None = None,
     from gimtool.sim.cohort import PRESETS, preset as make_preset
 
     if preset not in PRESETS:
-        raise InputError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
+        raise OptionError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
     over: dict = {"seed": seed}
     over.update({_FIELDS[k]: v for k, v in options.items() if v is not None})
     if snps is not None:
         over["n_snps"] = snps or None
     if growth is not None:
         if growth not in ("recent", "none"):
-            raise InputError(f"--growth {growth}: expected recent or none")
+            raise OptionError(f"--growth {growth}: expected recent or none")
         over["growth"] = growth
     if h2 is not None:
         over["h2"] = _floats(h2, "--h2")
         if any(not 0 <= x <= 1 for x in over["h2"]):
-            raise InputError(f"--h2 {h2}: each value must be between 0 and 1")
+            raise OptionError(f"--h2 {h2}: each value must be between 0 and 1")
     if split is not None:
         sp = _floats(split, "--split")
         if len(sp) != 3 or any(x < 0 for x in sp) or sum(sp) <= 0 or sp[2] <= 0:
-            raise InputError(f"--split {split}: expected three non-negative shares train,val,test with test > 0")
+            raise OptionError(f"--split {split}: expected three non-negative shares train,val,test with test > 0")
         over["split"] = tuple(sp)
     if no_images:
         over["images"] = False
     if options.get("layout") not in (None, "flat", "bids"):
-        raise InputError(f"--layout {options['layout']}: expected flat or bids")
+        raise OptionError(f"--layout {options['layout']}: expected flat or bids")
     cfg = make_preset(preset, **over)
     try:
         cfg.h2_per_factor()
     except ValueError as e:
-        raise InputError(f"--h2: {e}") from None
+        raise OptionError(f"--h2: {e}") from None
     return cfg
 
 

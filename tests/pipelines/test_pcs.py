@@ -24,7 +24,7 @@ def pruned(eur_bfile, tmp_path_factory):
 
 def test_genotype_pcs_match_plink2_pca(pruned):
     d = pruned
-    gimtool("pcs", "--bfile", d / "pruned", "--prune", "none", "--maf", "0", "--n", "10", "--out", d / "g")
+    gimtool("pcs", "--bfile", d / "pruned", "--prune", "none", "--maf", "0", "--n-pcs", "10", "--out", d / "g")
     ours = pl.read_csv(d / "g.eigenvec", separator="\t")
     ref = pl.read_csv(d / "pl.eigenvec", separator="\t")
     assert ours.columns[:3] == ["#FID", "IID", "PC1"]
@@ -39,7 +39,7 @@ def test_genotype_pcs_match_plink2_pca(pruned):
 def test_genotype_pcs_with_pruning(pruned, eur_bfile, tmp_path):
     from gimtool.io.plink import Bfile
 
-    gimtool("pcs", "--bfile", eur_bfile, "--n", "3", "--out", tmp_path / "p", "--prune-window", "50", "--prune-r2", "0.2")
+    gimtool("pcs", "--bfile", eur_bfile, "--n-pcs", "3", "--out", tmp_path / "p", "--prune-window", "50", "--prune-r2", "0.2")
     kept = (tmp_path / "p.prune.in").read_text().split()
     bf = Bfile(eur_bfile)
     assert 0.2 * bf.n_snps < len(kept) < 0.7 * bf.n_snps
@@ -84,7 +84,7 @@ def test_embedding_pcs_fit_on_subset_equal_numpy(tmp_path):
     x, ids = _embeddings(tmp_path / "emb.tsv")
     train = np.arange(40)
     (tmp_path / "train.ids").write_text("".join(f"{ids[i][0]}\t{ids[i][1]}\n" for i in train))
-    gimtool("pcs", "--pheno", tmp_path / "emb.tsv", "--fit-keep", tmp_path / "train.ids", "--n", "4", "--out", tmp_path / "e")
+    gimtool("pcs", "--pheno", tmp_path / "emb.tsv", "--fit-keep", tmp_path / "train.ids", "--n-pcs", "4", "--out", tmp_path / "e")
     got = pl.read_csv(tmp_path / "e.pcs.tsv", separator="\t")
     assert got.columns == ["FID", "IID", "PC1", "PC2", "PC3", "PC4"] and got.height == 60
     # numpy reference: eigenvectors of the training covariance, applied to everyone
@@ -105,7 +105,7 @@ def test_embedding_pcs_fit_on_subset_equal_numpy(tmp_path):
 def test_apply_loadings_reproduces_scores(tmp_path, capsys):
     _embeddings(tmp_path / "emb.tsv")
     _embeddings(tmp_path / "new.tsv", seed=1)
-    assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--n", "3", "--out", str(tmp_path / "a")]) == 0
+    assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--n-pcs", "3", "--out", str(tmp_path / "a")]) == 0
     assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--apply", str(tmp_path / "a.loadings.tsv"), "--out", str(tmp_path / "b")]) == 0
     a = pl.read_csv(tmp_path / "a.pcs.tsv", separator="\t")
     b = pl.read_csv(tmp_path / "b.pcs.tsv", separator="\t")
@@ -120,10 +120,10 @@ def test_apply_loadings_reproduces_scores(tmp_path, capsys):
 
 def test_pcs_bad_input(tmp_path, capsys):
     _embeddings(tmp_path / "emb.tsv", n=10, d=3)
-    assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--n", "5", "--out", str(tmp_path / "x")]) != 0
-    assert "--n 5: at most" in capsys.readouterr().err
+    assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--n-pcs", "5", "--out", str(tmp_path / "x")]) != 0
+    assert "--n-pcs 5: at most" in capsys.readouterr().err
     assert main(["pcs", "--out", str(tmp_path / "x")]) != 0
     assert "exactly one of --pheno" in capsys.readouterr().err
     (tmp_path / "ids").write_text("NOPE NOPE\n")
-    assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--fit-keep", str(tmp_path / "ids"), "--n", "2", "--out", str(tmp_path / "x")]) != 0
+    assert main(["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--fit-keep", str(tmp_path / "ids"), "--n-pcs", "2", "--out", str(tmp_path / "x")]) != 0
     assert "the keep list selects no one (none of its 1 IDs is in the data, e.g. NOPE NOPE)" in capsys.readouterr().err
