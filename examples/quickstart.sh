@@ -77,6 +77,6 @@ run "$D/h2/gim.log" gimtool h2 --method greml --bfile "$D/geno" --pheno "$D/gim/
 
 step "10/10 mi: held-out JSE mutual information between the PCs and the genotypes (test people)"
 run "$D/mi/gim.log" gimtool mi --pheno "$D/gim/emb.pcs.tsv" --pheno "$D/gim/guided.pcs.tsv" --pheno "$D/cohort/truth/factors.tsv" --geno "$D/geno.geno" \
-    --keep "$D/cohort/test.ids" --genetic-encoder mlp --weight-decay 0.01 --out "$D/mi/gim" --threads "$T"
+    --keep "$D/cohort/test.ids" --genetic-encoder mlp --weight-decay 0.01 --select-snps 16 --out "$D/mi/gim" --threads "$T"
 
 python "$HERE/summarize.py" "$D"
