@@ -57,7 +57,7 @@ def test_gwas(filesets, tmp_path):
 
 
 def test_pcs(filesets, tmp_path):
-    b, p = _both(filesets, tmp_path, "pcs", "--n", "4")
+    b, p = _both(filesets, tmp_path, "pcs", "--n-pcs", "4")
     _same(b, p, [".eigenvec", ".eigenval", ".prune.in"])
 
 

@@ -101,7 +101,7 @@ def test_pcs_guided_by_cli_fits_on_fit_people_only(tmp_path, capsys):
     emb = ids.with_columns([pl.Series(f"z{k + 1}", z[:, k]) for k in range(z.shape[1])])
     write_table(emb, tmp_path / "emb.tsv")
     write_ids(ids[:400], tmp_path / "train.ids")
-    args = ["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--fit-keep", str(tmp_path / "train.ids"), "--n", "2",
+    args = ["pcs", "--pheno", str(tmp_path / "emb.tsv"), "--fit-keep", str(tmp_path / "train.ids"), "--n-pcs", "2",
             "--guided-by", str(tmp_path / "g.geno")]
     r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
