@@ -1,7 +1,7 @@
 """Join the parts that the tasks of a cluster job array wrote into what one run writes.
 
 Image stores: prep-mri --shard K/N --out STORE writes STORE.shardKofN; merge --out STORE joins
-the N parts into STORE (volumes and per-scan QC in list order, the cohort QC redone over
+the N parts into STORE (volumes and per-scan QC in list order, then the cohort QC over
 everyone): byte for byte the store of one run with the same options.
 
 Embeddings: embed --shard K/N --out EMB writes EMB.shardKofN.tsv; merge --out EMB writes EMB.tsv,

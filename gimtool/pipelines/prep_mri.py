@@ -323,14 +323,22 @@ def _manifest(rows: list[dict], corr: np.ndarray, flags: np.ndarray):
     )
 
 
-def _finish(writer, failed: list[dict], dtype, mask_arr, qc_threshold, affine, log) -> None:
-    """Cohort QC, the manifest and failed.tsv, and the store renamed into place."""
+def _finish(writer, failed: list[dict], dtype, mask_arr, qc_threshold, affine, log, cohort: bool = True) -> None:
+    """Cohort QC, the manifest and failed.tsv, and the store renamed into place. Without `cohort`
+    (a part of a --shard run) the cohort QC is left to `gimtool merge`, which does it once over
+    everyone anyway: CORR_MEAN is NA, QC_OUTLIER 0, no mean.nii.gz or qc.png."""
     import polars as pl
 
     from gimtool.conventions import IMAGE_FAILED_COLS
 
-    corr, flags = _cohort_qc(writer, dtype, mask_arr, qc_threshold, affine, log)
     failed_df = pl.DataFrame(failed or None, schema={c: pl.Utf8 for c in IMAGE_FAILED_COLS})
+    if not cohort:
+        log.info("cohort QC (mean image, correlations, outliers): left to gimtool merge, over all the parts")
+        n = len(writer.rows)
+        manifest = _manifest(writer.rows, np.full(n, np.nan), np.zeros(n, dtype=bool))
+        writer.finish(manifest.with_columns(pl.col("CORR_MEAN").fill_nan(None)), failed_df)
+        return
+    corr, flags = _cohort_qc(writer, dtype, mask_arr, qc_threshold, affine, log)
     log.info(f"QC: correlation with the cohort mean image: median {np.nanmedian(corr):.3f}, min {np.nanmin(corr):.3f}; "
              f"{int(flags.sum())} below --qc-threshold {qc_threshold:g}")
     for i in np.flatnonzero(flags):
@@ -347,9 +355,9 @@ def _check_choices(dtype: str, interp: str) -> None:
 
 
 def _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype, interp, antialias, lohi, write_nifti,
-                   qc_threshold, threads, resume) -> tuple[list[dict], int, int]:
+                   qc_threshold, threads, resume, cohort_qc: bool = True) -> tuple[list[dict], int, int]:
     """Conform the listed scans into the store at `out` and finish it: (failures, volumes stored,
-    scans processed in this run)."""
+    scans processed in this run). `cohort_qc` False: a --shard part, see _finish."""
     from gimtool.conventions import IMAGE_QC_COLS
     from gimtool.imaging.grids import mni_grid
     from gimtool.io.imagestore import StoreWriter
@@ -374,7 +382,7 @@ def _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype
         log.info(f"{n} volumes in the store, {len(failed)} scans failed")
         if n == 0:
             raise InputError(f"no scan could be used; first failure: {failed[0]['REASON']}" if failed else "no scans to process")
-        _finish(writer, failed, dtype, mask_arr, qc_threshold, affine, log)
+        _finish(writer, failed, dtype, mask_arr, qc_threshold, affine, log, cohort=cohort_qc)
     finally:
         writer.close()
     return failed, n, len(tasks)
@@ -402,10 +410,12 @@ def run(out: str, images=None, directory=None, pattern: str | None = None, voxel
         log.info(f"{todo.height} scans listed")
         todo = shards.take_part(todo, shard, "--shard", "scans", log)
         failed, n, n_tasks = _conform_store(log, out, todo, directory, voxel, flirt_mat, ref, mask, dtype, interp,
-                                            antialias, lohi, write_nifti, qc_threshold, threads, resume)
+                                            antialias, lohi, write_nifti, qc_threshold, threads, resume,
+                                            cohort_qc=shard is None)
         log.output("image store", out)
         log.output("failed scans", f"{out}/failed.tsv ({len(failed)} rows)")
-        log.output("QC figure", f"{out}/qc.png")
+        if shard is None:
+            log.output("QC figure", f"{out}/qc.png")
         if failed:
             msg = (f"{len(failed)} of {n_tasks} scans failed (first: {failed[0]['REASON']}); "
                    f"they are listed in {out}/failed.tsv, the store holds the other {n}")

@@ -66,7 +66,9 @@ def test_prep_mri_shards_merge_to_one_run(cohort, tmp_path):
     gimtool(*args, "--out", out, "--shard", "3/3", "--resume")
     gimtool(*args, "--out", out, "--shard", "2/3", "--resume")
     assert "40 listed scans already in the store, 1 to process" in (tmp_path / "parts" / "cohort.img.shard2of3.log").read_text()
-    part2 = pl.read_csv(f"{out}.shard2of3/manifest.tsv", separator="\t")
+    part2 = pl.read_csv(f"{out}.shard2of3/manifest.tsv", separator="\t", null_values="NA")
+    # a part leaves the cohort QC (over everyone) to the merge
+    assert part2["CORR_MEAN"].null_count() == 40 and not (tmp_path / "parts" / "cohort.img.shard2of3" / "qc.png").exists()
     assert part2.height == 40 and "--shard 2/3: scans 41-81 of 121" in (tmp_path / "parts" / "cohort.img.shard2of3.log").read_text()
     gimtool("merge", "--out", out)
     one, merged = files_of(tmp_path / "one"), files_of(out)
