@@ -79,6 +79,12 @@ CASES = {
     "embed --device tpu": lambda f: ["embed", "--checkpoint", f["d"] / "none.pt", "--images", f["img"], "--device", "tpu",
                                      "--out", f["d"] / "e"],
     "embed --out under a file": lambda f: ["embed", "--checkpoint", f["d"] / "none.pt", "--images", f["img"], "--out", f["under_file"]],
+    "embed --shard 0/3": lambda f: ["embed", "--checkpoint", f["d"] / "none.pt", "--images", f["img"], "--shard", "0/3", "--out", f["d"] / "e"],
+    # merge
+    "merge no parts": lambda f: ["merge", "--out", f["d"] / "no_parts"],
+    "merge --out under a file": lambda f: ["merge", "--out", f["under_file"]],
+    "merge gwas chunk missing": lambda f: ["merge", "--gwas", f["d"] / "no_chunk", "--out", f["d"] / "gm"],
+    "prep-mri --shard 4/3": lambda f: ["prep-mri", "--dir", f["d"] / "no_scans", "--shard", "4/3", "--out", f["d"] / "pm"],
 }
 
 
