@@ -35,5 +35,5 @@ def command(
 ) -> None:
     from gimtool.pipelines import merge
 
-    kind = merge.run(out, options.split_list(gwas), qc_threshold, mask, plots=not no_plots)
-    typer.echo(f"merge: {kind} {out}", err=True)
+    done = merge.run(out, options.split_list(gwas), qc_threshold, mask, plots=not no_plots)
+    typer.echo(f"merge: {done}", err=True)

@@ -27,13 +27,13 @@ from gimtool.pipelines.shards import find_parts
 
 def run(out: str, gwas=None, qc_threshold: float = 0.8, mask=None, plots: bool = True) -> str:
     """Merge the parts of `out` (or, with `gwas`, the chunk output prefixes in chunk order); returns
-    what was made: "image store", "embeddings" or "gwas"."""
+    one line saying what was written."""
     from gimtool.runlog import RunLog
 
     with RunLog(out, "merge") as log:
         if gwas:
-            merge_gwas(out, list(gwas), plots, log)
-            return "gwas"
+            names = merge_gwas(out, list(gwas), plots, log)
+            return f"wrote the sumstats of {len(names)} phenotypes ({', '.join(names)}) from {len(gwas)} chunks to {out}.*"
         stores, tables = find_parts(out, folders=True), find_parts(out, ".tsv")
         if stores and tables:
             raise InputError(f"{out}: both image store parts ({stores[0].name}) and table parts ({tables[0].name}) are "
@@ -41,11 +41,11 @@ def run(out: str, gwas=None, qc_threshold: float = 0.8, mask=None, plots: bool =
         if stores:
             n = merge_image_stores(out, stores, qc_threshold, mask, log)
             log.info(f"{len(stores)} parts, {n} volumes merged into {out}")
-            return "image store"
+            return f"wrote the image store {out} ({n} volumes from {len(stores)} parts)"
         if tables:
             n = merge_tables(out, tables, log)
             log.info(f"{len(tables)} parts, {n} people merged into {out}.tsv")
-            return "embeddings"
+            return f"wrote {out}.tsv ({n} people from {len(tables)} parts)"
         raise InputError(f"{out}: no parts found: expected {out}.shard1ofN ... (prep-mri --shard K/N --out {out}) or "
                          f"{out}.shard1ofN.tsv ... (embed --shard); gwas --chunk outputs are given with --gwas")
 
@@ -210,8 +210,9 @@ def _check_order(df, counts: list[int], prefixes: list[str], log) -> None:
                      f"give the chunks in --chunk order (1/N first)")
 
 
-def merge_gwas(out: str, prefixes: list[str], plots: bool, log) -> None:
-    """OUT.<PHENO>.sumstats.gz (and plots) and OUT.summary.tsv from gwas --chunk outputs."""
+def merge_gwas(out: str, prefixes: list[str], plots: bool, log) -> list[str]:
+    """OUT.<PHENO>.sumstats.gz (and plots) and OUT.summary.tsv from gwas --chunk outputs; returns
+    the phenotypes."""
     import polars as pl
 
     from gimtool.conventions import GWAS_SUMMARY_COLS
@@ -242,3 +243,4 @@ def merge_gwas(out: str, prefixes: list[str], plots: bool, log) -> None:
     with atomic_path(f"{out}.summary.tsv") as tmp:
         pl.DataFrame(rows).select(GWAS_SUMMARY_COLS).write_csv(tmp, separator="\t", null_value="NA")
     log.output("summary", f"{out}.summary.tsv")
+    return names
