@@ -422,6 +422,7 @@ def run(out: str, images=None, directory=None, pattern: str | None = None, voxel
             if not allow_failures:
                 raise InputError(msg + "; use --allow-failures to accept this")
             log.warn(msg)
-        log.summary(f"prep-mri: wrote the image store {out}/ with {n} conformed volumes (manifest.tsv, QC in qc.png)"
+        log.summary(f"prep-mri: wrote the image store {out}/ with {n} conformed volumes "
+                    + ("(manifest.tsv, QC in qc.png)" if shard is None else "(a part: gimtool merge joins the parts, then QC)")
                     + (f"; {len(failed)} failed scans in {out}/failed.tsv" if failed else ""))
     return n
