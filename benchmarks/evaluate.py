@@ -136,6 +136,7 @@ VARIANTS = {
     # 18 true loci's lead SNPs rank in the top 16 by multiple R2 on z, 17 in the top 64
     # (diag_gim_training.py LEADS_IN_TOP*)
     "gim-critic16": ({}, {"critic_snps": 16}, None),
+    "gim-seed2": ({"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
 }
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
@@ -168,7 +169,7 @@ def prepare(out: Path, cfg: dict, threads: int) -> dict:
     # covariates of the test people: age, sex and 10 ancestry PCs from their genotypes
     covar = out / "covar.tsv"
     if not covar.exists():
-        gim("pcs", "--bfile", out / "geno", "--keep", c / "test.ids", "--n", 10, "--out", out / "ancestry", "--threads", threads)
+        gim("pcs", "--bfile", out / "geno", "--keep", c / "test.ids", "--n-pcs", 10, "--out", out / "ancestry", "--threads", threads)
         anc = read_table(out / "ancestry.eigenvec", what="covariate")
         cov = read_table(c / "covariates.tsv", columns=["age", "sex"], what="covariate")
         write_table(cov.join(anc, on=["FID", "IID"], how="inner"), covar)
@@ -253,7 +254,7 @@ def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, devi
         prefix = run / ("emb" if readout == "pca" else f"emb_{readout}")
         if not Path(f"{prefix}.pcs.tsv").exists():
             extra = ["--guided-by", out / "geno.geno"] if readout == "guided" else []
-            gim("pcs", "--pheno", run / "embeddings.tsv", "--fit-keep", c / "train.ids", "--n", 10, *extra, "--out", prefix)
+            gim("pcs", "--pheno", run / "embeddings.tsv", "--fit-keep", c / "train.ids", "--n-pcs", 10, *extra, "--out", prefix)
         tables[readout] = Path(f"{prefix}.pcs.tsv")
     return tables
 
