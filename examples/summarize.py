@@ -24,7 +24,7 @@ def main(d: Path) -> None:
     for row in mi.iter_rows(named=True):
         print(f"  held-out MI, {row['NAME']}: {row['MI_VAL']:.3f} (training pairs {row['MI_TRAIN']:.3f})")
     print("  (3 epochs of a small model on 400 people: it shows the pipeline; "
-          "benchmarks/results/table1_cpu-large.md compares the methods)")
+          "benchmarks/results/table1_brainlike-10.md compares the methods)")
 
 
 if __name__ == "__main__":
