@@ -72,6 +72,10 @@ class ModelConfig:
     # 17 in the top 64, and gim with 64 found 9/18 true loci (guided readout) against 7/18 with 16
     # (benchmarks/results/table1_brainlike-10.md)
     critic_snps: int = 64
+    # > 0: the critic also trains, every step, on the (z, genotype) pairs of the last critic_queue
+    # training batches (z detached: only the critic and the genetic encoder learn from them), so
+    # it sees critic_queue + 1 times the pairs and negatives of a batch of 12 (model.critic.PairBank)
+    critic_queue: int = 0
     projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
 
     # Losses
@@ -126,6 +130,8 @@ class ModelConfig:
             bad("temperature", "> 0")
         if self.critic_snps < 0:
             bad("critic_snps", ">= 0")
+        if self.critic_queue < 0:
+            bad("critic_queue", ">= 0")
         for name in ("genetic_chunk_tokens", "repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):
             if getattr(self, name) < 1:
                 bad(name, ">= 1")

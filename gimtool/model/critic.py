@@ -119,6 +119,24 @@ class SnpSelector(nn.Module):
         return keep if mask is None else keep & mask.to(keep.device, torch.bool)
 
 
+class PairBank:
+    """The (z, batch) pairs of the last `size` training steps, for a critic loss on more pairs than
+    one batch of 12 (issue 14: more negatives). z is stored detached, the batch's genotype fields
+    as they came (their genetic embedding is recomputed each step with the current encoder and SNP
+    selection). Not saved in checkpoints: after a resume it refills in `size` steps."""
+
+    def __init__(self, size: int):
+        from collections import deque
+
+        self.items: "deque[tuple[torch.Tensor, dict]]" = deque(maxlen=size)
+
+    def push(self, z: torch.Tensor, batch: dict) -> None:
+        self.items.append((z.detach(), batch))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 class SeparableCritic(nn.Module):
     """(B, x_dim), (B, y_dim) -> (B, B) scores, positives on the diagonal."""
 
@@ -134,6 +152,8 @@ class SeparableCritic(nn.Module):
         self.x_head = mlp(x_dim, cfg.critic_hidden, cfg.critic_dim)
         self.y_head = mlp(y_dim, cfg.critic_hidden, cfg.critic_dim)
         self.scale = 1.0 / math.sqrt(cfg.critic_dim)
+        queue = getattr(cfg, "critic_queue", 0)
+        self.bank = PairBank(queue) if queue else None
 
     def project(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, x_dim), (B, y_dim) -> u (B, k), v (B, k): the scores are (u @ v.T) * scale."""
@@ -144,6 +164,12 @@ class SeparableCritic(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         u, v = self.project(x, y)
         return (u @ v.t()) * self.scale
+
+    def scores_frozen_stats(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """forward() without updating the running statistics (for pairs already counted)."""
+        xn = self.x_norm.peek(x) if isinstance(self.x_norm, RunningStandardize) else x
+        yn = self.y_norm.peek(y) if isinstance(self.y_norm, RunningStandardize) else y
+        return (self.x_head(xn) @ self.y_head(yn).t()) * self.scale
 
 
 class GenotypeHead(nn.Module):

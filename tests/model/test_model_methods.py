@@ -135,3 +135,29 @@ def test_gim_transformer_accepts_a_snp_subset_and_bf16_autocast():
     assert torch.isfinite(loss) and loss.dtype == torch.float32
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in modules.parameters() if p.grad is not None)
+
+
+def test_gim_critic_queue_trains_the_critic_on_past_pairs_and_not_the_encoder():
+    torch.manual_seed(0)
+    m = get_method("gim")
+    modules = m.build(tiny_cfg().replace(critic_queue=2, critic_hidden=()), SHAPE, N_SNPS)
+    stage = m.stages(3)[-1]
+    bank = modules["critic"].bank
+    for step in range(4):
+        modules.zero_grad()
+        loss, metrics = m.loss(modules, tiny_batch(seed=step), stage)
+        assert len(bank) == min(step + 1, 2) and "jse_bank" in metrics
+        assert metrics["loss"] == pytest.approx(metrics["jse"] + metrics["recon"] + metrics["jse_bank"], rel=1e-5)
+    # the bank term alone: gradient for the critic and the genetic encoder, none for the image encoder
+    modules.zero_grad()
+    bank_loss = m._bank_loss(modules, tiny_batch(seed=9), stage, modules["encoder"](tiny_batch(seed=9)["image"]).z)
+    bank_loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in modules["encoder"].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in modules["critic"].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in modules["genetic"].parameters())
+    stats = modules["critic"].x_norm.count.clone()
+    m._bank_loss(modules, tiny_batch(seed=10), stage, modules["encoder"](tiny_batch(seed=10)["image"]).z)
+    assert modules["critic"].x_norm.count == stats  # the bank's pairs do not count twice in the running statistics
+    # validation (eval mode) leaves the bank alone
+    modules.eval()
+    assert "jse_bank" not in m.loss(modules, tiny_batch(seed=11), stage)[1] and len(bank) == 2
