@@ -28,7 +28,7 @@ import polars as pl
 
 from gimtool.conventions import BIM_COLS, FAM_COLS, MISSING_INT8
 from gimtool.errors import InputError
-from gimtool.io.plink import encode_bed_chunk
+from gimtool.io.plink import encode_bed_chunk, fileset_paths
 
 _PGEN_MISSING = -9  # pgenlib's missing hardcall
 _SEX = {"1": "1", "M": "1", "m": "1", "2": "2", "F": "2", "f": "2"}
@@ -145,14 +145,8 @@ class Pfile:
     """
 
     def __init__(self, prefix: str | os.PathLike):
-        prefix = str(prefix)
-        for ext in (".pgen", ".pvar", ".psam"):
-            if prefix.endswith(ext):
-                prefix = prefix[: -len(ext)]
+        prefix, (self.bed_path, self.bim_path, self.fam_path) = fileset_paths(prefix, (".pgen", ".pvar", ".psam"))
         self.prefix = prefix
-        self.bed_path = Path(prefix + ".pgen")
-        self.bim_path = Path(prefix + ".pvar")
-        self.fam_path = Path(prefix + ".psam")
         for p in (self.bed_path, self.bim_path, self.fam_path):
             if not p.is_file():
                 hint = " (a .pvar.zst: decompress it with plink2 --zst-decompress)" if p.suffix == ".pvar" and Path(

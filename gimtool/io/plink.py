@@ -95,6 +95,15 @@ def read_bim(path: str | os.PathLike) -> pl.DataFrame:
     return df.with_columns(pl.col("CM").cast(pl.Float64), pl.col("BP").cast(pl.Int64))
 
 
+def fileset_paths(prefix: str | os.PathLike, exts: tuple[str, ...]) -> tuple[str, list[Path]]:
+    """(prefix without any of `exts`, [prefix + ext for each ext]): a fileset named either way."""
+    prefix = str(prefix)
+    for ext in exts:
+        if prefix.endswith(ext):
+            prefix = prefix[: -len(ext)]
+    return prefix, [Path(prefix + ext) for ext in exts]
+
+
 class Bfile:
     """A validated PLINK 1 fileset.
 
@@ -103,17 +112,10 @@ class Bfile:
     """
 
     def __init__(self, prefix: str | os.PathLike):
-        prefix = str(prefix)
-        for ext in (".bed", ".bim", ".fam"):
-            if prefix.endswith(ext):
-                prefix = prefix[: -len(ext)]
-        self.prefix = prefix
-        self.bed_path = Path(prefix + ".bed")
-        self.bim_path = Path(prefix + ".bim")
-        self.fam_path = Path(prefix + ".fam")
+        self.prefix, (self.bed_path, self.bim_path, self.fam_path) = fileset_paths(prefix, (".bed", ".bim", ".fam"))
         for p in (self.bed_path, self.bim_path, self.fam_path):
             if not p.is_file():
-                raise InputError(f"{p}: file not found (--bfile {prefix} needs .bed, .bim and .fam)")
+                raise InputError(f"{p}: file not found (--bfile {self.prefix} needs .bed, .bim and .fam)")
         self.fam = read_fam(self.fam_path)
         self.bim = read_bim(self.bim_path)
         self.n_samples = self.fam.height
