@@ -35,5 +35,4 @@ def command(
 ) -> None:
     from gimtool.pipelines import merge
 
-    done = merge.run(out, options.split_list(gwas), qc_threshold, mask, plots=not no_plots)
-    typer.echo(f"merge: {done}", err=True)
+    merge.run(out, options.split_list(gwas), qc_threshold, mask, plots=not no_plots)

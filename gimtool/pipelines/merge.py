@@ -27,27 +27,33 @@ from gimtool.pipelines.shards import find_parts
 
 def run(out: str, gwas=None, qc_threshold: float = 0.8, mask=None, plots: bool = True) -> str:
     """Merge the parts of `out` (or, with `gwas`, the chunk output prefixes in chunk order); returns
-    one line saying what was written."""
+    one line saying what was written (also the log's summary line)."""
     from gimtool.runlog import RunLog
 
     with RunLog(out, "merge") as log:
-        if gwas:
-            names = merge_gwas(out, list(gwas), plots, log)
-            return f"wrote the sumstats of {len(names)} phenotypes ({', '.join(names)}) from {len(gwas)} chunks to {out}.*"
-        stores, tables = find_parts(out, folders=True), find_parts(out, ".tsv")
-        if stores and tables:
-            raise InputError(f"{out}: both image store parts ({stores[0].name}) and table parts ({tables[0].name}) are "
-                             f"present; merge one kind under one --out")
-        if stores:
-            n = merge_image_stores(out, stores, qc_threshold, mask, log)
-            log.info(f"{len(stores)} parts, {n} volumes merged into {out}")
-            return f"wrote the image store {out} ({n} volumes from {len(stores)} parts)"
-        if tables:
-            n = merge_tables(out, tables, log)
-            log.info(f"{len(tables)} parts, {n} people merged into {out}.tsv")
-            return f"wrote {out}.tsv ({n} people from {len(tables)} parts)"
-        raise InputError(f"{out}: no parts found: expected {out}.shard1ofN ... (prep-mri --shard K/N --out {out}) or "
-                         f"{out}.shard1ofN.tsv ... (embed --shard); gwas --chunk outputs are given with --gwas")
+        done = _merge(out, gwas, qc_threshold, mask, plots, log)
+        log.summary(f"merge: {done}")
+        return done
+
+
+def _merge(out: str, gwas, qc_threshold: float, mask, plots: bool, log) -> str:
+    if gwas:
+        names = merge_gwas(out, list(gwas), plots, log)
+        return f"wrote the sumstats of {len(names)} phenotypes ({', '.join(names)}) from {len(gwas)} chunks to {out}.*"
+    stores, tables = find_parts(out, folders=True), find_parts(out, ".tsv")
+    if stores and tables:
+        raise InputError(f"{out}: both image store parts ({stores[0].name}) and table parts ({tables[0].name}) are "
+                         f"present; merge one kind under one --out")
+    if stores:
+        n = merge_image_stores(out, stores, qc_threshold, mask, log)
+        log.info(f"{len(stores)} parts, {n} volumes merged into {out}")
+        return f"wrote the image store {out} ({n} volumes from {len(stores)} parts)"
+    if tables:
+        n = merge_tables(out, tables, log)
+        log.info(f"{len(tables)} parts, {n} people merged into {out}.tsv")
+        return f"wrote {out}.tsv ({n} people from {len(tables)} parts)"
+    raise InputError(f"{out}: no parts found: expected {out}.shard1ofN ... (prep-mri --shard K/N --out {out}) or "
+                     f"{out}.shard1ofN.tsv ... (embed --shard); gwas --chunk outputs are given with --gwas")
 
 
 # -- embeddings (and any FID IID table) ------------------------------------------------------------

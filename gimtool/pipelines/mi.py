@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from gimtool.conventions import ID_COLS, MI_COLS, MI_CURVE_COLS
-from gimtool.errors import InputError
+from gimtool.errors import InputError, OptionError
 
 
 def table_names(paths: list[str]) -> list[str]:
@@ -38,17 +38,17 @@ def model_config(genetic_encoder: str, genetic_dims: str | None):
     from gimtool.train import mi as milib
 
     if genetic_encoder not in milib.ENCODERS:
-        raise InputError(f"--genetic-encoder {genetic_encoder}: expected one of {', '.join(milib.ENCODERS)}")
+        raise OptionError(f"--genetic-encoder {genetic_encoder}: expected one of {', '.join(milib.ENCODERS)}")
     over: dict = {}
     if genetic_dims:
         try:
             over["genetic_dims"] = tuple(int(x) for x in genetic_dims.split(","))
         except ValueError:
-            raise InputError(f"--genetic-dims {genetic_dims}: expected comma-separated integers such as 16,32") from None
+            raise OptionError(f"--genetic-dims {genetic_dims}: expected comma-separated integers such as 16,32") from None
     try:
         return ModelConfig(**over)
     except ValueError as e:
-        raise InputError(f"--genetic-dims {genetic_dims}: {e}") from None
+        raise OptionError(f"--genetic-dims {genetic_dims}: {e}") from None
 
 
 def _tables(files, columns, store, mask, val_frac: float, where: Path, log) -> list[tuple]:

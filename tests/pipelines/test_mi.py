@@ -331,7 +331,7 @@ def test_cli_too_few_people_and_bad_options(small_inputs, tmp_path, capsys):
     assert code != 0 and "each part needs at least 4" in err
     code, err = _run_inproc(capsys, "mi", "--pheno", small_inputs / "strong.tsv", "--geno", small_inputs / "c.geno", "--out", tmp_path / "o",
                 "--genetic-encoder", "cnn")
-    assert code != 0 and "--genetic-encoder cnn: expected one of transformer, mlp" in err
+    assert code == 2 and "--genetic-encoder cnn: expected one of transformer, mlp" in err
     code, err = _run_inproc(capsys, "mi", "--pheno", small_inputs / "strong.tsv", "--geno", small_inputs / "c.geno", "--out", tmp_path / "o",
                 "--pheno-name", "z9")
     assert code != 0 and "column(s) z9 not found" in err

@@ -100,6 +100,8 @@ def test_embed_shards_merge_to_one_run(model, tmp_path):  # noqa: F811
     assert sizes == [4, 2, 3]  # whole batches of 2: each batch is one of the single run's
     gimtool("merge", "--out", tmp_path / "emb")
     assert (tmp_path / "emb.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
+    # merge ends with its summary line, as every command
+    assert f"merge: wrote {tmp_path / 'emb'}.tsv (9 people from 3 parts)" in (tmp_path / "emb.log").read_text()
     gimtool(*args, "--out", tmp_path / "x", "--shard", "5/5")  # 9 people, 5 batches: part 5 of 5 is the last one
     # 9 people in batches of 8: two batches for three parts, one of them is empty: an error
     gimtool(*base, "--batch-size", "8", "--out", tmp_path / "y", "--shard", "2/3", code=1)
