@@ -191,6 +191,10 @@ def test_cohort_qc_flags_the_odd_volume_and_matches_numpy():
     for i in range(5):
         assert corr[i] == pytest.approx(np.corrcoef(vols[i].astype(float)[m], mean[m])[0, 1], abs=1e-6)
     assert flags.tolist() == [False, False, False, True, False] and worst[0] == 3
+    # a volume constant over the mask has no correlation (NaN), and is flagged
+    flat = np.concatenate([vols, np.full((1, *base.shape), 0.7, np.float16)])
+    _, corr2, flags2, _ = cohort_qc(flat, threshold=0.8, mask=m, n_worst=1)
+    assert np.isnan(corr2[5]) and flags2[5] and np.allclose(corr2[:5], corr, atol=1e-6)
 
 
 def test_zscore_clips_then_standardises_inside_the_mask():
