@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from gimtool.errors import InputError
+from gimtool.io.nifti import scan_table
 
 _T1W = re.compile(r".*_T1w\.nii(\.gz)?\Z")
 _LABEL = re.compile(r"[A-Za-z0-9]+\Z")
@@ -116,14 +117,7 @@ def scan_bids(root: str | os.PathLike, session: str | None = None,
             notes.append(f"{len(set(listed) - found)} participant(s) of participants.tsv without a folder")
     if not rows:
         raise InputError(f"{root}: no usable T1w scan ({'; '.join(notes) or 'none found'})")
-    seen: dict[tuple[str, str], str] = {}
-    for fid, iid, p in rows:
-        if (fid, iid) in seen:
-            raise InputError(f"{root}: two scans map to (FID {fid}, IID {iid}): {seen[(fid, iid)]} and {p}")
-        seen[(fid, iid)] = p
-    frame = pl.DataFrame({"FID": [r[0] for r in rows], "IID": [r[1] for r in rows], "PATH": [r[2] for r in rows],
-                          "MAT": [None] * len(rows)},
-                         schema={"FID": pl.Utf8, "IID": pl.Utf8, "PATH": pl.Utf8, "MAT": pl.Utf8})
+    frame = scan_table(rows, lambda fid, iid, a, b: f"{root}: two scans map to (FID {fid}, IID {iid}): {a} and {b}")
     return frame, notes
 
 

@@ -282,6 +282,21 @@ def read_image_list(path: str | os.PathLike) -> "pl.DataFrame":
                         schema={"FID": pl.Utf8, "IID": pl.Utf8, "PATH": pl.Utf8, "MAT": pl.Utf8})
 
 
+def scan_table(rows: list[tuple[str, str, str]], duplicate_message) -> "pl.DataFrame":
+    """The scan list frame (FID IID PATH MAT, no FLIRT matrices) of (FID, IID, path) rows; one
+    scan per sample, else InputError(duplicate_message(fid, iid, first path, second path))."""
+    import polars as pl
+
+    seen: dict[tuple[str, str], str] = {}
+    for fid, iid, p in rows:
+        if (fid, iid) in seen:
+            raise InputError(duplicate_message(fid, iid, seen[(fid, iid)], p))
+        seen[(fid, iid)] = p
+    return pl.DataFrame({"FID": [r[0] for r in rows], "IID": [r[1] for r in rows], "PATH": [r[2] for r in rows],
+                         "MAT": [None] * len(rows)},
+                        schema={"FID": pl.Utf8, "IID": pl.Utf8, "PATH": pl.Utf8, "MAT": pl.Utf8})
+
+
 def scan_image_dir(directory: str | os.PathLike, pattern: str) -> "pl.DataFrame":
     """Find images under `directory` whose relative path matches `pattern`, e.g. ``{IID}_T1.nii.gz``
     or ``{FID}/{IID}/T1.nii.gz``. Without ``{FID}`` the FID is the IID (PLINK's --double-id).
@@ -317,11 +332,4 @@ def scan_image_dir(directory: str | os.PathLike, pattern: str) -> "pl.DataFrame"
             rows.append((fid, iid, str(f.resolve())))
     if not rows:
         raise InputError(f"{directory}: no file matches --pattern {pattern!r}")
-    seen: dict[tuple[str, str], str] = {}
-    for fid, iid, p in rows:
-        if (fid, iid) in seen:
-            raise InputError(f"{directory}: sample (FID {fid}, IID {iid}) matches two files: {seen[(fid, iid)]} and {p}")
-        seen[(fid, iid)] = p
-    return pl.DataFrame({"FID": [r[0] for r in rows], "IID": [r[1] for r in rows], "PATH": [r[2] for r in rows],
-                         "MAT": [None] * len(rows)},
-                        schema={"FID": pl.Utf8, "IID": pl.Utf8, "PATH": pl.Utf8, "MAT": pl.Utf8})
+    return scan_table(rows, lambda fid, iid, a, b: f"{directory}: sample (FID {fid}, IID {iid}) matches two files: {a} and {b}")

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import polars as pl
 
 from gimtool.conventions import BIM_COLS, FAM_COLS, MISSING_INT8
 from gimtool.errors import InputError
-from gimtool.io.plink import encode_bed_chunk, fileset_paths
+from gimtool.io.plink import Bfile, encode_bed_chunk, fileset_paths
 
 _PGEN_MISSING = -9  # pgenlib's missing hardcall
 _SEX = {"1": "1", "M": "1", "m": "1", "2": "2", "F": "2", "f": "2"}
@@ -211,15 +211,7 @@ class Pfile:
         nb = (self.n_samples + 3) // 4
         return np.frombuffer(encode_bed_chunk(gv.T), dtype=np.uint8).reshape(gv.shape[0], nb)
 
-    def iter_chunks(
-        self, chunk_size: int, samples=None, dtype: str = "int8", num_threads: int | None = 1,
-        start: int = 0, stop: int | None = None,
-    ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Yield (start, stop, genotypes[samples, start:stop]) over SNP chunks."""
-        stop = self.n_snps if stop is None else stop
-        for a in range(start, stop, chunk_size):
-            b = min(a + chunk_size, stop)
-            yield a, b, self.read(snps=slice(a, b), samples=samples, dtype=dtype)
+    iter_chunks = Bfile.iter_chunks  # the same chunking over read()
 
     def close(self) -> None:
         if self._pgen is not None:

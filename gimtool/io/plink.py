@@ -173,7 +173,8 @@ class Bfile:
         self, chunk_size: int, samples=None, dtype: str = "int8", num_threads: int | None = 1,
         start: int = 0, stop: int | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Yield (start, stop, genotypes[samples, start:stop]) over SNP chunks."""
+        """Yield (start, stop, genotypes[samples, start:stop]) over SNP chunks (any reader with
+        n_snps and read(): Pfile uses it too)."""
         stop = self.n_snps if stop is None else stop
         for a in range(start, stop, chunk_size):
             b = min(a + chunk_size, stop)
