@@ -290,19 +290,20 @@ class GIMMethod(Method):
         loss = jse + cfg.lambda_recon * recon
         metrics = {"jse": _f(jse), "recon": _f(recon), "mi": _f(losses.jse_mi(jse))}
         if modules["critic"].bank is not None and modules["critic"].training:
-            bank = self._bank_loss(modules, batch, stage, out.z)
+            bank = self._bank_loss(modules, batch, stage, out.z, g)
             loss = loss + bank
             metrics["jse_bank"] = _f(bank)
         return loss, {"loss": _f(loss), **metrics}
 
-    def _bank_loss(self, modules, batch, stage, z_local: torch.Tensor) -> torch.Tensor:
+    def _bank_loss(self, modules, batch, stage, z_local: torch.Tensor, g_local: torch.Tensor) -> torch.Tensor:
         """JSE of the critic over this step's pairs and those of the last critic_queue steps, z
         detached (model.critic.PairBank): the critic and genetic encoder learn from (Q + 1) x B
-        pairs a step, the image encoder only from its own batch's JSE."""
+        pairs a step, the image encoder only from its own batch's JSE. g_local is this step's
+        genetic embedding; those of the earlier batches are recomputed with the current encoder."""
         critic = modules["critic"]
         critic.bank.push(z_local, {k: batch[k] for k in ("geno", "chrom", "bp", "cm", "snp_mask", "af") if k in batch})
         zs = torch.cat([zb for zb, _ in critic.bank.items])
-        gs = torch.cat([self._genetic(modules, b, stage) for _, b in critic.bank.items])
+        gs = torch.cat([*(self._genetic(modules, b, stage) for _, b in list(critic.bank.items)[:-1]), g_local])
         return losses.jse_loss(critic.scores_frozen_stats(gather_rows(zs), gather_rows(gs)))
 
 

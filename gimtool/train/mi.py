@@ -179,19 +179,6 @@ def multiple_r2(Z: np.ndarray, geno: "GenotypeRows", rows: np.ndarray, af: np.nd
     return np.where(np.isfinite(r2), r2, 0.0)
 
 
-class ColumnView:
-    """Some SNP columns (`local`, positions in the source's columns) of a GenotypeRows."""
-
-    def __init__(self, geno, local: np.ndarray):
-        self.geno, self.local = geno, np.asarray(local)
-
-    def __getitem__(self, k: np.ndarray) -> np.ndarray:
-        return self.geno[k][:, self.local]
-
-    def __len__(self) -> int:
-        return len(self.geno)
-
-
 class GenotypeRows:
     """Genotypes of the given people, SNP columns `cols`: held in memory (int8) when they fit
     `max_bytes`, else read from the (memory-mapped) store batch by batch."""
@@ -280,7 +267,7 @@ def estimate_once(
     af = a1_frequencies(geno[tr])
     selected = _select(Z, geno, tr, af, settings.select_snps)
     if selected is not None:
-        geno, cols, af = ColumnView(geno, selected), cols[selected], af[selected]
+        geno, cols, af = GenotypeRows(geno.src, geno.rows, geno.cols[selected]), cols[selected], af[selected]
     pos = _positions_t(positions, cols, device)
     pos["af"] = torch.as_tensor(af, dtype=torch.float32, device=device)
     model = JSECritic(settings.model, settings.encoder, d, cols.size).to(device)
@@ -398,6 +385,6 @@ def small_transformer_config(**changes) -> ModelConfig:
 
 
 __all__ = [
-    "MAX_MI", "MISettings", "MIRun", "MIResult", "JSECritic", "GenotypeRows", "ColumnView", "multiple_r2", "split_people", "even_snp_subset",
+    "MAX_MI", "MISettings", "MIRun", "MIResult", "JSECritic", "GenotypeRows", "multiple_r2", "split_people", "even_snp_subset",
     "standardize_columns", "jse_loss_separable", "PairedPeople", "pair_people", "estimate_once", "estimate_mi", "small_transformer_config",
 ]

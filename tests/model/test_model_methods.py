@@ -150,13 +150,15 @@ def test_gim_critic_queue_trains_the_critic_on_past_pairs_and_not_the_encoder():
         assert metrics["loss"] == pytest.approx(metrics["jse"] + metrics["recon"] + metrics["jse_bank"], rel=1e-5)
     # the bank term alone: gradient for the critic and the genetic encoder, none for the image encoder
     modules.zero_grad()
-    bank_loss = m._bank_loss(modules, tiny_batch(seed=9), stage, modules["encoder"](tiny_batch(seed=9)["image"]).z)
+    b9 = tiny_batch(seed=9)
+    bank_loss = m._bank_loss(modules, b9, stage, modules["encoder"](b9["image"]).z, m._genetic(modules, b9, stage))
     bank_loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in modules["encoder"].parameters())
     assert any(p.grad is not None and p.grad.any() for p in modules["critic"].parameters())
     assert any(p.grad is not None and p.grad.any() for p in modules["genetic"].parameters())
     stats = modules["critic"].x_norm.count.clone()
-    m._bank_loss(modules, tiny_batch(seed=10), stage, modules["encoder"](tiny_batch(seed=10)["image"]).z)
+    b10 = tiny_batch(seed=10)
+    m._bank_loss(modules, b10, stage, modules["encoder"](b10["image"]).z, m._genetic(modules, b10, stage))
     assert modules["critic"].x_norm.count == stats  # the bank's pairs do not count twice in the running statistics
     # validation (eval mode) leaves the bank alone
     modules.eval()
