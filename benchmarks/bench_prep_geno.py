@@ -24,8 +24,8 @@ from pathlib import Path
 
 from bench_gwas import GIM_ENV, make_cohort, timed
 
-SPLIT = [("filter pass (QC)", "QC"), ("read .bed rows", "read .bed rows"), ("write .bed", "write .bed"),
-         ("decode store (sample-major)", "decode store"), ("write store (waited for)", r"write store \(waited\)"),
+SPLIT = [("filter pass (QC)", "QC"), ("read + write .bed", "write .bed"),
+         ("transpose store (2-bit sample-major)", "transpose store"), ("write store (waited for)", r"write store \(waited\)"),
          ("start-up + .bim/.fam/log (wall minus the two above)", None)]
 
 

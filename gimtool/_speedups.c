@@ -522,107 +522,149 @@ static PyObject *py_missing_fix(PyObject *self, PyObject *args) {
 }
 
 /*
- * prep-geno: .bed rows (SNP-major, 2 bits a call) to the sample-major int8 store, a sample
- * subset of .bed rows, and missing calls per sample; all straight from the packed bytes.
+ * prep-geno and the genotype store: .bed rows (SNP-major, 2 bits a call) to the sample-major
+ * 2-bit store, a sample subset of .bed rows, and missing calls per sample; all straight from the
+ * packed bytes. The store keeps the .bed's codes, so writing it is a transpose of 2-bit
+ * elements and nothing else; reading it decodes bytes to int8 through a table.
  *
- * decode_sample_major: out[smap[i] * ld + col0 + j] = count of A1 of sample i in row j (missing
- * -127) for every .bed sample i with smap[i] >= 0. 32 rows at a time are decoded through a
- * byte -> 4 values table into a 32 x 512 tile (16 KB, in L1), and its 8 x 8 blocks are transposed
- * in registers, four at once (three rounds of masked swaps on the 64-bit lanes of a 256-bit
- * vector): every sample gets its 32 bytes of the 32 rows in one store instead of 32 scattered ones.
+ * transpose_2bit: for every .bed sample i with smap[i] >= 0, the SNP of row sel[j] of the .bed
+ * rows goes to out[smap[i] * ld + byte0 + j / 4], bits 2 (j % 4) (sel: the kept SNPs of a span
+ * of rows, read in place instead of gathered first). Blocks of 32 SNPs x 32 samples are 32
+ * 64-bit words (a row's 8 bytes each) and are transposed in registers by five rounds of
+ * masked swaps (blocks of 16, 8, 4, 2 and 1 elements), four blocks side by side in the lanes
+ * of a 256-bit vector. Each sample then gets its 32 SNPs as one 8-byte store; 256 SNPs are
+ * done per pass over a sample group, so every sample's 64 output bytes (a cache line) are
+ * written together. SNPs beyond the rows (the last byte of the last chunk) are written as 0.
  */
 static uint32_t DECODE4[256]; /* byte -> the 4 samples' int8 values, little-endian */
+static const int8_t CODE_INT8[4] = {2, -127, 1, 0}; /* .bed code -> count of A1, missing -127 */
 
 static void init_decode4(void) {
-    static const int8_t val[4] = {2, -127, 1, 0};
     for (int v = 0; v < 256; v++) {
         uint8_t b[4];
-        for (int q = 0; q < 4; q++) b[q] = (uint8_t)val[(v >> (2 * q)) & 3];
+        for (int q = 0; q < 4; q++) b[q] = (uint8_t)CODE_INT8[(v >> (2 * q)) & 3];
         memcpy(&DECODE4[v], b, 4);
     }
 }
 
-#define TS 512 /* samples per tile (256-2048 measured within 20%: 512 was among the best) */
-#define TJ 32  /* rows (SNPs) per tile: four 8 x 8 blocks side by side */
 typedef uint64_t v4u __attribute__((vector_size(32)));
-/* 8 x 8 byte transposes of four blocks at once (one per 64-bit lane): in each lane, x[r] byte c
- * = element (r, c) becomes x[r] byte c = element (c, r), by three rounds of swaps of 1, 2 and 4
- * byte sub-blocks */
-static inline void transpose8x8x4(v4u x[8]) {
-    for (int i = 0; i < 8; i += 2) {
-        v4u t = ((x[i] >> 8) ^ x[i + 1]) & 0x00FF00FF00FF00FFULL;
-        x[i + 1] ^= t;
-        x[i] ^= t << 8;
-    }
-    for (int i = 0; i < 8; i += 4)
-        for (int j = i; j < i + 2; j++) {
-            v4u t = ((x[j] >> 16) ^ x[j + 2]) & 0x0000FFFF0000FFFFULL;
-            x[j + 2] ^= t;
-            x[j] ^= t << 16;
-        }
-    for (int j = 0; j < 4; j++) {
-        v4u t = ((x[j] >> 32) ^ x[j + 4]) & 0x00000000FFFFFFFFULL;
-        x[j + 4] ^= t;
-        x[j] ^= t << 32;
-    }
-}
 
-/* The tile holds row j = 8 jb + s, samples t..t+7 at tile[s][t / 8][jb]: the row s of the four
- * blocks of an 8-sample group is one 32-byte load. */
-MULTIVERSION static void decode_sample_major(const uint8_t *raw, Py_ssize_t m, Py_ssize_t nb, Py_ssize_t n_in,
-                                             const int64_t *smap, int8_t *out, Py_ssize_t ld, Py_ssize_t col0) {
-    static __thread uint64_t tile[8][TS / 8][4] __attribute__((aligned(64)));
-    for (Py_ssize_t j0 = 0; j0 < m; j0 += TJ) {
-        const int sb = m - j0 < TJ ? (int)(m - j0) : TJ;
-        for (Py_ssize_t i0 = 0; i0 < n_in; i0 += TS) {
-            const Py_ssize_t b0 = i0 / 4, nbytes = (nb - b0) < TS / 4 ? (nb - b0) : TS / 4;
-            for (int row = 0; row < TJ; row++) {
-                const int s = row & 7, jb = row >> 3;
-                if (row < sb) {
-                    const uint8_t *r = raw + (j0 + row) * nb + b0;
-                    for (Py_ssize_t bb = 0; bb < nbytes; bb++)
-                        memcpy((uint8_t *)&tile[s][bb >> 1][jb] + 4 * (bb & 1), &DECODE4[r[bb]], 4);
-                } else {
-                    for (Py_ssize_t g = 0; g < (nbytes + 1) / 2; g++) tile[s][g][jb] = 0;
-                }
-            }
-            const Py_ssize_t nt = (n_in - i0) < TS ? (n_in - i0) : TS;
-            for (Py_ssize_t t = 0; t < nt; t += 8) {
-                v4u x[8];
-                for (int s = 0; s < 8; s++) memcpy(&x[s], tile[s][t >> 3], 32);
-                transpose8x8x4(x);
-                for (int u = 0; u < 8 && t + u < nt; u++) {
-                    const int64_t r = smap[i0 + t + u];
-                    if (r < 0) continue;
-                    int8_t *dst = out + r * ld + col0 + j0;
-                    if (sb == TJ) memcpy(dst, &x[u], 32);
-                    else memcpy(dst, &x[u], (size_t)sb);
-                }
-            }
+/* x[r] element c (2 bits at 2c) becomes x[c] element r, in each 64-bit lane: the off-diagonal
+ * blocks of k x k elements are exchanged, k = 16, 8, 4, 2, 1 */
+static inline void transpose32x32x2(v4u x[32]) {
+    static const uint64_t mask[5] = {0x00000000FFFFFFFFULL, 0x0000FFFF0000FFFFULL, 0x00FF00FF00FF00FFULL,
+                                     0x0F0F0F0F0F0F0F0FULL, 0x3333333333333333ULL};
+    for (int round = 0, k = 16; round < 5; round++, k >>= 1) {
+        const uint64_t mk = mask[round];
+        const int sh = 2 * k;
+        for (int r = 0; r < 32; r++) {
+            if (r & k) continue;
+            v4u t = ((x[r] >> sh) ^ x[r + k]) & mk;
+            x[r + k] ^= t;
+            x[r] ^= t << sh;
         }
     }
 }
 
-/* decode_sample_major(raw, nb, n_in, smap int64 (n_in), out int8, ld, col0) */
-static PyObject *py_decode_sample_major(PyObject *self, PyObject *args) {
-    PyObject *oraw, *omap, *oout;
-    Py_ssize_t nb, n_in, ld, col0;
-    if (!PyArg_ParseTuple(args, "OnnOOnn", &oraw, &nb, &n_in, &omap, &oout, &ld, &col0)) return NULL;
-    Py_buffer b[3];
-    const BufArg spec[3] = {{oraw, 0, 1, "raw"}, {omap, 0, 8, "smap"}, {oout, 1, 1, "out"}};
-    if (get_buffers(spec, b, 3) < 0) return NULL;
-    Py_ssize_t m = nb > 0 ? b[0].len / nb : 0;
-    const int64_t *smap = b[1].buf;
-    Py_ssize_t n_out = ld > 0 ? b[2].len / ld : 0;
-    int ok = nb > 0 && b[0].len == m * nb && n_in > 0 && n_in <= 4 * nb && b[1].len == n_in * 8 && col0 >= 0 &&
-             col0 + m <= ld && b[2].len == n_out * ld;
+#define TB 32  /* .bed bytes (128 samples) per block column: four 32-sample lanes */
+#define TJ2 256 /* SNPs per pass over a sample group: 64 output bytes per sample */
+
+MULTIVERSION static void transpose_2bit(const uint8_t *raw, const int64_t *sel, Py_ssize_t m, Py_ssize_t nb,
+                                        Py_ssize_t n_in, const int64_t *smap, uint8_t *out, Py_ssize_t ld,
+                                        Py_ssize_t byte0) {
+    v4u x[32];
+    for (Py_ssize_t j0 = 0; j0 < m; j0 += TJ2) {
+        const Py_ssize_t jn = m - j0 < TJ2 ? m - j0 : TJ2;
+        for (Py_ssize_t b0 = 0; b0 < nb; b0 += TB) {
+            const Py_ssize_t nbytes = nb - b0 < TB ? nb - b0 : TB;
+            for (Py_ssize_t k0 = 0; k0 < jn; k0 += 32) {
+                const int rows = jn - k0 < 32 ? (int)(jn - k0) : 32;
+                for (int r = 0; r < 32; r++) {
+                    const uint8_t *src = r < rows ? raw + sel[j0 + k0 + r] * nb + b0 : NULL;
+                    if (src && nbytes == TB) {
+                        memcpy(&x[r], src, TB);
+                    } else {
+                        memset(&x[r], 0, sizeof(v4u));
+                        if (src) memcpy(&x[r], src, (size_t)nbytes);
+                    }
+                }
+                transpose32x32x2(x);
+                const size_t obytes = (size_t)(rows + 3) / 4;
+                uint8_t *dst0 = out + byte0 + (j0 + k0) / 4;
+                for (int lane = 0; lane < 4; lane++) {
+                    const Py_ssize_t i0 = 4 * b0 + 32 * lane;
+                    for (int s = 0; s < 32 && i0 + s < n_in; s++) {
+                        const int64_t o = smap[i0 + s];
+                        if (o < 0) continue;
+                        const uint64_t w = x[s][lane];
+                        if (obytes == 8) memcpy(dst0 + o * ld, &w, 8);
+                        else memcpy(dst0 + o * ld, &w, obytes);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* transpose_2bit(raw, nb, sel int64 (m), n_in, smap int64 (n_in), out uint8, ld, byte0) */
+static PyObject *py_transpose_2bit(PyObject *self, PyObject *args) {
+    PyObject *oraw, *osel, *omap, *oout;
+    Py_ssize_t nb, n_in, ld, byte0;
+    if (!PyArg_ParseTuple(args, "OnOnOOnn", &oraw, &nb, &osel, &n_in, &omap, &oout, &ld, &byte0)) return NULL;
+    Py_buffer b[4];
+    const BufArg spec[4] = {{oraw, 0, 1, "raw"}, {osel, 0, 8, "sel"}, {omap, 0, 8, "smap"}, {oout, 1, 1, "out"}};
+    if (get_buffers(spec, b, 4) < 0) return NULL;
+    const Py_ssize_t nrows = nb > 0 ? b[0].len / nb : 0, m = b[1].len / 8;
+    const int64_t *sel = b[1].buf, *smap = b[2].buf;
+    Py_ssize_t n_out = ld > 0 ? b[3].len / ld : 0;
+    int ok = nb > 0 && b[0].len == nrows * nb && n_in > 0 && n_in <= 4 * nb && b[2].len == n_in * 8 && byte0 >= 0 &&
+             byte0 + (m + 3) / 4 <= ld && b[3].len == n_out * ld;
+    for (Py_ssize_t j = 0; ok && j < m; j++) ok = sel[j] >= 0 && sel[j] < nrows;
     for (Py_ssize_t i = 0; ok && i < n_in; i++) ok = smap[i] < n_out;
     if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "decode_sample_major: inconsistent array sizes or sample map");
-        return done(b, 3, 1);
+        PyErr_SetString(PyExc_ValueError, "transpose_2bit: inconsistent array sizes, rows or sample map");
+        return done(b, 4, 1);
     }
     Py_BEGIN_ALLOW_THREADS
-    decode_sample_major(b[0].buf, m, nb, n_in, smap, b[2].buf, ld, col0);
+    transpose_2bit(b[0].buf, sel, m, nb, n_in, smap, b[3].buf, ld, byte0);
+    Py_END_ALLOW_THREADS
+    return done(b, 4, 0);
+}
+
+/*
+ * unpack_2bit(src uint8 (n x ld), rows int64 (k), first, out int8 (k x ncols)): out[r, c] =
+ * count of A1 (missing -127) of element first + c of row rows[r] of the 2-bit store; whole
+ * bytes through the byte -> 4 values table.
+ */
+static PyObject *py_unpack_2bit(PyObject *self, PyObject *args) {
+    PyObject *osrc, *orows, *oout;
+    Py_ssize_t ld, first, ncols;
+    if (!PyArg_ParseTuple(args, "OnOnOn", &osrc, &ld, &orows, &first, &oout, &ncols)) return NULL;
+    Py_buffer b[3];
+    const BufArg spec[3] = {{osrc, 0, 1, "src"}, {orows, 0, 8, "rows"}, {oout, 1, 1, "out"}};
+    if (get_buffers(spec, b, 3) < 0) return NULL;
+    const Py_ssize_t n = ld > 0 ? b[0].len / ld : 0, k = b[1].len / 8;
+    const int64_t *rows = b[1].buf;
+    int ok = ld > 0 && b[0].len == n * ld && first >= 0 && ncols >= 0 && (first + ncols + 3) / 4 <= ld &&
+             b[2].len == k * ncols;
+    for (Py_ssize_t r = 0; ok && r < k; r++) ok = rows[r] >= 0 && rows[r] < n;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "unpack_2bit: inconsistent array sizes or rows");
+        return done(b, 3, 1);
+    }
+    const uint8_t *src = b[0].buf;
+    int8_t *out = b[2].buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < k; r++) {
+        const uint8_t *p = src + rows[r] * ld + first / 4;
+        int8_t *o = out + r * ncols;
+        Py_ssize_t c = 0;
+        int q = (int)(first & 3);
+        for (; q && q < 4 && c < ncols; q++) o[c++] = CODE_INT8[(*p >> (2 * q)) & 3];
+        if (q == 4) p++;
+        for (; c + 4 <= ncols; c += 4) memcpy(o + c, &DECODE4[*p++], 4);
+        for (q = 0; c < ncols; q++) o[c++] = CODE_INT8[(*p >> (2 * q)) & 3];
+    }
     Py_END_ALLOW_THREADS
     return done(b, 3, 0);
 }
@@ -893,7 +935,8 @@ static PyMethodDef methods[] = {
     {"group_sums", py_group_sums, METH_VARARGS, "Sums of g*z and hom-A1 counts over sample groups."},
     {"t_test_p", py_t_test_p, METH_VARARGS, "Two-sided P values of Student's t."},
     {"code_counts", py_code_counts, METH_VARARGS, "Genotype counts of .bed rows over a sample mask."},
-    {"decode_sample_major", py_decode_sample_major, METH_VARARGS, "Packed .bed rows to sample-major int8 (counts of A1)."},
+    {"transpose_2bit", py_transpose_2bit, METH_VARARGS, "Packed .bed rows to the sample-major 2-bit store."},
+    {"unpack_2bit", py_unpack_2bit, METH_VARARGS, "Rows of the 2-bit store as int8 counts of A1."},
     {"repack", py_repack, METH_VARARGS, "The .bed rows of a subset of samples."},
     {"missing_per_sample", py_missing_per_sample, METH_VARARGS, "Missing calls per sample over .bed rows."},
     {"splat", py_splat, METH_VARARGS, "Add a kernel around every occupied pixel of a layer (figures)."},

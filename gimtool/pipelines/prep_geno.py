@@ -196,14 +196,22 @@ def run_qc(bf: GenotypeSource, f: QCFilters, log, threads: int = 1, progress: bo
     return QCResult(sample_mask=smask, snp_mask=vmask, cm=cm, chrom=chrom, counts=counts)
 
 
+def _runs(sel: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive values in the increasing integers `sel`, as (first, last + 1)."""
+    brk = np.flatnonzero(np.diff(sel) != 1) + 1
+    starts, ends = np.r_[0, brk], np.r_[brk, len(sel)]
+    return list(zip(sel[starts].tolist(), (sel[ends - 1] + 1).tolist()))
+
+
 def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int = 1, progress: bool = True) -> dict[str, float]:
     """Write <out>.bed/.bim/.fam (cM in column 3) and the sample-major store <out>.geno/.
 
-    Straight from the packed .bed rows: they are copied (all samples kept) or repacked (a
-    subset) into the new .bed, and decoded and transposed into the store by the compiled module
-    (bed-reader and numpy without it). The store of one chunk is written by a second thread
-    while the next chunk is decoded. Returns the seconds spent reading, writing the .bed,
-    decoding the store and writing it."""
+    Straight from the packed .bed rows, read in place from the memory-mapped .bed: they are
+    copied (all samples kept) or repacked (a subset) into the new .bed, and transposed into the
+    store's sample-major 2-bit rows by the compiled module (numpy without it). The store's
+    tables and its piece of one chunk are written by a second thread while the next chunk is
+    transposed. Returns the seconds spent reading and writing the .bed, transposing the store
+    and waiting for its writes."""
     import concurrent.futures as cf
     import time
 
@@ -216,37 +224,47 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
     fam = bf.fam[sidx]
     snps = bim.with_columns(pl.Series("CHR", res.chrom[vidx].astype(np.int64)))
     all_samples = len(sidx) == bf.n_samples
-    store = qc.SampleMajorDecoder(bf.n_samples, sidx, threads=threads)
-    # SNPs per chunk: the decoded block (samples x SNPs int8) within ~48 MB; two are alive at once
-    chunk = int(max(256, min(65_536, (48 * 2**20) // max(len(sidx), 1))))
-    secs = {"read .bed rows": 0.0, "write .bed": 0.0, "decode store": 0.0, "write store (waited)": 0.0}
+    store = qc.SampleMajorPacker(bf.n_samples, sidx, threads=threads)
+    # SNPs per chunk, a multiple of 256 (the store's pieces start on whole bytes): the packed
+    # rows read (SNPs x people / 4) and the store's block (people x SNPs / 4) within ~24 MB each
+    chunk = 256 * int(max(1, min(1024, (96 * 2**20) // max(len(sidx), bf.n_samples, 1) // 256)))
+    secs = {"write .bed": 0.0, "transpose store": 0.0, "write store (waited)": 0.0}
 
     def clock(key, t0):
         secs[key] += time.perf_counter() - t0
         return time.perf_counter()
 
+    # two store blocks, alternating: one is written by the writer thread while the other is filled
+    blocks = [np.empty(len(sidx) * (chunk // 4), dtype=np.uint8) for _ in range(2)]
     with BedWriter(out + ".bed", len(sidx)) as bw, GenoStoreWriter(out + ".geno", fam.select("FID", "IID"), snps) as gw, \
             cf.ThreadPoolExecutor(1) as writer:
-        pending = None
-        for a in track(range(0, len(vidx), chunk), total=-(-len(vidx) // chunk), desc="prep-geno writing", unit="chunk",
-                       enabled=progress):
+        tables = writer.submit(gw.write_tables)  # the store's SNP and sample tables, while the first chunk is read
+        pending = [None, None]  # the writes of the two blocks
+        for k, a in enumerate(track(range(0, len(vidx), chunk), total=-(-len(vidx) // chunk), desc="prep-geno writing",
+                                    unit="chunk", enabled=progress)):
             t = time.perf_counter()
             idx = vidx[a : a + chunk]
-            sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
-            rows = bf.packed(sel)
-            t = clock("read .bed rows", t)
-            bw.write_packed(rows if all_samples else qc.repack_samples(rows, bf.n_samples, sidx))
+            # the span of .bed rows from the chunk's first kept SNP to its last, in place (a view
+            # of the memory-mapped .bed); the kept rows are picked from it, not gathered first
+            span = bf.packed(slice(int(idx[0]), int(idx[-1]) + 1))
+            sel = idx - idx[0]
+            if all_samples:
+                for r0, r1 in _runs(sel):
+                    bw.write_packed(span[r0:r1])
+            else:
+                bw.write_packed(qc.repack_samples(span[sel], bf.n_samples, sidx))
             t = clock("write .bed", t)
-            G = store.decode(rows)
-            t = clock("decode store", t)
-            if pending is not None:
-                pending.result()
+            if pending[k % 2] is not None:
+                pending[k % 2].result()  # the write of the block filled two chunks ago
             t = clock("write store (waited)", t)
-            pending = writer.submit(gw.write, G)
-        if pending is not None:
-            t = time.perf_counter()
-            pending.result()
-            clock("write store (waited)", t)
+            block = store.pack(span, sel, out=blocks[k % 2])
+            t = clock("transpose store", t)
+            pending[k % 2] = writer.submit(gw.write_packed, block, len(idx))
+        t = time.perf_counter()
+        for p in (tables, *pending):
+            if p is not None:
+                p.result()
+        clock("write store (waited)", t)
     write_bim(bim, out + ".bim")
     write_fam(fam, out + ".fam")
     log.output("QC'd fileset", out + ".bed/.bim/.fam")

@@ -1,5 +1,8 @@
 """Genotype QC kernels: genotype counts, missingness, allele frequencies, the exact HWE test,
-and genetic positions. Arrays are samples x SNPs, int8 counts of A1 with missing = -127.
+and genetic positions; and the 2-bit codes of .bed rows and of the genotype store (the
+sample-major transpose, packing and unpacking). Arrays are samples x SNPs, int8 counts of A1
+with missing = -127, unless they are packed 2-bit codes (uint8, PLINK's: 00 two copies of A1,
+01 missing, 10 one copy, 11 none; element j in byte j // 4, bits 2 (j % 4)).
 """
 
 from __future__ import annotations
@@ -107,11 +110,12 @@ def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray) -> np.ndar
 _CODE_TO_INT8 = np.array([2, MISSING, 1, 0], dtype=np.int8)
 
 
-class SampleMajorDecoder:
-    """.bed rows (SNP-major, packed) -> the genotypes of the samples `idx` as a sample-major
-    (len(idx), m) int8 block (counts of A1, missing = MISSING_INT8): what the genotype store
-    holds. Compiled: decoded and transposed in 8 x 8 blocks in registers, `threads` column
-    ranges in parallel; numpy: a byte table, then a transposed copy."""
+class SampleMajorPacker:
+    """.bed rows (SNP-major, packed) -> the samples `idx` as sample-major 2-bit rows, what the
+    genotype store (version 2) holds: (len(idx), ceil(m / 4)) uint8, the .bed's own codes, SNP j
+    of a sample in byte j // 4, bits 2 (j % 4); the unused bits of the last byte are 0.
+    Compiled: a transpose of 32 x 32 blocks of 2-bit codes in registers, `threads` SNP ranges in
+    parallel; numpy: the codes gathered, transposed and packed."""
 
     def __init__(self, n_samples: int, idx: np.ndarray, threads: int = 1):
         self.n_samples = n_samples
@@ -121,21 +125,31 @@ class SampleMajorDecoder:
         self.smap[self.idx] = np.arange(len(self.idx))
         self.threads = max(1, threads)
         self.sp = _speedups()
-        self.table = np.stack([_CODE_TO_INT8[(np.arange(256) >> (2 * s)) & 3] for s in range(4)], axis=1)
 
-    def decode(self, rows: np.ndarray) -> np.ndarray:
-        m, nb = rows.shape
+    def pack(self, rows: np.ndarray, sel: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """The store's rows of the .bed rows `rows` (m, nb), or of rows[sel] (sel: row numbers,
+        read in place), into `out` when given (reused across chunks: no fresh pages to fault in)."""
+        nb = rows.shape[1]
         assert nb == self.nb
+        sel = np.arange(rows.shape[0], dtype=np.int64) if sel is None else np.ascontiguousarray(sel, dtype=np.int64)
+        m = len(sel)
+        shape = (len(self.idx), (m + 3) // 4)
         if self.sp is None:
-            g = self.table[rows].reshape(m, 4 * nb)[:, self.idx]
-            return np.ascontiguousarray(g.T)
+            codes = (rows[sel][:, self.idx // 4] >> (2 * (self.idx % 4)).astype(np.uint8)) & 3  # (m, k)
+            packed = pack_codes(np.ascontiguousarray(codes.T))
+            if out is None:
+                return packed
+            out = out.reshape(-1)[: packed.size].reshape(shape)
+            out[...] = packed
+            return out
         rows = np.ascontiguousarray(rows)
-        out = np.empty((len(self.idx), m), dtype=np.int8)
-        parts = np.linspace(0, m, min(self.threads, max(1, m // 256)) + 1).astype(int)
+        out = np.empty(shape, dtype=np.uint8) if out is None else out.reshape(-1)[: shape[0] * shape[1]].reshape(shape)
+        # SNP ranges on whole 256-SNP passes of the kernel (so on whole output bytes)
+        t = self.threads
+        parts = np.unique([0, *(int(round(m * i / t / 256)) * 256 for i in range(1, t)), m])
 
         def work(a, b):
-            if b > a:
-                self.sp.decode_sample_major(rows[a:b], nb, self.n_samples, self.smap, out, m, a)
+            self.sp.transpose_2bit(rows, nb, sel[a:b], self.n_samples, self.smap, out, shape[1], a // 4)
 
         if len(parts) > 2:
             import concurrent.futures as cf
@@ -145,6 +159,50 @@ class SampleMajorDecoder:
         else:
             work(0, m)
         return out
+
+
+# int8 count of A1 (as a uint8 byte) -> .bed 2-bit code; 4 marks a value with no code
+_INT8_TO_CODE = np.full(256, 4, dtype=np.uint8)
+_INT8_TO_CODE[[2, 1, 0, MISSING & 0xFF]] = [0, 2, 3, 1]
+
+
+def int8_to_codes(G: np.ndarray) -> np.ndarray:
+    """int8 counts of A1 (missing = MISSING) -> .bed 2-bit codes, same shape, uint8. Raises
+    ValueError on any other value (the 2-bit store has no code for it)."""
+    codes = _INT8_TO_CODE[np.asarray(G, dtype=np.int8).view(np.uint8)]
+    if codes.size and codes.max() > 3:
+        bad = np.asarray(G).ravel()[np.argmax(codes.ravel() > 3)]
+        raise ValueError(f"genotype value {int(bad)} is not 0, 1, 2 or missing ({MISSING})")
+    return codes
+
+
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """(k, m) 2-bit codes -> (k, ceil(m / 4)) uint8, element j in byte j // 4 bits 2 (j % 4), 0-padded."""
+    k, m = codes.shape
+    c = np.zeros((k, 4 * ((m + 3) // 4)), dtype=np.uint8)
+    c[:, :m] = codes
+    c = c.reshape(k, -1, 4)
+    return c[:, :, 0] | (c[:, :, 1] << 2) | (c[:, :, 2] << 4) | (c[:, :, 3] << 6)
+
+
+# byte -> its 4 elements' int8 counts of A1
+_BYTE_TO_INT8 = np.stack([_CODE_TO_INT8[(np.arange(256) >> (2 * s)) & 3] for s in range(4)], axis=1)
+
+
+def unpack_2bit(packed: np.ndarray, rows: np.ndarray, first: int, ncols: int) -> np.ndarray:
+    """Elements first .. first + ncols - 1 of the rows `rows` of 2-bit rows packed (n, nbytes)
+    uint8 (any array with the buffer protocol, e.g. a memmap), as (len(rows), ncols) int8 counts
+    of A1 (missing = MISSING). Only the bytes holding those elements are read."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    sp = _speedups()
+    if sp is not None:
+        out = np.empty((len(rows), ncols), dtype=np.int8)
+        if len(rows) and ncols:
+            sp.unpack_2bit(packed, packed.shape[1], rows, first, out, ncols)
+        return out
+    b0, b1 = first // 4, (first + ncols + 3) // 4
+    g = _BYTE_TO_INT8[np.asarray(packed[rows, b0:b1])].reshape(len(rows), -1)
+    return np.ascontiguousarray(g[:, first - 4 * b0 : first - 4 * b0 + ncols])
 
 
 def sample_missing_counts(G: np.ndarray) -> np.ndarray:

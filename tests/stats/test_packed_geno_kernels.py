@@ -1,6 +1,7 @@
-"""prep-geno's kernels on packed .bed rows (gimtool.stats.qc): the sample-major decode of the
-genotype store, the repacking of a sample subset, missing calls per sample and genotype counts.
-The compiled module and the numpy fallback must both give what decoding the rows gives."""
+"""prep-geno's kernels on packed .bed rows (gimtool.stats.qc): the sample-major 2-bit transpose
+into the genotype store and the store's decoding, the repacking of a sample subset, missing
+calls per sample and genotype counts. The compiled module and the numpy fallback must both give
+what decoding the rows gives."""
 
 from __future__ import annotations
 
@@ -31,21 +32,57 @@ def _genotypes(rng, n, m, missing=0.05):
     return g
 
 
-# sizes around the kernels' blocks: 4 samples a byte, 8 x 8 transposes, 32-row and 256-sample tiles
-SIZES = [(1, 1), (4, 3), (7, 5), (257, 33), (513, 71), (1003, 300)]
+def _two_bit(g: np.ndarray) -> np.ndarray:
+    """The genotype store's rows of g (n, m) int8, by definition: one .bed code per SNP, SNP j in
+    byte j // 4 at bits 2 (j % 4), the unused bits 0."""
+    code = {2: 0, int(MISSING_INT8): 1, 1: 2, 0: 3}
+    n, m = g.shape
+    out = np.zeros((n, (m + 3) // 4), dtype=np.uint8)
+    for i in range(n):
+        for j in range(m):
+            out[i, j // 4] |= code[int(g[i, j])] << (2 * (j % 4))
+    return out
+
+
+# sizes around the kernels' blocks: 4 samples or SNPs a byte, 32 x 32 transposes, 128-sample
+# block columns, 256-SNP passes
+SIZES = [(1, 1), (4, 3), (7, 5), (257, 33), (513, 71), (161, 517), (1003, 300)]
 
 
 @pytest.mark.parametrize("n,m", SIZES)
-def test_sample_major_decode(backend, n, m):
+def test_sample_major_2bit_transpose(backend, n, m):
     rng = np.random.default_rng(n * 1000 + m)
     g = _genotypes(rng, n, m)
     raw = _rows(g)
     subsets = [np.arange(n), np.sort(rng.choice(n, max(1, n // 2), replace=False)), rng.permutation(n)[: max(1, n // 3)]]
     for idx in subsets:
-        for threads in (1, 2):
-            got = qc.SampleMajorDecoder(n, idx, threads=threads).decode(raw)
-            assert got.flags.c_contiguous and got.dtype == np.int8
-            np.testing.assert_array_equal(got, g[idx])
+        expect = _two_bit(g[idx])
+        for threads in (1, 2, 3):
+            got = qc.SampleMajorPacker(n, idx, threads=threads).pack(raw)
+            assert got.flags.c_contiguous and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, expect)
+        # SNP chunks starting on multiples of 4 give the column ranges of the whole
+        for a in range(0, m, 8):
+            np.testing.assert_array_equal(qc.SampleMajorPacker(n, idx).pack(raw[a : a + 8]), expect[:, a // 4 : (a + 8 + 3) // 4])
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (9, 7), (33, 130)])
+def test_unpack_2bit_and_codes(backend, n, m):
+    rng = np.random.default_rng(n + m)
+    g = _genotypes(rng, n, m, missing=0.2)
+    packed = _two_bit(g)
+    np.testing.assert_array_equal(qc.pack_codes(qc.int8_to_codes(g)), packed)
+    rows = rng.integers(0, n, 11)
+    for first in range(min(m, 6)):
+        for ncols in {0, 1, 2, 3, 5, m - first}:
+            if first + ncols <= m:
+                got = qc.unpack_2bit(packed, rows, first, ncols)
+                assert got.dtype == np.int8 and got.shape == (len(rows), ncols)
+                np.testing.assert_array_equal(got, g[rows, first : first + ncols])
+    bad = g.copy()
+    bad[0, 0] = 3
+    with pytest.raises(ValueError, match="genotype value 3"):
+        qc.int8_to_codes(bad)
 
 
 @pytest.mark.parametrize("n,m", SIZES)
