@@ -17,6 +17,10 @@ import typer
 
 from gimtool.commands import _options as options
 
+# its outputs are closed and its threads joined when run() returns: the CLI exits without the
+# interpreter's teardown (gimtool.cli._exit_now)
+EXIT_WITHOUT_TEARDOWN = True
+
 
 def command(
     out: options.Out,
