@@ -144,6 +144,8 @@ class SampleMajorPacker:
             return out
         rows = np.ascontiguousarray(rows)
         out = np.empty(shape, dtype=np.uint8) if out is None else out.reshape(-1)[: shape[0] * shape[1]].reshape(shape)
+        if m == 0 or len(self.idx) == 0:
+            return out
         # SNP ranges on whole 256-SNP passes of the kernel (so on whole output bytes)
         t = self.threads
         parts = np.unique([0, *(int(round(m * i / t / 256)) * 256 for i in range(1, t)), m])

@@ -61,6 +61,11 @@ def test_sample_major_2bit_transpose(backend, n, m):
             got = qc.SampleMajorPacker(n, idx, threads=threads).pack(raw)
             assert got.flags.c_contiguous and got.dtype == np.uint8
             np.testing.assert_array_equal(got, expect)
+        # kept rows picked in place from a span, into a reused buffer (prep-geno's call)
+        sel = np.flatnonzero(rng.random(m) < 0.7)
+        buf = np.full(len(idx) * m, 7, dtype=np.uint8)
+        got = qc.SampleMajorPacker(n, idx, threads=2).pack(raw, sel, out=buf)
+        np.testing.assert_array_equal(got, _two_bit(g[idx][:, sel]))
         # SNP chunks starting on multiples of 4 give the column ranges of the whole
         for a in range(0, m, 8):
             np.testing.assert_array_equal(qc.SampleMajorPacker(n, idx).pack(raw[a : a + 8]), expect[:, a // 4 : (a + 8 + 3) // 4])
