@@ -24,9 +24,11 @@ from pathlib import Path
 
 from bench_gwas import GIM_ENV, make_cohort, timed
 
-SPLIT = [("filter pass (QC)", "QC"), ("read + write .bed", "write .bed"),
-         ("transpose store (2-bit sample-major)", "transpose store"), ("write store (waited for)", r"write store \(waited\)"),
-         ("start-up + .bim/.fam/log (wall minus the two above)", None)]
+SPLIT = [("filter pass (QC)", "QC"), ("repack .bed rows (--keep)", "repack .bed rows"),
+         ("transpose store (2-bit sample-major)", "transpose store"), ("waited for the writer thread", "waited for the writer"),
+         ("writer thread: .bed (overlaps the above)", r"write \.bed \(writer thread\)"),
+         ("writer thread: store (overlaps the above)", r"write store \(writer thread\)"),
+         ("start-up + .bim/.fam/log + exit (wall minus QC and write)", None)]
 
 
 def clear(d: Path) -> None:

@@ -682,35 +682,37 @@ static inline uint64_t load_bits(const uint8_t *r, Py_ssize_t nb, Py_ssize_t bit
 }
 
 /*
- * repack(raw, nb, runs int64 (R x 2: first source sample, length), n_out, out uint8
- * (m x ceil(n_out / 4))): the .bed rows of a subset of samples, given as runs of consecutive
- * source samples written one after another (a --keep list or the people --mind leaves are a few
- * long runs). Each run is a bit-string copy, 32 samples (64 bits) a step through a 128-bit
+ * repack(raw, nb, sel int64 (m), runs int64 (R x 2: first source sample, length), n_out, out
+ * uint8 (m x ceil(n_out / 4))): the .bed rows sel[j] of raw (picked in place) for a subset of
+ * samples, given as runs of consecutive source samples written one after another (a --keep
+ * list or the people --mind leaves are a few long runs). Each run is a bit-string copy, 32 samples (64 bits) a step through a 128-bit
  * accumulator; the last byte is padded with 00 as PLINK writes it.
  */
 static PyObject *py_repack(PyObject *self, PyObject *args) {
-    PyObject *oraw, *oruns, *oout;
+    PyObject *oraw, *osel, *oruns, *oout;
     Py_ssize_t nb, n_out;
-    if (!PyArg_ParseTuple(args, "OnOnO", &oraw, &nb, &oruns, &n_out, &oout)) return NULL;
-    Py_buffer b[3];
-    const BufArg spec[3] = {{oraw, 0, 1, "raw"}, {oruns, 0, 8, "runs"}, {oout, 1, 1, "out"}};
-    if (get_buffers(spec, b, 3) < 0) return NULL;
-    Py_ssize_t m = nb > 0 ? b[0].len / nb : 0, nruns = b[1].len / 16, nbo = (n_out + 3) / 4, total = 0;
-    const int64_t *runs = b[1].buf;
-    int ok = nb > 0 && b[0].len == m * nb && n_out > 0 && b[1].len == nruns * 16 && b[2].len == m * nbo;
+    if (!PyArg_ParseTuple(args, "OnOOnO", &oraw, &nb, &osel, &oruns, &n_out, &oout)) return NULL;
+    Py_buffer bufs[4];
+    const BufArg spec[4] = {{oraw, 0, 1, "raw"}, {osel, 0, 8, "sel"}, {oruns, 0, 8, "runs"}, {oout, 1, 1, "out"}};
+    if (get_buffers(spec, bufs, 4) < 0) return NULL;
+    Py_ssize_t nrows = nb > 0 ? bufs[0].len / nb : 0, m = bufs[1].len / 8, nruns = bufs[2].len / 16;
+    Py_ssize_t nbo = (n_out + 3) / 4, total = 0;
+    const int64_t *sel = bufs[1].buf, *runs = bufs[2].buf;
+    int ok = nb > 0 && bufs[0].len == nrows * nb && n_out > 0 && bufs[2].len == nruns * 16 && bufs[3].len == m * nbo;
+    for (Py_ssize_t j = 0; ok && j < m; j++) ok = sel[j] >= 0 && sel[j] < nrows;
     for (Py_ssize_t k = 0; ok && k < nruns; k++) {
         ok = runs[2 * k] >= 0 && runs[2 * k + 1] > 0 && runs[2 * k] + runs[2 * k + 1] <= 4 * nb;
         total += runs[2 * k + 1];
     }
     if (!ok || total != n_out) {
-        PyErr_SetString(PyExc_ValueError, "repack: inconsistent array sizes or sample runs");
-        return done(b, 3, 1);
+        PyErr_SetString(PyExc_ValueError, "repack: inconsistent array sizes, rows or sample runs");
+        return done(bufs, 4, 1);
     }
-    const uint8_t *raw = b[0].buf;
-    uint8_t *out = b[2].buf;
+    const uint8_t *raw = bufs[0].buf;
+    uint8_t *out = bufs[3].buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t j = 0; j < m; j++) {
-        const uint8_t *r = raw + j * nb;
+        const uint8_t *r = raw + sel[j] * nb;
         uint8_t *o = out + j * nbo, *end = o + nbo;
         unsigned __int128 acc = 0;
         int nbits = 0;
@@ -737,7 +739,7 @@ static PyObject *py_repack(PyObject *self, PyObject *args) {
         memcpy(o, &w, (size_t)(end - o)); /* the rest: (nbits + 7) / 8 bytes, zero-padded */
     }
     Py_END_ALLOW_THREADS
-    return done(b, 3, 0);
+    return done(bufs, 4, 0);
 }
 
 /* missing_per_sample(raw, nb, counts int64 (4 nb)): counts[i] += missing calls of sample i over

@@ -268,9 +268,12 @@ class PackedGenotypes:
         block = qc.unpack_2bit(self.packed, rows, first, ncols)  # (len(rows), ncols)
         if where is None:
             return block[0][rel]
-        if len(key) == 1 and isinstance(where, slice):
-            return block
-        return block[where, rel]
+        if isinstance(rel, np.ndarray):
+            return block[where, rel]  # integer arrays on both axes pair up, as numpy's do
+        if isinstance(where, np.ndarray) and where.ndim != 1:
+            return block[where, rel]
+        # one row per decoded row, in order: no copy when the columns are the decoded range
+        return block if rel == slice(0, ncols, 1) else block[:, rel]
 
 
 class GenoStore:

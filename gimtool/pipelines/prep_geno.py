@@ -208,10 +208,10 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
 
     Straight from the packed .bed rows, read in place from the memory-mapped .bed: they are
     copied (all samples kept) or repacked (a subset) into the new .bed, and transposed into the
-    store's sample-major 2-bit rows by the compiled module (numpy without it). The store's
-    tables and its piece of one chunk are written by a second thread while the next chunk is
-    transposed. Returns the seconds spent reading and writing the .bed, transposing the store
-    and waiting for its writes."""
+    store's sample-major 2-bit rows by the compiled module (numpy without it). A writer thread
+    writes the store's tables, then each chunk's .bed rows and store block while the main
+    thread prepares the next chunk. Returns the seconds of each part (the writer thread's
+    overlap the others)."""
     import concurrent.futures as cf
     import time
 
@@ -228,11 +228,23 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
     # SNPs per chunk, a multiple of 256 (the store's pieces start on whole bytes): the packed
     # rows read (SNPs x people / 4) and the store's block (people x SNPs / 4) within ~24 MB each
     chunk = 256 * int(max(1, min(1024, (96 * 2**20) // max(len(sidx), bf.n_samples, 1) // 256)))
-    secs = {"write .bed": 0.0, "transpose store": 0.0, "write store (waited)": 0.0}
+    secs = {"repack .bed rows": 0.0, "transpose store": 0.0, "waited for the writer": 0.0,
+            "write .bed (writer thread)": 0.0, "write store (writer thread)": 0.0}
 
     def clock(key, t0):
         secs[key] += time.perf_counter() - t0
         return time.perf_counter()
+
+    def write(span, runs, repacked, block, m):
+        """The writer thread's part of a chunk: its .bed rows, then its block of the store."""
+        t = time.perf_counter()
+        if repacked is not None:
+            bw.write_packed(repacked)
+        for r0, r1 in runs:
+            bw.write_packed(span[r0:r1])
+        t = clock("write .bed (writer thread)", t)
+        gw.write_packed(block, m)
+        clock("write store (writer thread)", t)
 
     # two store blocks, alternating: one is written by the writer thread while the other is filled
     blocks = [np.empty(len(sidx) * (chunk // 4), dtype=np.uint8) for _ in range(2)]
@@ -248,23 +260,20 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
             # of the memory-mapped .bed); the kept rows are picked from it, not gathered first
             span = bf.packed(slice(int(idx[0]), int(idx[-1]) + 1))
             sel = idx - idx[0]
-            if all_samples:
-                for r0, r1 in _runs(sel):
-                    bw.write_packed(span[r0:r1])
-            else:
-                bw.write_packed(qc.repack_samples(span[sel], bf.n_samples, sidx))
-            t = clock("write .bed", t)
+            # every person kept: the .bed rows are copied as they are, run by run of kept SNPs
+            repacked = None if all_samples else qc.repack_samples(span, bf.n_samples, sidx, sel)
+            t = clock("repack .bed rows", t)
             if pending[k % 2] is not None:
-                pending[k % 2].result()  # the write of the block filled two chunks ago
-            t = clock("write store (waited)", t)
+                pending[k % 2].result()  # the writes of the block filled two chunks ago
+            t = clock("waited for the writer", t)
             block = store.pack(span, sel, out=blocks[k % 2])
-            t = clock("transpose store", t)
-            pending[k % 2] = writer.submit(gw.write_packed, block, len(idx))
+            clock("transpose store", t)
+            pending[k % 2] = writer.submit(write, span, _runs(sel) if all_samples else [], repacked, block, len(idx))
         t = time.perf_counter()
         for p in (tables, *pending):
             if p is not None:
                 p.result()
-        clock("write store (waited)", t)
+        clock("waited for the writer", t)
     write_bim(bim, out + ".bim")
     write_fam(fam, out + ".fam")
     log.output("QC'd fileset", out + ".bed/.bim/.fam")

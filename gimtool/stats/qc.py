@@ -86,12 +86,15 @@ def packed_missing_per_sample(rows: np.ndarray, counts: np.ndarray) -> None:
         counts[s::4] += np.count_nonzero(((rows >> (2 * s)) & 3) == 1, axis=0)
 
 
-def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray) -> np.ndarray:
+def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray, sel: np.ndarray | None = None) -> np.ndarray:
     """The .bed rows (m, ceil(n_samples / 4)) of the samples idx (in that order), as new .bed
-    rows (m, ceil(len(idx) / 4)) uint8, the last byte padded with 00 as PLINK does."""
-    m, nb = rows.shape
+    rows (m, ceil(len(idx) / 4)) uint8, the last byte padded with 00 as PLINK does; of the rows
+    rows[sel] only (picked in place) when sel is given."""
+    nb = rows.shape[1]
     assert nb == (n_samples + 3) // 4
     idx = np.ascontiguousarray(idx, dtype=np.int64)
+    sel = np.arange(rows.shape[0], dtype=np.int64) if sel is None else np.ascontiguousarray(sel, dtype=np.int64)
+    m = len(sel)
     sp = _speedups()
     if sp is not None and len(idx):
         # runs of consecutive samples: (first, length)
@@ -99,9 +102,9 @@ def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray) -> np.ndar
         starts = np.r_[0, brk]
         runs = np.stack([idx[starts], np.diff(np.r_[starts, len(idx)])], axis=1).astype(np.int64)
         out = np.empty((m, (len(idx) + 3) // 4), dtype=np.uint8)
-        sp.repack(np.ascontiguousarray(rows), nb, np.ascontiguousarray(runs), len(idx), out)
+        sp.repack(np.ascontiguousarray(rows), nb, sel, np.ascontiguousarray(runs), len(idx), out)
         return out
-    codes = (rows[:, idx // 4] >> (2 * (idx % 4)).astype(np.uint8)) & 3
+    codes = (rows[sel][:, idx // 4] >> (2 * (idx % 4)).astype(np.uint8)) & 3
     codes = np.concatenate([codes, np.zeros((m, (-len(idx)) % 4), dtype=np.uint8)], axis=1).reshape(m, -1, 4)
     return (codes[:, :, 0] | (codes[:, :, 1] << 2) | (codes[:, :, 2] << 4) | (codes[:, :, 3] << 6)).astype(np.uint8)
 
