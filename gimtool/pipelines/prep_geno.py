@@ -261,14 +261,15 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
             span = bf.packed(slice(int(idx[0]), int(idx[-1]) + 1))
             sel = idx - idx[0]
             # every person kept: the .bed rows are copied as they are, run by run of kept SNPs
-            repacked = None if all_samples else qc.repack_samples(span, bf.n_samples, sidx, sel)
+            repacked = None if all_samples else qc.repack_samples(span, bf.n_samples, sidx, sel, threads=threads)
             t = clock("repack .bed rows", t)
             if pending[k % 2] is not None:
                 pending[k % 2].result()  # the writes of the block filled two chunks ago
             t = clock("waited for the writer", t)
             block = store.pack(span, sel, out=blocks[k % 2])
             clock("transpose store", t)
-            pending[k % 2] = writer.submit(write, span, _runs(sel) if all_samples else [], repacked, block, len(idx))
+            runs = _runs(sel) if all_samples else []
+            pending[k % 2] = writer.submit(write, span if runs else None, runs, repacked, block, len(idx))
         t = time.perf_counter()
         for p in (tables, *pending):
             if p is not None:

@@ -101,7 +101,9 @@ def test_repack_samples_equals_encoding_the_subset(backend, n, m):
         got = qc.repack_samples(raw, n, idx)
         assert got.tobytes() == encode_bed_chunk(g[idx]), (n, m, len(idx))
         sel = np.unique(np.r_[m - 1, np.flatnonzero(rng.random(m) < 0.6)])  # rows picked in place
-        assert qc.repack_samples(raw, n, idx, sel).tobytes() == encode_bed_chunk(g[idx][:, sel]), (n, m, len(idx))
+        for threads in (1, 2, 3):
+            got = qc.repack_samples(raw, n, idx, sel, threads=threads)
+            assert got.tobytes() == encode_bed_chunk(g[idx][:, sel]), (n, m, len(idx), threads)
 
 
 def test_missing_per_sample_and_counts(backend):
