@@ -184,9 +184,9 @@ def run_qc(bf: GenotypeSource, f: QCFilters, log, threads: int = 1, progress: bo
     stats_all = np.zeros((len(cand), 4), dtype=np.int64)
     stats_f = stats_all if all_founders else np.zeros((len(cand), 4), dtype=np.int64)
     for a, rows in _packed_chunks(bf, cand):
-        stats_all[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, smask)
+        stats_all[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, smask, threads=threads)
         if not all_founders:
-            stats_f[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, founders)
+            stats_f[a : a + len(rows)] = qc.packed_genotype_counts(rows, bf.n_samples, founders, threads=threads)
     keep = _snp_filters(stats_all, stats_f, int(smask.sum()), f, log, counts)
     vmask[cand[~keep]] = False
     counts["samples_out"] = int(smask.sum())

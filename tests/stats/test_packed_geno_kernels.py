@@ -119,4 +119,5 @@ def test_missing_per_sample_and_counts(backend):
     np.testing.assert_array_equal(counts[:n], expect)
     assert counts[n:].sum() == 0
     mask = rng.random(n) < 0.7
-    np.testing.assert_array_equal(qc.packed_genotype_counts(raw, n, mask), qc.genotype_counts(g[mask]))
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(qc.packed_genotype_counts(raw, n, mask, threads=threads), qc.genotype_counts(g[mask]))
