@@ -136,6 +136,9 @@ VARIANTS = {
     # 18 true loci's lead SNPs rank in the top 16 by multiple R2 on z, 17 in the top 64
     # (diag_gim_training.py LEADS_IN_TOP*)
     "gim-critic16": ({}, {"critic_snps": 16}, None),
+    # the critic's image head on the 10 directions of z most associated with its 32 SNPs
+    # (gim_critic_guided.md: it learns on a fixed z, not end to end)
+    "gim-guided": ({}, {"critic_guided_dims": 10, "critic_snps": 32}, None),
     "gim-seed2": ({"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
 }
 

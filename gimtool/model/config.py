@@ -76,6 +76,16 @@ class ModelConfig:
     # training batches (z detached: only the critic and the genetic encoder learn from them), so
     # it sees critic_queue + 1 times the pairs and negatives of a batch of 12 (model.critic.PairBank)
     critic_queue: int = 0
+    # > 0 (with critic_snps): the critic's image head sees z only through its critic_guided_dims
+    # directions most associated with the selected SNPs (a reduced-rank regression on the
+    # selector's running moments, model.critic.SnpSelector.directions); 0 = all of z. It lets a
+    # critic learn on a fixed z where the default cannot, but not end to end: off by default
+    # (benchmarks/results/gim_critic_guided.md). Under DDP it is not checked equal to one process:
+    # the first steps' directions come from rank-deficient moments and follow rounding.
+    critic_guided_dims: int = 0
+    # > 0: the JSE reaches the image encoder only after the critic has trained this many steps
+    # (z detached before: the encoder learns from reconstruction alone while the critic catches up)
+    critic_warmup_steps: int = 0
     projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
 
     # Losses
@@ -132,6 +142,10 @@ class ModelConfig:
             bad("critic_snps", ">= 0")
         if self.critic_queue < 0:
             bad("critic_queue", ">= 0")
+        if self.critic_guided_dims < 0:
+            bad("critic_guided_dims", ">= 0")
+        if self.critic_warmup_steps < 0:
+            bad("critic_warmup_steps", ">= 0")
         for name in ("genetic_chunk_tokens", "repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):
             if getattr(self, name) < 1:
                 bad(name, ">= 1")

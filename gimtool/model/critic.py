@@ -109,6 +109,19 @@ class SnpSelector(nn.Module):
         reg = self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
         return (self.cross * torch.linalg.solve(reg, self.cross.t()).t()).sum(1)
 
+    def directions(self, r: int) -> torch.Tensor:
+        """(d, r): the r directions of z_std most associated with the top-k SNPs, from the running
+        moments (a reduced-rank regression, as stats.guided): whiten z with zz, regress each
+        selected SNP on whitened z (b_j), and take the top r eigenvectors of sum_j b_j b_j'. The
+        scores z_std @ W have unit running variance and no running covariance."""
+        d = self.zz.shape[0]
+        reg = self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
+        lam, U = torch.linalg.eigh(reg.double())
+        whiten = U * lam.clamp(min=1e-12).rsqrt()  # z_std @ whiten has identity running covariance
+        b = self.cross.double()[torch.topk(self.scores(), self.k).indices] @ whiten  # (k, d)
+        _, V = torch.linalg.eigh(b.t() @ b)
+        return (whiten @ V[:, -r:].flip(1)).to(self.zz.dtype)
+
     def mask(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(n_snps,) bool: the k top SNPs, and only those of `mask` (the augmentation) if given."""
         score = self.scores()
@@ -154,12 +167,51 @@ class SeparableCritic(nn.Module):
         self.scale = 1.0 / math.sqrt(cfg.critic_dim)
         queue = getattr(cfg, "critic_queue", 0)
         self.bank = PairBank(queue) if queue else None
+        # critic_guided_dims = r > 0 (with the SNP selection): the image head sees z only through
+        # the r directions of z most associated with the selected SNPs (SnpSelector.directions),
+        # recomputed every training step from the running moments and rotated onto the previous
+        # step's directions (orthogonal Procrustes), so that the head's coordinates stay put.
+        r = getattr(cfg, "critic_guided_dims", 0)
+        self.guided_dims = min(r, x_dim) if (r and self.selector is not None) else 0
+        if self.guided_dims:
+            self.register_buffer("directions", torch.zeros(x_dim, self.guided_dims))
+            self.x_head = mlp(self.guided_dims, cfg.critic_hidden, cfg.critic_dim)
+
+    @property
+    def steps(self) -> int:
+        """Training steps the critic has taken (its running statistics' count; 0 without them)."""
+        for m in (self.x_norm, self.selector):
+            if m is not None and hasattr(m, "count"):
+                return int(m.count)
+        return 0
+
+    @torch.no_grad()
+    def refresh_directions(self) -> None:
+        """Recompute the guided directions from the selector's running moments (training only)."""
+        if not self.guided_dims or int(self.selector.count) == 0:
+            return
+        new = self.selector.directions(self.guided_dims)
+        old = self.directions
+        if bool(old.abs().sum() > 0):
+            # the rotation R minimizing |new R - old| in z_std's running metric: new and old are
+            # orthonormal in it, so R = U V' from the SVD of new' zz old
+            u, _, vh = torch.linalg.svd(new.t() @ self.selector.zz @ old)
+            new = new @ (u @ vh)
+        self.directions.copy_(new)
+
+    def _image_input(self, xn: torch.Tensor) -> torch.Tensor:
+        if not self.guided_dims:
+            return xn
+        return xn @ self.directions.to(xn.dtype)
 
     def project(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, x_dim), (B, y_dim) -> u (B, k), v (B, k): the scores are (u @ v.T) * scale."""
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"critic: {x.shape[0]} image rows but {y.shape[0]} genetic rows")
-        return self.x_head(self.x_norm(x)), self.y_head(self.y_norm(y))
+        xn = self.x_norm(x)
+        if self.training and self.guided_dims:
+            self.refresh_directions()
+        return self.x_head(self._image_input(xn)), self.y_head(self.y_norm(y))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         u, v = self.project(x, y)
@@ -169,7 +221,7 @@ class SeparableCritic(nn.Module):
         """forward() without updating the running statistics (for pairs already counted)."""
         xn = self.x_norm.peek(x) if isinstance(self.x_norm, RunningStandardize) else x
         yn = self.y_norm.peek(y) if isinstance(self.y_norm, RunningStandardize) else y
-        return (self.x_head(xn) @ self.y_head(yn).t()) * self.scale
+        return (self.x_head(self._image_input(xn)) @ self.y_head(yn).t()) * self.scale
 
 
 class GenotypeHead(nn.Module):

@@ -285,7 +285,10 @@ class GIMMethod(Method):
         recon = losses.reconstruction_mse(modules["decoder"](out.code(), image.shape[2:]), image)
         z = gather_rows(out.z)
         g = self._genetic(modules, batch, stage, z)
-        scores = modules["critic"](z, gather_rows(g))
+        critic = modules["critic"]
+        if cfg.critic_warmup_steps and critic.training and int(critic.steps) < cfg.critic_warmup_steps:
+            z = z.detach()  # the critic warms up on the encoder's z; no JSE gradient into the encoder yet
+        scores = critic(z, gather_rows(g))
         jse = losses.jse_loss(scores)
         loss = jse + cfg.lambda_recon * recon
         metrics = {"jse": _f(jse), "recon": _f(recon), "mi": _f(losses.jse_mi(jse))}

@@ -292,6 +292,7 @@ PAPER_SETTINGS = {
         "genetic_input": "classes",  # embeddings of 0/1/2/missing
         "critic_standardize": False,
         "critic_snps": 0,
+        "critic_guided_dims": 0,
         "critic_hidden": [256],
         "critic_dim": 128,
     },

@@ -163,3 +163,19 @@ def test_gim_critic_queue_trains_the_critic_on_past_pairs_and_not_the_encoder():
     # validation (eval mode) leaves the bank alone
     modules.eval()
     assert "jse_bank" not in m.loss(modules, tiny_batch(seed=11), stage)[1] and len(bank) == 2
+
+
+def test_gim_critic_warmup_keeps_the_jse_out_of_the_image_encoder_until_it_ends():
+    torch.manual_seed(0)
+    m = get_method("gim")
+    modules = m.build(tiny_cfg().replace(critic_warmup_steps=2, lambda_recon=0.0), SHAPE, N_SNPS)
+    stage = m.stages(3)[-1]
+    grads = []
+    for step in range(3):  # the critic's step count is 0, 1 (warm-up), then 2 (JSE into the encoder)
+        modules.zero_grad()
+        loss, _ = m.loss(modules, tiny_batch(seed=step), stage)
+        loss.backward()
+        grads.append(any(p.grad is not None and p.grad.any() for p in modules["encoder"].parameters()))
+        assert any(p.grad is not None and p.grad.any() for p in modules["critic"].parameters())  # the critic learns throughout
+    assert grads == [False, False, True]
+    assert modules["critic"].steps == 3

@@ -57,7 +57,8 @@ def test_two_gloo_processes_equal_one(tmp_path, method, epochs):
     # equal to float32 rounding, checked relative to their size
     stats = [k for k in a["modules"] if ".selector." in k or "_norm." in k]
     for k in stats:
-        torch.testing.assert_close(b["modules"][k].double(), a["modules"][k].double(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b["modules"][k].double(), a["modules"][k].double(), rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, k=k: f"{k}: {m}")
     weights = [k for k in a["modules"] if k not in stats]
     wa = torch.cat([a["modules"][k].flatten().double() for k in weights])
     wb = torch.cat([b["modules"][k].flatten().double() for k in weights])
