@@ -22,6 +22,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <errno.h>
+#include <unistd.h>
+#endif
 
 #include "_speedups_buffers.h"
 
@@ -669,6 +673,52 @@ static PyObject *py_unpack_2bit(PyObject *self, PyObject *args) {
     return done(b, 3, 0);
 }
 
+#ifndef _WIN32 /* POSIX pwrite; elsewhere gimtool writes the rows from Python */
+/*
+ * pwrite_rows(fd, block uint8 (n x w), ld, offset): row i of the block to the file at offset
+ * i * ld + offset, one pwrite each (a sample-major store filled SNP chunk by SNP chunk: every
+ * person's piece goes to its own place). Here rather than a Python loop: 10,000 people x 30
+ * chunks are 300,000 calls. Returns 0, or raises OSError.
+ */
+static PyObject *py_pwrite_rows(PyObject *self, PyObject *args) {
+    PyObject *oblock;
+    int fd;
+    Py_ssize_t w, ld, offset;
+    if (!PyArg_ParseTuple(args, "iOnnn", &fd, &oblock, &w, &ld, &offset)) return NULL;
+    Py_buffer b[1];
+    const BufArg spec[1] = {{oblock, 0, 1, "block"}};
+    if (get_buffers(spec, b, 1) < 0) return NULL;
+    const Py_ssize_t n = w > 0 ? b[0].len / w : 0;
+    if (w <= 0 || b[0].len != n * w || ld < w || offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "pwrite_rows: inconsistent sizes");
+        return done(b, 1, 1);
+    }
+    const uint8_t *src = b[0].buf;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !err; i++) {
+        Py_ssize_t left = w, at = 0;
+        while (left > 0) {
+            const ssize_t k = pwrite(fd, src + i * w + at, (size_t)left, (off_t)(i * ld + offset + at));
+            if (k < 0) {
+                if (errno == EINTR) continue;
+                err = errno;
+                break;
+            }
+            left -= k;
+            at += k;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return done(b, 1, 1);
+    }
+    return done(b, 1, 0);
+}
+#endif
+
 /* 64 bits of a row starting at bit `bit` (bits beyond the row's nb bytes read as 0) */
 static inline uint64_t load_bits(const uint8_t *r, Py_ssize_t nb, Py_ssize_t bit) {
     const Py_ssize_t off = bit >> 3;
@@ -940,6 +990,9 @@ static PyMethodDef methods[] = {
     {"transpose_2bit", py_transpose_2bit, METH_VARARGS, "Packed .bed rows to the sample-major 2-bit store."},
     {"unpack_2bit", py_unpack_2bit, METH_VARARGS, "Rows of the 2-bit store as int8 counts of A1."},
     {"repack", py_repack, METH_VARARGS, "The .bed rows of a subset of samples."},
+#ifndef _WIN32
+    {"pwrite_rows", py_pwrite_rows, METH_VARARGS, "Each row of a block to its own offset of a file."},
+#endif
     {"missing_per_sample", py_missing_per_sample, METH_VARARGS, "Missing calls per sample over .bed rows."},
     {"splat", py_splat, METH_VARARGS, "Add a kernel around every occupied pixel of a layer (figures)."},
     {"composite", py_composite, METH_VARARGS, "Paint a layer's colour into an RGB image (figures)."},

@@ -246,8 +246,10 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
         gw.write_packed(block, m)
         clock("write store (writer thread)", t)
 
-    # two store blocks, alternating: one is written by the writer thread while the other is filled
+    # two store blocks (and .bed blocks for a subset of people), alternating: one is written by the
+    # writer thread while the other is filled
     blocks = [np.empty(len(sidx) * (chunk // 4), dtype=np.uint8) for _ in range(2)]
+    bed_bufs = [None, None] if all_samples else [np.empty(chunk * ((len(sidx) + 3) // 4), dtype=np.uint8) for _ in range(2)]
     with BedWriter(out + ".bed", len(sidx)) as bw, GenoStoreWriter(out + ".geno", fam.select("FID", "IID"), snps) as gw, \
             cf.ThreadPoolExecutor(1) as writer:
         tables = writer.submit(gw.write_tables)  # the store's SNP and sample tables, while the first chunk is read
@@ -260,12 +262,12 @@ def write_outputs(bf: GenotypeSource, res: QCResult, out: str, log, threads: int
             # of the memory-mapped .bed); the kept rows are picked from it, not gathered first
             span = bf.packed(slice(int(idx[0]), int(idx[-1]) + 1))
             sel = idx - idx[0]
-            # every person kept: the .bed rows are copied as they are, run by run of kept SNPs
-            repacked = None if all_samples else qc.repack_samples(span, bf.n_samples, sidx, sel, threads=threads)
-            t = clock("repack .bed rows", t)
             if pending[k % 2] is not None:
-                pending[k % 2].result()  # the writes of the block filled two chunks ago
+                pending[k % 2].result()  # the writes of the buffers filled two chunks ago
             t = clock("waited for the writer", t)
+            # every person kept: the .bed rows are copied as they are, run by run of kept SNPs
+            repacked = None if all_samples else qc.repack_samples(span, bf.n_samples, sidx, sel, threads, bed_bufs[k % 2])
+            t = clock("repack .bed rows", t)
             block = store.pack(span, sel, out=blocks[k % 2])
             clock("transpose store", t)
             runs = _runs(sel) if all_samples else []

@@ -101,10 +101,11 @@ def packed_missing_per_sample(rows: np.ndarray, counts: np.ndarray) -> None:
 
 
 def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray, sel: np.ndarray | None = None,
-                   threads: int = 1) -> np.ndarray:
+                   threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
     """The .bed rows (m, ceil(n_samples / 4)) of the samples idx (in that order), as new .bed
     rows (m, ceil(len(idx) / 4)) uint8, the last byte padded with 00 as PLINK does; of the rows
-    rows[sel] only (picked in place) when sel is given. Compiled: `threads` row ranges in parallel."""
+    rows[sel] only (picked in place) when sel is given. Compiled: `threads` row ranges in
+    parallel, into the buffer `out` when given (reused across chunks: no fresh pages)."""
     nb = rows.shape[1]
     assert nb == (n_samples + 3) // 4
     idx = np.ascontiguousarray(idx, dtype=np.int64)
@@ -116,7 +117,8 @@ def repack_samples(rows: np.ndarray, n_samples: int, idx: np.ndarray, sel: np.nd
         brk = np.flatnonzero(np.diff(idx) != 1) + 1
         starts = np.r_[0, brk]
         runs = np.stack([idx[starts], np.diff(np.r_[starts, len(idx)])], axis=1).astype(np.int64)
-        out = np.empty((m, (len(idx) + 3) // 4), dtype=np.uint8)
+        shape = (m, (len(idx) + 3) // 4)
+        out = np.empty(shape, dtype=np.uint8) if out is None else out.reshape(-1)[: shape[0] * shape[1]].reshape(shape)
         rows, runs = np.ascontiguousarray(rows), np.ascontiguousarray(runs)
         parts = np.unique(np.linspace(0, m, max(1, threads) + 1).astype(int))
 

@@ -102,7 +102,7 @@ def test_repack_samples_equals_encoding_the_subset(backend, n, m):
         assert got.tobytes() == encode_bed_chunk(g[idx]), (n, m, len(idx))
         sel = np.unique(np.r_[m - 1, np.flatnonzero(rng.random(m) < 0.6)])  # rows picked in place
         for threads in (1, 2, 3):
-            got = qc.repack_samples(raw, n, idx, sel, threads=threads)
+            got = qc.repack_samples(raw, n, idx, sel, threads=threads, out=np.full(m * n, 7, dtype=np.uint8))
             assert got.tobytes() == encode_bed_chunk(g[idx][:, sel]), (n, m, len(idx), threads)
 
 
