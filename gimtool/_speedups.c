@@ -7,6 +7,9 @@
  *   decode happens in registers and the product is formed as it is decoded, so each genotype is
  *   touched once. Results are the same sums (float64, genotypes are exact small integers), in a
  *   different order of addition. Also popcount genotype counts and Student-t P values.
+ * - prep-geno and the genotype store (gimtool.stats.qc, gimtool.io.genostore): .bed rows
+ *   transposed into the store's sample-major 2-bit rows, the store's rows decoded to int8, the
+ *   .bed rows of a subset of people, missing calls per person, and the store's rows written.
  * - The text of summary statistics files (gimtool.io.sumstats): in _sumstats_format.c.
  *
  * .bed 2-bit codes, low bits first: 00 = 2 copies of A1, 01 = missing (counts as 0 here: the
