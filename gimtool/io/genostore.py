@@ -125,8 +125,10 @@ class GenoStoreWriter(TempNameWriter):
         mv = memoryview(np.ascontiguousarray(block)).cast("B")
         byte0 = self._next // 4
         sp = qc._speedups()
-        if w == self.row_bytes:
-            os.pwrite(self._fd, mv, 0)
+        if w == self.row_bytes:  # the whole matrix (byte0 is 0): one write, however long it takes
+            done = 0
+            while done < len(mv):
+                done += os.pwrite(self._fd, mv[done:], done)
         elif sp is not None and hasattr(sp, "pwrite_rows"):
             sp.pwrite_rows(self._fd, mv, w, self.row_bytes, byte0)  # the loop below in C, without the GIL
         else:
