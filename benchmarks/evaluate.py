@@ -139,6 +139,8 @@ VARIANTS = {
     # the critic's image head on the 10 directions of z most associated with its 32 SNPs
     # (gim_critic_guided.md: it learns on a fixed z, not end to end)
     "gim-guided": ({}, {"critic_guided_dims": 10, "critic_snps": 32}, None),
+    # the same, with the JSE kept out of the image encoder for the critic's first 750 steps (5 epochs here)
+    "gim-guided-warmup": ({}, {"critic_guided_dims": 10, "critic_snps": 32, "critic_warmup_steps": 750}, None),
     "gim-seed2": ({"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
 }
 
