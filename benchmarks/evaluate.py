@@ -141,6 +141,7 @@ VARIANTS = {
     "gim-guided": ({}, {"critic_guided_dims": 10, "critic_snps": 32}, None),
     # the same, with the JSE kept out of the image encoder for the critic's first 750 steps (5 epochs here)
     "gim-guided-warmup": ({}, {"critic_guided_dims": 10, "critic_snps": 32, "critic_warmup_steps": 750}, None),
+    "gim-guided-warmup-seed2": ({"seed": 2}, {"critic_guided_dims": 10, "critic_snps": 32, "critic_warmup_steps": 750}, None),
     "gim-seed2": ({"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
 }
 
