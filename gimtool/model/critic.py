@@ -105,18 +105,19 @@ class SnpSelector(nn.Module):
 
     def scores(self) -> torch.Tensor:
         """(n_snps,) multiple R^2 of each SNP on z, from the running moments."""
+        return (self.cross * torch.linalg.solve(self._zz_ridge(), self.cross.t()).t()).sum(1)
+
+    def _zz_ridge(self) -> torch.Tensor:
+        """zz with the ridge added to its diagonal (ridge x its mean eigenvalue)."""
         d = self.zz.shape[0]
-        reg = self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
-        return (self.cross * torch.linalg.solve(reg, self.cross.t()).t()).sum(1)
+        return self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
 
     def directions(self, r: int) -> torch.Tensor:
         """(d, r): the r directions of z_std most associated with the top-k SNPs, from the running
         moments (a reduced-rank regression, as stats.guided): whiten z with zz, regress each
         selected SNP on whitened z (b_j), and take the top r eigenvectors of sum_j b_j b_j'. The
         scores z_std @ W have unit running variance and no running covariance."""
-        d = self.zz.shape[0]
-        reg = self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
-        lam, U = torch.linalg.eigh(reg.double())
+        lam, U = torch.linalg.eigh(self._zz_ridge().double())
         whiten = U * lam.clamp(min=1e-12).rsqrt()  # z_std @ whiten has identity running covariance
         b = self.cross.double()[torch.topk(self.scores(), self.k).indices] @ whiten  # (k, d)
         _, V = torch.linalg.eigh(b.t() @ b)

@@ -286,7 +286,7 @@ class GIMMethod(Method):
         z = gather_rows(out.z)
         g = self._genetic(modules, batch, stage, z)
         critic = modules["critic"]
-        if cfg.critic_warmup_steps and critic.training and int(critic.steps) < cfg.critic_warmup_steps:
+        if cfg.critic_warmup_steps and critic.training and critic.steps < cfg.critic_warmup_steps:
             z = z.detach()  # the critic warms up on the encoder's z; no JSE gradient into the encoder yet
         scores = critic(z, gather_rows(g))
         jse = losses.jse_loss(scores)
