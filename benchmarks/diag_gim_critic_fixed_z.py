@@ -52,7 +52,41 @@ def load(eval_dir: Path, run: str):
     return Z, G, af, rows
 
 
-def held_out_mi(Z, G, af, rows, guided_dims: int, snps: int, epochs: int, seed: int, batch: int = 12) -> list[float]:
+def crop_embeddings(eval_dir: Path, run: str, keys: list[str], epochs: int, seed: int = 0):
+    """z from the run's checkpoint (best.pt, as its embeddings.tsv): the test people's from the
+    centre crop, and for each epoch the training people's from a fresh uniformly random crop of
+    the size training used, as the training loop draws them. Returns (Z centre, [Z of epoch e])."""
+    from gimtool.io.imagestore import ImageStore
+    from gimtool.train.embedding import load_model
+
+    method, modules, _, ck = load_model(eval_dir / "runs" / run, torch.device("cpu"))
+    store = ImageStore(eval_dir / "mri")
+    pos = {k: i for i, k in enumerate(_keys(store.samples))}
+    index = np.array([pos[k] for k in keys])
+    crop, shape = tuple(int(c) for c in ck["crop"]), store.shape
+
+    @torch.no_grad()
+    def embed(starts_of) -> torch.Tensor:
+        out = []
+        for b in range(0, len(index), 64):
+            vols = [store.crop(int(i), starts_of(j), crop) for j, i in enumerate(index[b:b + 64], start=b)]
+            out.append(method.embed(modules, torch.from_numpy(np.stack(vols))[:, None]).float())
+        return torch.cat(out)
+
+    centre = tuple((n - c) // 2 for n, c in zip(shape, crop))
+    Zc = embed(lambda j: centre)
+    per_epoch = []
+    for e in range(epochs):
+        rng = np.random.default_rng([seed, e])
+        starts = [tuple(int(rng.integers(0, n - c + 1)) for n, c in zip(shape, crop)) for _ in index]
+        per_epoch.append(embed(lambda j: starts[j]))
+    return Zc, per_epoch
+
+
+def held_out_mi(Z, G, af, rows, guided_dims: int, snps: int, epochs: int, seed: int, batch: int = 12,
+                train_z=None) -> list[float]:
+    """train_z: optional list of per-epoch z (random crops) for the training rows; Z is used otherwise
+    and always for the test people."""
     L = G.shape[1]
     cfg = ModelConfig(critic_snps=snps, critic_guided_dims=guided_dims)
     torch.manual_seed(seed)
@@ -64,11 +98,12 @@ def held_out_mi(Z, G, af, rows, guided_dims: int, snps: int, epochs: int, seed: 
     out = []
     for ep in range(epochs):
         critic.train()
+        Zt = Z if train_z is None else train_z[ep]
         order = tr[torch.from_numpy(np.random.default_rng(seed * 1000 + ep).permutation(len(tr)))]
         for b in range(0, len(order) - batch + 1, batch):
             k = order[b:b + batch]
-            critic.selector.update(critic.x_norm.peek(Z[k]), standardized_dosage(G[k], af))
-            loss = jse_loss(critic(Z[k], enc(G[k], chrom, bp, cm, critic.selector.mask(), af)))
+            critic.selector.update(critic.x_norm.peek(Zt[k]), standardized_dosage(G[k], af))
+            loss = jse_loss(critic(Zt[k], enc(G[k], chrom, bp, cm, critic.selector.mask(), af)))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -87,10 +122,27 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="append a markdown section here")
+    ap.add_argument("--view", choices=("whole", "centre", "random"), default="whole",
+                    help="whole: the run's embeddings.tsv (whole volumes); centre: z of the run's checkpoint from the "
+                         "training-size centre crop; random: the same for the test people, and for the training people "
+                         "a fresh random crop of that size every epoch, as training draws them")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     Z, G, af, rows = load(a.eval_dir, a.run)
-    lines = [f"### Critic on a fixed z: `{a.run}` of `{a.eval_dir.name}` ({datetime.date.today()})", "",
+    train_z = None
+    if a.view != "whole":
+        emb = pl.read_csv(a.eval_dir / "runs" / a.run / "embeddings.tsv", separator="\t", columns=["FID", "IID"],
+                          schema_overrides={"FID": pl.Utf8, "IID": pl.Utf8})
+        Z, per_epoch = crop_embeddings(a.eval_dir, a.run, _keys(emb), a.epochs if a.view == "random" else 0)
+        train_z = per_epoch if a.view == "random" else None
+        if train_z:
+            zs = torch.stack(per_epoch)[:, rows["train"]]  # (epochs, people, d)
+            share = zs.var(0).mean(0) / zs.flatten(0, 1).var(0).clamp(min=1e-12)
+            print(f"share of each z feature's variance that is crop position (within person): median "
+                  f"{float(share.median()):.2f}, range {float(share.min()):.2f}-{float(share.max()):.2f}", flush=True)
+    what = {"whole": "a fixed z (whole volumes)", "centre": "a fixed z (centre crops)",
+            "random": "a random crop of each training person each epoch (test: centre crops)"}[a.view]
+    lines = [f"### Critic on {what}: `{a.run}` of `{a.eval_dir.name}` ({datetime.date.today()})", "",
              f"{len(rows['train'])} training people (batches of 12), held-out MI over every pairing of "
              f"{len(rows['test'])} test people after each epoch; {a.seeds} seeds.", "",
              "| critic_guided_dims | critic_snps | " + " | ".join(f"MI after epoch {e + 1}" for e in range(a.epochs)) + " |",
@@ -98,7 +150,7 @@ def main() -> None:
     for s in a.settings.split(","):
         r, k = (int(x) for x in s.split(":"))
         t = time.perf_counter()
-        runs = [held_out_mi(Z, G, af, rows, r, k, a.epochs, seed) for seed in range(a.seeds)]
+        runs = [held_out_mi(Z, G, af, rows, r, k, a.epochs, seed, train_z=train_z) for seed in range(a.seeds)]
         cells = [" / ".join(f"{run[e]:+.3f}" for run in runs) for e in range(a.epochs)]
         lines.append(f"| {r} | {k} | " + " | ".join(cells) + " |")
         print(lines[-1], f"({time.perf_counter() - t:.0f} s)", flush=True)

@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -128,21 +129,43 @@ ABLATION = [
 ]
 
 
-# Other gim rows (--variants): name: (train settings, model settings, epochs; None = gim_epochs)
+# Other rows (--variants): name: (method, train settings, model settings, epochs; None = the method's default)
+_GUIDED = {"critic_guided_dims": 10, "critic_snps": 32}
+_WIDE = {"conv_channels": [32, 64, 128], "genetic_dims": [32, 64, 128]}  # the model's full width (ModelConfig)
 VARIANTS = {
-    "gim-paper": ({"paper": True}, {}, "paper"),  # every setting as in the paper (train --paper)
-    "gim-transformer": ({}, {"genetic_encoder": "transformer"}, None),
+    "gim-paper": ("gim", {"paper": True}, {}, "paper"),  # every setting as in the paper (train --paper)
+    "gim-transformer": ("gim", {}, {"genetic_encoder": "transformer"}, None),
     # the critic sees 16 SNPs (the default before 2026-12-02) instead of 64: on brainlike 11 of the
     # 18 true loci's lead SNPs rank in the top 16 by multiple R2 on z, 17 in the top 64
     # (diag_gim_training.py LEADS_IN_TOP*)
-    "gim-critic16": ({}, {"critic_snps": 16}, None),
+    "gim-critic16": ("gim", {}, {"critic_snps": 16}, None),
     # the critic's image head on the 10 directions of z most associated with its 32 SNPs
     # (gim_critic_guided.md: it learns on a fixed z, not end to end)
-    "gim-guided": ({}, {"critic_guided_dims": 10, "critic_snps": 32}, None),
+    "gim-guided": ("gim", {}, _GUIDED, None),
     # the same, with the JSE kept out of the image encoder for the critic's first 750 steps (5 epochs here)
-    "gim-guided-warmup": ({}, {"critic_guided_dims": 10, "critic_snps": 32, "critic_warmup_steps": 750}, None),
-    "gim-guided-warmup-seed2": ({"seed": 2}, {"critic_guided_dims": 10, "critic_snps": 32, "critic_warmup_steps": 750}, None),
-    "gim-seed2": ({"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
+    "gim-guided-warmup": ("gim", {}, {**_GUIDED, "critic_warmup_steps": 750}, None),
+    "gim-guided-warmup-seed2": ("gim", {"seed": 2}, {**_GUIDED, "critic_warmup_steps": 750}, None),
+    # gim-guided-warmup and the autoencoder at the model's full width (ModelConfig's default, 4x the
+    # channels of the CPU configurations' model_toml)
+    "gim-guided-warmup-wide": ("gim", {}, {**_WIDE, **_GUIDED, "critic_warmup_steps": 750}, None),
+    "gim-guided-warmup-wide-seed2": ("gim", {"seed": 2}, {**_WIDE, **_GUIDED, "critic_warmup_steps": 750}, None),
+    "autoencoder-wide": ("autoencoder", {}, _WIDE, None),
+    # whole volumes (crop_mm at least the 8 mm grid's 184-224 mm) instead of random 160 mm crops: the
+    # training critic on random crops of a fixed encoder does not learn where it does on a fixed crop
+    # (gim_critic_guided.md, "random crops")
+    "gim-guided-warmup-whole": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750}, None),
+    "autoencoder-whole": ("autoencoder", {"crop_mm": 240.0}, {}, None),
+    # the JSE's gradient into the encoder ramped up over 450 steps (3 epochs) after the warm-up,
+    # instead of switched on at once (model.config critic_ramp_steps)
+    "gim-guided-ramp": ("gim", {}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450}, None),
+    "gim-guided-ramp-whole": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450}, None),
+    # the same with the JSE's gradient into the encoder at a tenth (or a fiftieth) of the critic's
+    "gim-guided-ramp-whole-s0.1": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
+                                                             "jse_encoder_scale": 0.1}, None),
+    "gim-guided-ramp-whole-s0.02": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
+                                                              "jse_encoder_scale": 0.02}, None),
+    "gim-whole": ("gim", {"crop_mm": 240.0}, {}, None),
+    "gim-seed2": ("gim", {"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
 }
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
@@ -241,7 +264,9 @@ def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, devi
     tag = tag or method
     run = out / "runs" / tag
     top = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (train_settings or {}).items())
-    toml = top + cfg["model_toml"] + "".join(f"{k} = {json.dumps(v)}\n" for k, v in (model_overrides or {}).items())
+    # the configuration's [model] keys, then the run's overrides (which win: TOML allows no repeated key)
+    model = {**tomllib.loads(cfg["model_toml"]).get("model", {}), **(model_overrides or {})}
+    toml = top + ("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in model.items()) if model else "")
     run.mkdir(parents=True, exist_ok=True)
     (run / "eval_config.toml").write_text(toml)
     if not (run / "model.pt").exists():
@@ -335,7 +360,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out" / "eval")
     ap.add_argument("--methods", default=",".join(GROUPS))
     ap.add_argument("--no-ablation", action="store_true")
-    ap.add_argument("--variants", default="", help=f"extra gim rows, comma-separated: {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="", help=f"extra rows, comma-separated: {', '.join(VARIANTS)}")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
@@ -362,10 +387,10 @@ def main() -> None:
         results += add(m, m, method_pcs(m, a.out, data, cfg, a.threads, a.device))
         write_table1(a, cfg, results, ablation, t0, pending=methods[methods.index(m) + 1 :])
     for v in [x for x in a.variants.split(",") if x]:
-        settings, model, ep = VARIANTS[v]
+        method, settings, model, ep = VARIANTS[v]
         ep = cfg["paper_epochs"] if ep == "paper" else ep
-        results += add(v, "gim", method_pcs("gim", a.out, data, cfg, a.threads, a.device, tag=v, train_settings=settings,
-                                            model_overrides=model, epochs=ep))
+        results += add(v, method, method_pcs(method, a.out, data, cfg, a.threads, a.device, tag=v, train_settings=settings,
+                                             model_overrides=model, epochs=ep))
         write_table1(a, cfg, results, ablation, t0, pending=[])
     if not a.no_ablation:
         for k, (label, overrides, epochs) in enumerate(ABLATION):

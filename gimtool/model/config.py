@@ -79,13 +79,22 @@ class ModelConfig:
     # > 0 (with critic_snps): the critic's image head sees z only through its critic_guided_dims
     # directions most associated with the selected SNPs (a reduced-rank regression on the
     # selector's running moments, model.critic.SnpSelector.directions); 0 = all of z. It lets a
-    # critic learn on a fixed z where the default cannot, but not end to end: off by default
-    # (benchmarks/results/gim_critic_guided.md). Under DDP it is not checked equal to one process:
-    # the first steps' directions come from rank-deficient moments and follow rounding.
+    # critic learn on a fixed z where the default cannot (benchmarks/results/gim_critic_guided.md).
+    # The directions start once the moments have seen twice as many rows as z has dimensions
+    # (before, they follow float rounding); tests/train/test_train_ddp.py checks DDP against one process.
     critic_guided_dims: int = 0
     # > 0: the JSE reaches the image encoder only after the critic has trained this many steps
     # (z detached before: the encoder learns from reconstruction alone while the critic catches up)
     critic_warmup_steps: int = 0
+    # after the warm-up, the JSE's gradient into the image encoder grows linearly from 0 to full over
+    # this many critic steps. Switched on at once, it arrives where Adam's second moments were set by
+    # the small reconstruction gradients alone, and the first steps are far larger than lr: on
+    # cpu-large the critic's training MI fell from +0.086 to -0.030 in the epoch after the switch and
+    # the reconstruction error rose from 0.065 to 0.10 (gim_critic_guided.md)
+    critic_ramp_steps: int = 0
+    # the JSE's gradient into the image encoder, once the warm-up and ramp are over, as a fraction of
+    # the critic's own (1 = the paper's objective). The values the critic sees are unchanged.
+    jse_encoder_scale: float = 1.0
     projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
 
     # Losses
@@ -146,6 +155,10 @@ class ModelConfig:
             bad("critic_guided_dims", ">= 0")
         if self.critic_warmup_steps < 0:
             bad("critic_warmup_steps", ">= 0")
+        if self.critic_ramp_steps < 0:
+            bad("critic_ramp_steps", ">= 0")
+        if not (0.0 <= self.jse_encoder_scale <= 1.0):
+            bad("jse_encoder_scale", "a number in [0, 1]")
         for name in ("genetic_chunk_tokens", "repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):
             if getattr(self, name) < 1:
                 bad(name, ">= 1")

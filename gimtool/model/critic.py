@@ -93,10 +93,12 @@ class SnpSelector(nn.Module):
         self.register_buffer("cross", torch.zeros(n_snps, z_dim))
         self.register_buffer("zz", torch.eye(z_dim))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.last_rows = 0  # rows of the last batch (count x last_rows: the rows seen, for directions())
 
     @torch.no_grad()
     def update(self, z_std: torch.Tensor, g_std: torch.Tensor) -> None:
         """z_std (B, d), g_std (B, n_snps): one batch's cross-moments into the running average."""
+        self.last_rows = int(z_std.shape[0])
         rate = max(self.momentum, 1.0 / float(self.count + 1))
         z = z_std.float()
         self.cross.lerp_(g_std.float().t() @ z / z.shape[0], rate)
@@ -112,16 +114,30 @@ class SnpSelector(nn.Module):
         d = self.zz.shape[0]
         return self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
 
-    def directions(self, r: int) -> torch.Tensor:
+    def directions(self, r: int) -> torch.Tensor | None:
         """(d, r): the r directions of z_std most associated with the top-k SNPs, from the running
         moments (a reduced-rank regression, as stats.guided): whiten z with zz, regress each
         selected SNP on whitened z (b_j), and take the top r eigenvectors of sum_j b_j b_j'. The
-        scores z_std @ W have unit running variance and no running covariance."""
+        scores z_std @ W have unit running variance and no running covariance.
+
+        None until the moments determine them: until the moments have seen twice as many rows as
+        z has dimensions (before, every SNP's multiple R^2 is close to 1, the SNP ranking is a
+        near-tie and follows float rounding), and while b has fewer than r directions. One process
+        and DDP's gathered sums round differently, and would otherwise train on different
+        directions from the first steps."""
+        if int(self.count) * self.last_rows < 2 * self.zz.shape[0]:
+            return None
         lam, U = torch.linalg.eigh(self._zz_ridge().double())
         whiten = U * lam.clamp(min=1e-12).rsqrt()  # z_std @ whiten has identity running covariance
         b = self.cross.double()[torch.topk(self.scores(), self.k).indices] @ whiten  # (k, d)
-        _, V = torch.linalg.eigh(b.t() @ b)
-        return (whiten @ V[:, -r:].flip(1)).to(self.zz.dtype)
+        ev, V = torch.linalg.eigh(b.t() @ b)
+        if not bool(ev[-r] > 1e-9 * ev[-1].clamp(min=1e-300)):  # fewer than r directions in b
+            return None
+        W = whiten @ V[:, -r:].flip(1)
+        # eigh's signs are arbitrary and may differ with rounding (one process against DDP): make
+        # each direction's largest entry positive, so that the first directions are reproducible
+        W = W * torch.sign(W.gather(0, W.abs().argmax(0, keepdim=True)))
+        return W.to(self.zz.dtype)
 
     def mask(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(n_snps,) bool: the k top SNPs, and only those of `mask` (the augmentation) if given."""
@@ -192,6 +208,8 @@ class SeparableCritic(nn.Module):
         if not self.guided_dims or int(self.selector.count) == 0:
             return
         new = self.selector.directions(self.guided_dims)
+        if new is None:  # too few rows seen yet: keep the previous directions (zero at the start)
+            return
         old = self.directions
         if bool(old.abs().sum() > 0):
             # the rotation R minimizing |new R - old| in z_std's running metric: new and old are

@@ -286,8 +286,8 @@ class GIMMethod(Method):
         z = gather_rows(out.z)
         g = self._genetic(modules, batch, stage, z)
         critic = modules["critic"]
-        if cfg.critic_warmup_steps and critic.training and critic.steps < cfg.critic_warmup_steps:
-            z = z.detach()  # the critic warms up on the encoder's z; no JSE gradient into the encoder yet
+        if critic.training:
+            z = self._jse_gradient_scaled(z, critic.steps, cfg)
         scores = critic(z, gather_rows(g))
         jse = losses.jse_loss(scores)
         loss = jse + cfg.lambda_recon * recon
@@ -297,6 +297,18 @@ class GIMMethod(Method):
             loss = loss + bank
             metrics["jse_bank"] = _f(bank)
         return loss, {"loss": _f(loss), **metrics}
+
+    @staticmethod
+    def _jse_gradient_scaled(z: torch.Tensor, step: int, cfg: ModelConfig) -> torch.Tensor:
+        """z as the critic sees it at critic step `step`: the same values, with the JSE's gradient into
+        the image encoder scaled by 0 during the warm-up (the critic learns on the encoder's z), then
+        rising linearly over critic_ramp_steps to jse_encoder_scale."""
+        warm, ramp, top = cfg.critic_warmup_steps, cfg.critic_ramp_steps, cfg.jse_encoder_scale
+        if step < warm or top == 0.0:
+            return z.detach()
+        a = (step - warm + 1) / (ramp + 1) if (ramp and step - warm < ramp) else 1.0
+        a *= top
+        return z if a == 1.0 else z.detach() + a * (z - z.detach())
 
     def _bank_loss(self, modules, batch, stage, z_local: torch.Tensor, g_local: torch.Tensor) -> torch.Tensor:
         """JSE of the critic over this step's pairs and those of the last critic_queue steps, z

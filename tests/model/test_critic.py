@@ -227,3 +227,32 @@ def test_guided_directions_span_the_genetic_subspace_and_stay_aligned():
     critic.eval()
     y = torch.randn(12, cfg.genetic_out_dim)
     torch.testing.assert_close(critic(Z[:12], y)[:3, :3], critic(Z[:3], y[:3]))
+
+
+def test_guided_directions_wait_for_twice_as_many_rows_as_dimensions_and_have_a_fixed_sign():
+    from gimtool.model.critic import SnpSelector
+
+    torch.manual_seed(0)
+    d, B = 32, 8
+    mix = torch.randn(4, d)
+    sel = SnpSelector(n_snps=60, z_dim=d, k=16)
+    got = []
+    for step in range(12):
+        # nearly collinear z, as a trained encoder's: a well-conditioning gate would never open
+        z = torch.randn(B, 4) @ mix + 1e-3 * torch.randn(B, d)
+        sel.update(z, torch.randn(B, 60))
+        got.append(sel.directions(3) is not None)
+    assert got == [False] * 7 + [True] * 5  # 8 batches of 8 = 64 rows = 2 d
+    # the sign of each direction is fixed (largest entry positive), whatever sign eigh returns,
+    # so one process and DDP's differently rounded sums start from the same directions
+    W = sel.directions(3)
+    top = W.gather(0, W.abs().argmax(0, keepdim=True))
+    assert (top > 0).all()
+    sel.cross.mul_(1 + 1e-7 * torch.randn_like(sel.cross))
+    torch.testing.assert_close(sel.directions(3), W, atol=1e-4, rtol=1e-3)
+    # a critic keeps zero directions (its image head blind) until then
+    cfg = ModelConfig(critic_snps=16, critic_guided_dims=3)
+    critic = SeparableCritic(cfg, d, cfg.genetic_out_dim, n_snps=60)
+    critic.selector.update(torch.randn(B, d), torch.randn(B, 60))
+    critic.refresh_directions()
+    assert critic.directions.abs().sum() == 0

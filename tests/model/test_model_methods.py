@@ -165,6 +165,40 @@ def test_gim_critic_queue_trains_the_critic_on_past_pairs_and_not_the_encoder():
     assert "jse_bank" not in m.loss(modules, tiny_batch(seed=11), stage)[1] and len(bank) == 2
 
 
+def test_gim_jse_gradient_ramps_up_linearly_after_the_warmup():
+    from gimtool.model.methods import GIMMethod
+
+    cfg = tiny_cfg().replace(critic_warmup_steps=2, critic_ramp_steps=3)
+    seen = []
+    for step in range(7):
+        z = torch.randn(4, 5, requires_grad=True)
+        zc = GIMMethod._jse_gradient_scaled(z, step, cfg)
+        assert torch.equal(zc, z)  # the critic sees the same values
+        if zc.requires_grad:
+            (zc * 2.0).sum().backward()
+            assert torch.equal(z.grad, z.grad[0, 0].expand_as(z.grad))  # one scale for every element
+            seen.append(round(float(z.grad[0, 0]) / 2.0, 6))
+        else:
+            seen.append(0.0)
+    assert seen == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    # no ramp: full gradient from the end of the warm-up
+    z = torch.randn(3, 2, requires_grad=True)
+    assert GIMMethod._jse_gradient_scaled(z, 2, cfg.replace(critic_ramp_steps=0)) is z
+    # jse_encoder_scale: the ramp ends there, and the gradient stays at that fraction
+    half = cfg.replace(jse_encoder_scale=0.5)
+    got = []
+    for step in (2, 4, 5, 50):
+        z = torch.randn(2, 2, requires_grad=True)
+        GIMMethod._jse_gradient_scaled(z, step, half).sum().backward()
+        got.append(round(float(z.grad[0, 0]), 6))
+    assert got == [0.125, 0.375, 0.5, 0.5]
+    assert not GIMMethod._jse_gradient_scaled(z, 50, cfg.replace(jse_encoder_scale=0.0)).requires_grad
+    with pytest.raises(ValueError, match="critic_ramp_steps"):
+        tiny_cfg().replace(critic_ramp_steps=-1)
+    with pytest.raises(ValueError, match="jse_encoder_scale"):
+        tiny_cfg().replace(jse_encoder_scale=1.5)
+
+
 def test_gim_critic_warmup_keeps_the_jse_out_of_the_image_encoder_until_it_ends():
     torch.manual_seed(0)
     m = get_method("gim")

@@ -26,8 +26,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# gim-guided: the critic's guided directions (critic_guided_dims) with warm-up and ramp; a 16-dim z
+# so that the directions start within the test's 6 steps (they wait for more rows than z has dimensions),
+# on gimtool's co-training schedule
+GUIDED = {"repr_dim": 16, "critic_guided_dims": 4, "critic_snps": 32, "critic_warmup_steps": 2, "critic_ramp_steps": 2}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method, epochs", [("gim", "1,1,1"), ("simclr", "3")])
+@pytest.mark.parametrize("method, epochs", [("gim", "1,1,1"), ("gim-guided", "0,0,3"), ("simclr", "3")])
 def test_two_gloo_processes_equal_one(tmp_path, method, epochs):
     # gim: JSE negatives gathered across ranks; simclr: two-view augmentations seeded per person
     ids = ids_of(20)
@@ -35,7 +41,9 @@ def test_two_gloo_processes_equal_one(tmp_path, method, epochs):
     make_geno_store(tmp_path / "geno", ids, n_snps=120)
     write_ids(tmp_path / "train.ids", ids[:16])
     write_ids(tmp_path / "val.ids", ids[16:])
-    model = "\n".join(f"{k} = {v}" for k, v in SMALL_MODEL.items())
+    guided = method == "gim-guided"
+    method = "gim" if guided else method
+    model = "\n".join(f"{k} = {v}" for k, v in {**SMALL_MODEL, **(GUIDED if guided else {})}.items())
     (tmp_path / "c.toml").write_text(f"batch_size = 8\ncrop_mm = 24.0\nlr = 1e-3\n\n[model]\n{model}\n")
     args = ["train", "--images", tmp_path / "img", "--geno", tmp_path / "geno", "--keep", tmp_path / "train.ids",
             "--val-keep", tmp_path / "val.ids", "--method", method, "--config", tmp_path / "c.toml",
@@ -55,6 +63,8 @@ def test_two_gloo_processes_equal_one(tmp_path, method, epochs):
     # the critic's running statistics (its standardizers' moments, the SNP selector's cross-moments,
     # O(1) averages of products over the gathered batch) are sums taken in another order under DDP:
     # equal to float32 rounding, checked relative to their size
+    if guided:  # the guided directions were in use, and agree
+        assert a["modules"]["critic.directions"].abs().sum() > 0
     stats = [k for k in a["modules"] if ".selector." in k or "_norm." in k]
     for k in stats:
         torch.testing.assert_close(b["modules"][k].double(), a["modules"][k].double(), rtol=1e-4, atol=1e-5,
