@@ -34,6 +34,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from gimtool.io.genostore import GenoStore  # noqa: E402
 from gimtool.io.imagestore import ImageStore  # noqa: E402
@@ -172,6 +173,16 @@ def main() -> None:
     run.mkdir(parents=True, exist_ok=True)
     diag = Diagnostics(d)
     cfg = load_config(a.config, {"method": a.method, "epochs": parse_epochs(a.epochs), "batch_size": 12, "threads": a.threads})
+    # the model table of evaluate.py's CPU configurations (quarter width), under the --config TOML's
+    # own [model] keys, so that a run here is the one evaluate.py would train (before 2026-12-02 it
+    # was not added, and runs here trained at full width)
+    import tomllib
+
+    from evaluate import CONFIGS
+
+    own = tomllib.loads(a.config.read_text()).get("model", {}) if a.config else {}
+    table = tomllib.loads(CONFIGS["cpu"]["model_toml"]).get("model", {})
+    cfg.update({"model": {k: v for k, v in table.items() if k not in own}}, source="evaluate.py's CPU model table")
     method = get_method(cfg.method)
     data = prepare_data(cfg, method, d / "mri", d / "geno.geno", read_ids(d / "cohort" / "train.ids"),
                         read_ids(d / "cohort" / "val.ids"))

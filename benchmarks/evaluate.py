@@ -162,6 +162,11 @@ VARIANTS = {
     # the same with the JSE's gradient into the encoder at a tenth (or a fiftieth) of the critic's
     "gim-guided-ramp-whole-s0.1": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
                                                              "jse_encoder_scale": 0.1}, None),
+    # the final epoch's encoder of gim-guided-ramp-whole-s0.1 instead of its best.pt (the end of the
+    # warm-up): a diagnostic, made by copying that run's model.pt, history.tsv and configs into
+    # runs/gim-guided-ramp-whole-s0.1-last before evaluating (trained from scratch it would pick best.pt)
+    "gim-guided-ramp-whole-s0.1-last": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
+                                                                  "jse_encoder_scale": 0.1}, None),
     "gim-guided-ramp-whole-s0.02": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
                                                               "jse_encoder_scale": 0.02}, None),
     "gim-whole": ("gim", {"crop_mm": 240.0}, {}, None),

@@ -88,9 +88,9 @@ class ModelConfig:
     critic_warmup_steps: int = 0
     # after the warm-up, the JSE's gradient into the image encoder grows linearly from 0 to full over
     # this many critic steps. Switched on at once, it arrives where Adam's second moments were set by
-    # the small reconstruction gradients alone, and the first steps are far larger than lr: on
-    # cpu-large the critic's training MI fell from +0.086 to -0.030 in the epoch after the switch and
-    # the reconstruction error rose from 0.065 to 0.10 (gim_critic_guided.md)
+    # the small reconstruction gradients alone: on cpu-large (whole volumes) the reconstruction error
+    # rose from 0.065 to 0.102 in the epoch after the switch; with a 450-step ramp it did not (0.069).
+    # The critic lost its MI either way (gim_critic_guided.md, section 4)
     critic_ramp_steps: int = 0
     # the JSE's gradient into the image encoder, once the warm-up and ramp are over, as a fraction of
     # the critic's own (1 = the paper's objective). The values the critic sees are unchanged.
