@@ -11,7 +11,7 @@ a ``[model]`` table with the field names of ``gimtool.model.config.ModelConfig``
     lr = 1e-3
     batch_size = 12
     epochs = [200, 100, 50]     # one number per stage of the method, or the total as one number
-    crop_mm = 160.0
+    crop_mm = 160.0             # 0 (the default) = whole volumes
     [model]
     ...
 """
@@ -63,9 +63,11 @@ class TrainConfig:
     # frozen-genetic, genetic-augment and co-train stages (None: 200, 100, 50). A frozen genetic
     # encoder at random initialisation leaves the critic blind (README, "Paper versus practice").
     schedule: str = "cotrain"
-    # random 3D crops of crop_mm millimetres per side (160 voxels at 1 mm, 40 at 4 mm),
-    # clipped to the grid; validation and embedding use the centre crop of the same size
-    crop_mm: float = 160.0
+    # random 3D crops of crop_mm millimetres per side (the paper's 160: 160 voxels at 1 mm, 40 at
+    # 4 mm), clipped to the grid; validation uses the centre crop of the same size. 0 = the whole
+    # volume at every step, as embed sees it: on random crops the crop's position is 96 % of z's
+    # variance and gim's critic does not learn (benchmarks/results/gim_critic_guided.md)
+    crop_mm: float = 0.0
     # genetic augmentation (stages with genetic_augment): with p = geno_crop_p a random
     # contiguous crop, otherwise an even down-sampling; both keep geno_aug_fraction of the SNPs
     geno_crop_p: float = 0.2
@@ -90,10 +92,10 @@ class TrainConfig:
 
         if not isinstance(self.method, str) or not self.method:
             raise bad("method", "a method name")
-        for key in ("lr", "crop_mm"):
-            v = getattr(self, key)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise bad(key, "a positive number")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise bad("lr", "a positive number")
+        if not (isinstance(self.crop_mm, (int, float)) and math.isfinite(self.crop_mm) and self.crop_mm >= 0):
+            raise bad("crop_mm", "a number >= 0 (0 = whole volumes)")
         if self.lr_critic is not None and not (math.isfinite(self.lr_critic) and self.lr_critic > 0):
             raise bad("lr_critic", "a positive number")
         if self.critic_weight_decay is not None and not (math.isfinite(self.critic_weight_decay) and self.critic_weight_decay >= 0):
@@ -287,6 +289,7 @@ PAPER_SETTINGS = {
     "schedule": "paper",  # 200 epochs with the genetic encoder frozen, 100 with augmentation, 50 co-training
     "geno_aug_min_snps": 0,  # 9.9 % of the SNPs on every array
     "critic_weight_decay": 0.0,
+    "crop_mm": 160.0,  # random 160 mm crops
     "model": {
         "genetic_encoder": "transformer",
         "genetic_input": "classes",  # embeddings of 0/1/2/missing
@@ -308,5 +311,7 @@ def aug_fraction(cfg: TrainConfig, n_snps: int) -> float:
 
 
 def crop_shape(cfg: TrainConfig, grid_shape: tuple[int, ...], voxel_size: tuple[float, ...]) -> tuple[int, int, int]:
-    """crop_mm in voxels of this grid, clipped to the grid."""
+    """crop_mm in voxels of this grid, clipped to the grid; crop_mm 0: the whole grid."""
+    if cfg.crop_mm == 0:
+        return tuple(int(n) for n in grid_shape)
     return tuple(max(1, min(int(n), int(round(cfg.crop_mm / float(v))))) for n, v in zip(grid_shape, voxel_size))

@@ -13,7 +13,9 @@ from tests.train.test_embed import gimtool
 
 def test_paper_defaults():
     c = TrainConfig()
-    assert (c.lr, c.batch_size, c.crop_mm, c.geno_crop_p) == (1e-3, 12, 160.0, 0.2)
+    assert (c.lr, c.batch_size, c.geno_crop_p) == (1e-3, 12, 0.2)
+    # whole volumes by default (crop_mm 0); the paper's random 160 mm crops with --paper
+    assert c.crop_mm == 0.0 and load_config(None, {"paper": True}).crop_mm == 160.0
     assert c.model.lambda_recon == 1.0
     assert round(c.geno_aug_fraction * 658_720) == 65_000
     # gim's stages keep the method's own defaults (the paper's 200/100/50)

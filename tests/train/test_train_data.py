@@ -87,7 +87,8 @@ def test_pairing_matches_ids_and_logs_drops(stores):
 
 
 def test_crop_shape_scales_with_voxel_size():
-    cfg = TrainConfig()
+    assert crop_shape(TrainConfig(), (182, 218, 182), (1, 1, 1)) == (182, 218, 182)  # default 0: whole volumes
+    cfg = TrainConfig(crop_mm=160.0)
     assert crop_shape(cfg, (182, 218, 182), (1, 1, 1)) == (160, 160, 160)
     assert crop_shape(cfg, (91, 109, 91), (2, 2, 2)) == (80, 80, 80)
     assert crop_shape(cfg, (46, 55, 46), (4, 4, 4)) == (40, 40, 40)
