@@ -145,11 +145,10 @@ VARIANTS = {
     # the same, with the JSE kept out of the image encoder for the critic's first 750 steps (5 epochs here)
     "gim-guided-warmup": ("gim", {}, {**_GUIDED, "critic_warmup_steps": 750}, None),
     "gim-guided-warmup-seed2": ("gim", {"seed": 2}, {**_GUIDED, "critic_warmup_steps": 750}, None),
-    # gim-guided-warmup and the autoencoder at the model's full width (ModelConfig's default, 4x the
-    # channels of the CPU configurations' model_toml)
+    # gim-guided-warmup at the model's full width (ModelConfig's default, 4x the channels of the CPU
+    # configurations' model_toml)
     "gim-guided-warmup-wide": ("gim", {}, {**_WIDE, **_GUIDED, "critic_warmup_steps": 750}, None),
     "gim-guided-warmup-wide-seed2": ("gim", {"seed": 2}, {**_WIDE, **_GUIDED, "critic_warmup_steps": 750}, None),
-    "autoencoder-wide": ("autoencoder", {}, _WIDE, None),
     # whole volumes (crop_mm at least the 8 mm grid's 184-224 mm) instead of random 160 mm crops: the
     # training critic on random crops of a fixed encoder does not learn where it does on a fixed crop
     # (gim_critic_guided.md, "random crops")
@@ -159,7 +158,7 @@ VARIANTS = {
     # instead of switched on at once (model.config critic_ramp_steps)
     "gim-guided-ramp": ("gim", {}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450}, None),
     "gim-guided-ramp-whole": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450}, None),
-    # the same with the JSE's gradient into the encoder at a tenth (or a fiftieth) of the critic's
+    # the same with the JSE's gradient into the encoder at a tenth of the critic's
     "gim-guided-ramp-whole-s0.1": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
                                                              "jse_encoder_scale": 0.1}, None),
     # the final epoch's encoder of gim-guided-ramp-whole-s0.1 instead of its best.pt (the end of the
@@ -167,8 +166,6 @@ VARIANTS = {
     # runs/gim-guided-ramp-whole-s0.1-last before evaluating (trained from scratch it would pick best.pt)
     "gim-guided-ramp-whole-s0.1-last": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
                                                                   "jse_encoder_scale": 0.1}, None),
-    "gim-guided-ramp-whole-s0.02": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
-                                                              "jse_encoder_scale": 0.02}, None),
     # gim with every default on whole volumes: gimtool's default from 2026-12-02 (crop_mm = 0). The
     # committed tables' gim and autoencoder rows were trained before, on the paper's 160 mm crops
     "gim-whole": ("gim", {"crop_mm": 240.0}, {}, None),
