@@ -169,6 +169,7 @@ VARIANTS = {
     # gim with every default on whole volumes: gimtool's default from 2026-12-02 (crop_mm = 0). The
     # committed tables' gim and autoencoder rows were trained before, on the paper's 160 mm crops
     "gim-whole": ("gim", {"crop_mm": 240.0}, {}, None),
+    "gim-whole-seed2": ("gim", {"crop_mm": 240.0, "seed": 2}, {}, None),
     "gim-crop160": ("gim", {"crop_mm": 160.0}, {}, None),  # the earlier default, for runs made from now on
     "gim-seed2": ("gim", {"seed": 2}, {}, None),  # gim again with another seed (default 1): how much of a row is the draw
 }
