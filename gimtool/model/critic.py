@@ -205,7 +205,7 @@ class SeparableCritic(nn.Module):
     @torch.no_grad()
     def refresh_directions(self) -> None:
         """Recompute the guided directions from the selector's running moments (training only)."""
-        if not self.guided_dims or int(self.selector.count) == 0:
+        if not self.guided_dims:
             return
         new = self.selector.directions(self.guided_dims)
         if new is None:  # too few rows seen yet: keep the previous directions (zero at the start)
