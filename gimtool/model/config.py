@@ -70,7 +70,7 @@ class ModelConfig:
     # statistics, model.critic.SnpSelector; linear and mlp encoders); 0 = every SNP (the paper).
     # 64, not 16: on brainlike 11 of the 18 true loci's lead SNPs rank in the top 16 by R2 on z,
     # 17 in the top 64, and gim with 64 found 9/18 true loci (guided readout) against 7/18 with 16
-    # (benchmarks/results/table1_brainlike-10.md)
+    # (benchmarks/results/table1_brainlike-10_variants.md, on crops)
     critic_snps: int = 64
     # > 0: the critic also trains, every step, on the (z, genotype) pairs of the last critic_queue
     # training batches (z detached: only the critic and the genetic encoder learn from them), so
