@@ -47,7 +47,9 @@ def _check_ended(proc, sig, code, log):
     assert proc.returncode == code, err
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("Warning")]
-    assert lines[-1].startswith(f"Error: interrupted by {name}") and sum("interrupted" in ln for ln in lines) == 1, err
+    # an empty stderr with exit 130 is typer turning a KeyboardInterrupt into a silent Exit(130): say so
+    assert lines and lines[-1].startswith(f"Error: interrupted by {name}") and sum("interrupted" in ln for ln in lines) == 1, \
+        f"exit {proc.returncode}, stderr {err!r}, log: {log.read_text()[-600:] if log.is_file() else 'none'}"
     text = log.read_text()
     assert "status: interrupted" in text and f"interrupted by {name}" in text
     return lines[-1]
