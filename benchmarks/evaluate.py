@@ -171,8 +171,9 @@ VARIANTS = {
     # runs/gim-guided-ramp-whole-s0.1-last before evaluating (trained from scratch it would pick best.pt)
     "gim-guided-ramp-whole-s0.1-last": ("gim", {"crop_mm": 240.0}, {**_GUIDED, "critic_warmup_steps": 750, "critic_ramp_steps": 450,
                                                                   "jse_encoder_scale": 0.1}, None),
-    # gim with every default on whole volumes: gimtool's default from 2026-12-02 (crop_mm = 0). The
-    # committed tables' gim and autoencoder rows were trained before, on the paper's 160 mm crops
+    # gim with every default on whole volumes (crop_mm = 240, at least the grid): the same runs as
+    # `gim` and `gim-seed2` since crop_mm = 0 became the default on 2026-12-02 (identical validation
+    # MI); kept for the rows of table1_*-10_variants.md, made while the default was 160 mm crops
     "gim-whole": ("gim", {"crop_mm": 240.0}, {}, None),
     "gim-whole-seed2": ("gim", {"crop_mm": 240.0, "seed": 2}, {}, None),
     "gim-crop160": ("gim", {"crop_mm": 160.0}, {}, None),  # the earlier default, for runs made from now on
