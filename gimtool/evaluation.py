@@ -20,15 +20,24 @@ def score_loci(found: pl.DataFrame, truth: pl.DataFrame) -> dict[str, int]:
     """How many found loci are true, how many are not, and how many true loci were recovered.
 
     found: loci table (LOCI_COLS: CHR START END ...); truth: the simulator's truth/loci.tsv
-    (one row per strong causal SNP, START..END = its position +- 250 kb).
+    (one row per strong causal SNP, START..END = its position +- 250 kb; with its FACTOR column,
+    "by_factor" counts the true loci recovered of each factor).
     """
     if found.height == 0 or truth.height == 0:
-        return {"loci": found.height, "true": 0, "false": found.height, "recovered": 0, "truth": truth.height}
-    ov = overlaps(found, truth)
-    return {
+        ov = np.zeros((found.height, truth.height), dtype=bool)
+    else:
+        ov = overlaps(found, truth)
+    hit = ov.any(axis=0)
+    out = {
         "loci": found.height,
         "true": int(ov.any(axis=1).sum()),
         "false": int((~ov.any(axis=1)).sum()),
-        "recovered": int(ov.any(axis=0).sum()),
+        "recovered": int(hit.sum()),
         "truth": truth.height,
     }
+    if "FACTOR" in truth.columns:
+        # true loci recovered per factor, in the truth table's order: which heritable factors a
+        # representation carries (a factor's loci are found together or not at all, mostly)
+        factors = truth["FACTOR"].to_list()
+        out["by_factor"] = {f: int(hit[[x == f for x in factors]].sum()) for f in dict.fromkeys(factors)}
+    return out
