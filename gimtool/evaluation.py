@@ -38,6 +38,6 @@ def score_loci(found: pl.DataFrame, truth: pl.DataFrame) -> dict[str, int]:
     if "FACTOR" in truth.columns:
         # true loci recovered per factor, in the truth table's order: which heritable factors a
         # representation carries (a factor's loci are found together or not at all, mostly)
-        factors = truth["FACTOR"].to_list()
-        out["by_factor"] = {f: int(hit[[x == f for x in factors]].sum()) for f in dict.fromkeys(factors)}
+        factors = truth["FACTOR"].to_numpy()
+        out["by_factor"] = {f: int(hit[factors == f].sum()) for f in dict.fromkeys(factors.tolist())}
     return out
