@@ -16,7 +16,7 @@ def overlaps(found: pl.DataFrame, truth: pl.DataFrame) -> np.ndarray:
     return (fc[:, None].astype(np.int64) == tc[None, :].astype(np.int64)) & (fs[:, None] <= te[None, :]) & (fe[:, None] >= ts[None, :])
 
 
-def score_loci(found: pl.DataFrame, truth: pl.DataFrame) -> dict[str, int]:
+def score_loci(found: pl.DataFrame, truth: pl.DataFrame) -> dict:
     """How many found loci are true, how many are not, and how many true loci were recovered.
 
     found: loci table (LOCI_COLS: CHR START END ...); truth: the simulator's truth/loci.tsv
