@@ -193,6 +193,10 @@ VARIANTS = {
     "gim-recon0.1": ("gim", {}, {"lambda_recon": 0.1}, None),
     "gim-recon0.1-seed2": ("gim", {"seed": 2}, {"lambda_recon": 0.1}, None),
     "gim-recon0.1-seed3": ("gim", {"seed": 3}, {"lambda_recon": 0.1}, None),
+    # the critic's SNPs clumped (model.config critic_snp_clump_kb): no two within 100 kb (k = 64), or
+    # within 250 kb, PLINK's --clump-kb default, with k = 32
+    "gim-clump100": ("gim", {}, {"critic_snp_clump_kb": 100.0}, None),
+    "gim-clump250-k32": ("gim", {}, {"critic_snp_clump_kb": 250.0, "critic_snps": 32}, None),
 }
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)

@@ -72,6 +72,10 @@ class ModelConfig:
     # 17 in the top 64, and gim with 64 found 9/18 true loci (guided readout) against 7/18 with 16
     # (benchmarks/results/table1_brainlike-10_variants.md, on crops)
     critic_snps: int = 64
+    # > 0: the critic's SNPs are clumped, no two within this many kb on a chromosome (greedy by
+    # R2 on z, as PLINK's --clump-kb), so that LD copies of the loci z already holds do not fill
+    # the critic_snps (model.critic.SnpSelector.selected); 0 = the plain top critic_snps
+    critic_snp_clump_kb: float = 0.0
     # > 0: the critic also trains, every step, on the (z, genotype) pairs of the last critic_queue
     # training batches (z detached: only the critic and the genetic encoder learn from them), so
     # it sees critic_queue + 1 times the pairs and negatives of a batch of 12 (model.critic.PairBank)
@@ -149,6 +153,8 @@ class ModelConfig:
             bad("temperature", "> 0")
         if self.critic_snps < 0:
             bad("critic_snps", ">= 0")
+        if self.critic_snp_clump_kb < 0:
+            bad("critic_snp_clump_kb", ">= 0")
         if self.critic_queue < 0:
             bad("critic_queue", ">= 0")
         if self.critic_guided_dims < 0:

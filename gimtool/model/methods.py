@@ -264,6 +264,7 @@ class GIMMethod(Method):
             if z is not None and modules["critic"].training:
                 z_std = modules["critic"].x_norm.peek(z.detach())
                 selector.update(z_std, standardized_dosage(gather_rows(geno), af))
+            selector.set_positions(chrom, bp)
             mask = selector.mask(mask)
         snp = (geno, chrom, bp, cm, mask, af)
         if "genetic" in stage.trainable:

@@ -122,6 +122,48 @@ def test_snp_selector_finds_the_associated_snps():
     assert m.sum() == 8 and not (m & ~aug).any() and set(sorted(causal)[4:]) <= set(torch.nonzero(m).flatten().tolist())
 
 
+def test_clumped_selection_skips_ld_copies_of_a_captured_locus():
+    """critic_snp_clump_kb: a block of LD copies of one strong locus must not fill the k SNPs; a
+    weaker locus elsewhere, which the plain top k misses, is selected, and no two selected SNPs
+    lie within the window on one chromosome (another chromosome at the same bp is not near)."""
+    from gimtool.model.critic import SnpSelector
+
+    torch.manual_seed(0)
+    n, d, B = 300, 8, 600
+    chrom = torch.tensor([1] * 150 + [2] * 150)
+    bp = torch.arange(150).repeat(2) * 10_000  # one SNP per 10 kb on each chromosome
+    z = torch.randn(B, d)
+    g = torch.randn(B, n)
+    g[:, 20:30] += 2.0 * z[:, :1]  # a strong locus tagged by 10 SNPs within 100 kb
+    g[:, 200] += 0.5 * z[:, 1]  # a weaker locus on chromosome 2
+    g[:, 170] += 2.0 * z[:, 2]  # chromosome 2 at SNP 20's bp (200 kb): not near SNP 20's locus
+    plain, clumped = SnpSelector(n, d, k=10), SnpSelector(n, d, k=10, clump_kb=100)
+    for sel in (plain, clumped):
+        sel.set_positions(chrom, bp)
+        sel.update(z, g)
+    top = set(plain.selected(plain.scores()).tolist())
+    assert len(top & set(range(20, 30))) >= 9 and 200 not in top  # the copies crowd out the weak locus
+    got = clumped.selected(clumped.scores()).tolist()
+    assert len(got) == 10 and 200 in got and 170 in got
+    assert len(set(got) & set(range(20, 30))) == 1  # the strong locus once
+    pos = sorted((int(chrom[i]), int(bp[i])) for i in got)
+    assert all(c1 != c2 or b2 - b1 > 100_000 for (c1, b1), (c2, b2) in zip(pos, pos[1:]))
+    # the augmentation's mask still holds: the strong locus masked out entirely, nothing masked is kept
+    aug = torch.ones(n, dtype=torch.bool)
+    aug[20:30] = False
+    m = clumped.mask(aug)
+    assert m.sum() == 10 and not (m & ~aug).any() and bool(m[200])
+    # without positions (or clump_kb = 0) it is the plain top k
+    bare = SnpSelector(n, d, k=10, clump_kb=100)
+    bare.update(z, g)
+    assert set(bare.selected(bare.scores()).tolist()) == top
+    # the model config carries it to the critic
+    critic = SeparableCritic(ModelConfig(**SMALL, critic_snps=8, critic_snp_clump_kb=250.0), 32, 32, n_snps=200)
+    assert critic.selector.clump_kb == 250.0
+    with pytest.raises(ValueError, match="critic_snp_clump_kb"):
+        ModelConfig(critic_snp_clump_kb=-1.0)
+
+
 def test_gim_critic_selects_snps_only_for_fixed_array_encoders():
     cfg = ModelConfig(**SMALL, critic_snps=8)
     assert SeparableCritic(cfg, 32, 32, n_snps=200).selector is not None
