@@ -99,9 +99,11 @@ PRESETS = {
     # two kinds of heritable factor, as in real brains (issue 14): 2 large volume effects
     # (ventricles, a frontal lobe) among the largest sources of image variance, which an
     # autoencoder captures, and 4 subtle regional effects (half the default strength), which only
-    # genotype guidance finds; non-heritable deformation and nuisance as in the default.
+    # genotype guidance finds; non-heritable deformation and nuisance as in the default. No seed of
+    # its own: `simulate --seed` (default 0) always set it, so the seed=11 it carried until
+    # 2026-12-02 never reached a cohort (every brainlike table is on seed 0)
     "brainlike": dict(n_samples=3_000, demes=2, split=(0.6, 0.05, 0.35), n_chromosomes=3, chrom_length_mb=6.0,
-                      n_snps=1_500, n_factors=6, n_causal=3, major_factors=2, minor_scale=0.5, voxel=8.0, seed=11),
+                      n_snps=1_500, n_factors=6, n_causal=3, major_factors=2, minor_scale=0.5, voxel=8.0),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gimtool.sim.cohort import preset
+from gimtool.sim.cohort import PRESETS, preset
 from gimtool.sim.images import MAJOR_FACTORS, choose_factors
 
 
@@ -29,3 +29,9 @@ def test_major_and_subtle_factors():
 def test_brainlike_preset():
     c = preset("brainlike")
     assert (c.n_samples, c.n_factors, c.major_factors, c.minor_scale, c.voxel) == (3000, 6, 2, 0.5, 8.0)
+    # a preset carries no seed of its own: `simulate --preset brainlike` (seed 0 unless --seed) makes
+    # the cohort every brainlike table was made on
+    from gimtool.pipelines.simulate import make_config
+
+    assert c.seed == 0 and make_config("brainlike").seed == 0 and make_config("brainlike", seed=5).seed == 5
+    assert all("seed" not in p for p in PRESETS.values())
