@@ -197,6 +197,11 @@ VARIANTS = {
     # within 250 kb, PLINK's --clump-kb default, with k = 32
     "gim-clump100": ("gim", {}, {"critic_snp_clump_kb": 100.0}, None),
     "gim-clump250-k32": ("gim", {}, {"critic_snp_clump_kb": 250.0, "critic_snps": 32}, None),
+    # twice the epochs (20; the paper trains 350): is what gim gained at 6,000 people (cpu-xl-10) the
+    # steps or the people? Each epoch is the same 1,800 training people, so 20 epochs here take as many
+    # steps as 10 at 6,000 people
+    "gim-e20": ("gim", {}, {}, "20"),
+    "autoencoder-e20": ("autoencoder", {}, {}, "20"),
 }
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
