@@ -202,6 +202,11 @@ VARIANTS = {
     # steps as 10 at 6,000 people
     "gim-e20": ("gim", {}, {}, "20"),
     "autoencoder-e20": ("autoencoder", {}, {}, "20"),
+    # no average pooling before the dense layer: at 8 mm the last maps of the 23 x 28 x 23 grid are
+    # 6 x 7 x 6, read as they are instead of pooled to 4 x 4 x 4 (gim_encoder_capacity.md: supervised on
+    # the truth, brainlike's F3 and F5 go from R2 0.05 / 0.07 to 0.16 / 0.26)
+    "gim-nopool": ("gim", {}, {"flatten_grid": [6, 7, 6]}, None),
+    "autoencoder-nopool": ("autoencoder", {}, {"flatten_grid": [6, 7, 6]}, None),
 }
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
