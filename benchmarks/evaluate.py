@@ -145,6 +145,7 @@ ABLATION = [
 # Other rows (--variants): name: (method, train settings, model settings, epochs; None = the method's default)
 _GUIDED = {"critic_guided_dims": 10, "critic_snps": 32}
 _WIDE = {"conv_channels": [32, 64, 128], "genetic_dims": [32, 64, 128]}  # the model's full width (ModelConfig)
+_NOPOOL = {"flatten_grid": [6, 7, 6]}  # the last maps of the 8 mm grid as they are (no pooling before the dense layer)
 VARIANTS = {
     "gim-paper": ("gim", {"paper": True}, {}, "paper"),  # every setting as in the paper (train --paper)
     "gim-transformer": ("gim", {}, {"genetic_encoder": "transformer"}, None),
@@ -205,8 +206,8 @@ VARIANTS = {
     # no average pooling before the dense layer: at 8 mm the last maps of the 23 x 28 x 23 grid are
     # 6 x 7 x 6, read as they are instead of pooled to 4 x 4 x 4 (gim_encoder_capacity.md: supervised on
     # the truth, brainlike's F3 and F5 go from R2 0.05 / 0.07 to 0.16 / 0.26)
-    "gim-nopool": ("gim", {}, {"flatten_grid": [6, 7, 6]}, None),
-    "autoencoder-nopool": ("autoencoder", {}, {"flatten_grid": [6, 7, 6]}, None),
+    "gim-nopool": ("gim", {}, _NOPOOL, None),
+    "autoencoder-nopool": ("autoencoder", {}, _NOPOOL, None),
 }
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
