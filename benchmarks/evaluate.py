@@ -146,6 +146,7 @@ ABLATION = [
 _GUIDED = {"critic_guided_dims": 10, "critic_snps": 32}
 _WIDE = {"conv_channels": [32, 64, 128], "genetic_dims": [32, 64, 128]}  # the model's full width (ModelConfig)
 _NOPOOL = {"flatten_grid": [6, 7, 6]}  # the last maps of the 8 mm grid as they are (no pooling before the dense layer)
+_POOL4 = {"flatten_mm": 0.0, "flatten_grid": [4, 4, 4]}  # the last maps averaged to 4 x 4 x 4 (the default before 2026-12-03)
 VARIANTS = {
     "gim-paper": ("gim", {"paper": True}, {}, "paper"),  # every setting as in the paper (train --paper)
     "gim-transformer": ("gim", {}, {"genetic_encoder": "transformer"}, None),
@@ -206,9 +207,20 @@ VARIANTS = {
     # no average pooling before the dense layer: at 8 mm the last maps of the 23 x 28 x 23 grid are
     # 6 x 7 x 6, read as they are instead of pooled to 4 x 4 x 4 (gim_encoder_capacity.md: supervised on
     # the truth, brainlike's F3 and F5 go from R2 0.05 / 0.07 to 0.16 / 0.26)
+    # (since 2026-12-03 the default: ModelConfig.flatten_mm = 32 resolves to the same 6 x 7 x 6 here)
     "gim-nopool": ("gim", {}, _NOPOOL, None),
+    "gim-nopool-seed2": ("gim", {"seed": 2}, _NOPOOL, None),
+    "gim-nopool-seed3": ("gim", {"seed": 3}, _NOPOOL, None),
     "autoencoder-nopool": ("autoencoder", {}, _NOPOOL, None),
+    "random-init-nopool": ("random-init", {}, _NOPOOL, None),
+    # the earlier default: the last maps averaged to 4 x 4 x 4 before the dense layer (flatten_mm = 0)
+    "gim-pool4": ("gim", {}, _POOL4, None),
+    "autoencoder-pool4": ("autoencoder", {}, _POOL4, None),
+    "random-init-pool4": ("random-init", {}, _POOL4, None),
 }
+# model settings that change the image encoder's architecture: a row's MI is compared with the
+# random-init row of the same architecture where the table has one (mi_contrast)
+ARCH_KEYS = ("conv_channels", "flatten_grid", "flatten_mm", "stem_stride")
 
 READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
 
@@ -386,7 +398,8 @@ def mi_contrast(r: dict, results: list[dict]) -> str:
     base = [o for o in results if o["method"] == "random-init" and o["readout"] == r.get("readout")]
     if not base or r["method"] in ("random-init", "true-factors", "voxel-pca"):
         return "–"
-    b = base[0]
+    same = [o for o in base if o.get("arch") == r.get("arch")]
+    b = (same or [o for o in base if not o.get("arch")] or base)[0]
     se = float(np.hypot(r["mi_se"], b["mi_se"]))
     diff = r["mi"] - b["mi"]
     return f"{diff:+.3f} ({diff / se:+.1f} SE)" if np.isfinite(se) and se > 0 else f"{diff:+.3f}"
@@ -421,12 +434,13 @@ def main() -> None:
     ablation: list = []
     methods = [m for m in (a.methods or cfg.get("methods") or ",".join(GROUPS)).split(",") if m]
 
-    def add(name: str, method: str, tables: dict[str, Path]) -> list[dict]:
+    def add(name: str, method: str, tables: dict[str, Path], model: dict | None = None) -> list[dict]:
+        arch = json.dumps({k: (model or {})[k] for k in ARCH_KEYS if k in (model or {})}, sort_keys=True) if model else ""
         rows = []
         for readout, table in tables.items():
             tag = name if readout == "pca" else f"{name}+{readout}"
             r = evaluate_phenotypes(tag, table, a.out, data, cfg, a.threads, a.device)
-            rows.append({**r, "method": method, "readout": readout, "label": name})
+            rows.append({**r, "method": method, "readout": readout, "label": name, "arch": "" if arch == "{}" else arch})
         return rows
 
     for m in methods:
@@ -436,7 +450,7 @@ def main() -> None:
         method, settings, model, ep = VARIANTS[v]
         ep = cfg["paper_epochs"] if ep == "paper" else ep
         results += add(v, method, method_pcs(method, a.out, data, cfg, a.threads, a.device, tag=v, train_settings=settings,
-                                             model_overrides=model, epochs=ep))
+                                             model_overrides=model, epochs=ep), model)
         write_table1(a, cfg, results, ablation, t0, pending=[])
     if not a.no_ablation:
         for k, (label, overrides, epochs) in enumerate(ABLATION):
@@ -484,7 +498,8 @@ def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, p
         "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by).",
         "",
         "MI: held-out JSE estimate on the test people (mean ± SE over repeats; `gimtool mi " + " ".join(cfg["mi"]) + "`);",
-        "'vs random-init': the difference from random-init's MI under the same readout, in SEs of the difference.",
+        "'vs random-init': the difference from random-init's MI under the same readout (the random-init row of the same image-encoder "
+        "architecture, where the table has one), in SEs of the difference.",
         "",
         "| representation | readout | loci | unique | true loci recovered | by factor | false loci | MI (test, held-out pairs) | MI vs random-init | h2 (GREML, mean ± sd over PCs) |",
         "|---|---|---|---|---|---|---|---|---|---|",

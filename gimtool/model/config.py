@@ -7,6 +7,7 @@ Section 3.2, section 4 and appendix B of the Genetic InfoMax paper give most num
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,17 @@ class ModelConfig:
     conv_channels: tuple[int, int, int] = (32, 64, 128)
     norm_groups: int = 8  # GroupNorm: independent of the per-process batch, so DDP == one process
     stem_stride: int = 1  # 2 halves activation memory at 1 mm; the paper uses full resolution
-    # The dense layer reads the last feature maps after adaptive average pooling to this grid, so
-    # one encoder serves random crops, whole volumes and any voxel size (the paper flattens the
-    # maps of a fixed 160^3 crop, which would make a 1-billion-weight layer).
+    # The dense layer reads the last feature maps after adaptive average pooling to flatten_grid
+    # (the paper flattens the maps of a fixed 160^3 crop as they are, which at 1 mm would make a
+    # 1-billion-weight layer). flatten_mm > 0: `train` sets flatten_grid from the crop, to cells of
+    # about flatten_mm millimetres (resolved_flatten_grid; the checkpoint stores the grid it used),
+    # never finer than the last maps. 32 mm is the last maps as they are at 8 mm (4 voxels per map
+    # cell), and the same ~6 x 7 x 6 cells of a whole brain at every voxel size. A fixed 4 x 4 x 4
+    # (flatten_mm = 0, the default before 2026-12-03) averaged the subtle regional factors away:
+    # trained on the truth, brainlike's F3 / F5 R2 0.05 / 0.07 against 0.16 / 0.26 unpooled
+    # (benchmarks/results/gim_encoder_capacity.md). flatten_grid is used as given when flatten_mm = 0.
     flatten_grid: tuple[int, int, int] = (4, 4, 4)
+    flatten_mm: float = 32.0
     checkpoint_mri: bool = False  # activation checkpointing of the residual blocks (1 mm, large crops)
 
     # Genetic transformer (section 4, appendix B)
@@ -145,6 +153,8 @@ class ModelConfig:
             bad("stem_stride", "1 or 2")
         if len(self.flatten_grid) != 3 or min(self.flatten_grid) < 1:
             bad("flatten_grid", "three positive sizes")
+        if not self.flatten_mm >= 0:
+            bad("flatten_mm", ">= 0 (0: flatten_grid as given)")
         if self.genetic_encoder not in ("transformer", "mlp", "linear"):
             bad("genetic_encoder", "'transformer', 'mlp' or 'linear'")
         if self.genetic_input not in ("standardized", "classes"):
@@ -185,6 +195,27 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
+
+    def last_map_shape(self, crop: tuple[int, ...]) -> tuple[int, int, int]:
+        """Shape of the MRI encoder's last feature maps for an input of `crop` voxels (the stem's
+        stride, then two stride-2 convolutions with padding 1: ceil(n / 2) each)."""
+        shape = tuple(-(-int(n) // self.stem_stride) for n in crop)
+        for _ in range(2):
+            shape = tuple(-(-n // 2) for n in shape)
+        return shape  # type: ignore[return-value]
+
+    def resolved_flatten_grid(self, crop: tuple[int, ...], voxel_size: tuple[float, ...]) -> tuple[int, int, int]:
+        """The grid the dense layer reads for inputs of `crop` voxels of `voxel_size` mm: with
+        flatten_mm > 0, ceil(extent / flatten_mm) cells per axis, at most the last maps' size (so
+        never an upsampling); with flatten_mm = 0, flatten_grid."""
+        if self.flatten_mm <= 0:
+            return self.flatten_grid
+        if len(crop) != 3 or len(voxel_size) != 3:
+            raise ValueError(f"resolved_flatten_grid: expected a 3-D crop and voxel size, got {crop} and {voxel_size}")
+        maps = self.last_map_shape(crop)
+        # 1e-9: an extent that is an exact multiple of flatten_mm (224 mm / 32) gives that many cells
+        return tuple(max(1, min(m, math.ceil(int(n) * float(v) / self.flatten_mm - 1e-9)))
+                     for m, n, v in zip(maps, crop, voxel_size))  # type: ignore[return-value]
 
 
 __all__ = ["ModelConfig"]

@@ -13,6 +13,7 @@ Outputs in the run folder: ``last.pt`` (every epoch, atomic), ``model.pt`` (at t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import time
@@ -117,6 +118,16 @@ def _set_rng_state(state: dict | None) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve_model(cfg: TrainConfig, data: RunData) -> TrainConfig:
+    """The settings that depend on the data, fixed before the modules are built: the grid the
+    image encoder's dense layer reads (ModelConfig.flatten_mm). The checkpoint and config.toml
+    store the resolved grid, which is what `embed` builds; a resume resolves the same grid again."""
+    grid = cfg.model.resolved_flatten_grid(tuple(data.crop), tuple(data.grid["voxel_size"]))
+    if grid == cfg.model.flatten_grid:
+        return cfg
+    return dataclasses.replace(cfg, model=cfg.model.replace(flatten_grid=grid))
 
 
 def build_modules(method, cfg: TrainConfig, crop, n_snps: int) -> torch.nn.ModuleDict:
@@ -253,6 +264,7 @@ class _Run:
 
 
 def _train(run: _Run) -> Path:
+    run.cfg = resolve_model(run.cfg, run.data)
     cfg, method, data, dist = run.cfg, run.method, run.data, run.dist
     if dist.is_main:
         run.out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +276,8 @@ def _train(run: _Run) -> Path:
         "n_val": 0 if data.val is None else int(data.val.image_index.size),
     }
     n_params = sum(p.numel() for p in run.modules.parameters())
-    run.info(f"method {method.name}: {n_params:,} parameters in {', '.join(run.modules.keys())}; crop {data.crop} of grid {data.shape}; {data.n_snps} SNPs")
+    run.info(f"method {method.name}: {n_params:,} parameters in {', '.join(run.modules.keys())}; crop {data.crop} of grid {data.shape}; "
+             f"dense layer on {'x'.join(map(str, cfg.model.flatten_grid))} cells of the last maps; {data.n_snps} SNPs")
     if not method.trains:
         _save(run, run.out / "model.pt", {"stage": 0, "epoch": 0, "global_epoch": 0}, complete=True)
         run.info(f"--method {method.name} does not train: saved the seeded initial weights to {run.out / 'model.pt'}")

@@ -35,6 +35,23 @@ def test_one_encoder_serves_crops_and_whole_volumes():
     assert enc(torch.randn(1, 1, 16, 16, 16)).z.shape == enc(torch.randn(1, 1, 45, 54, 45)).z.shape
 
 
+def test_flatten_grid_resolves_to_cells_of_flatten_mm_at_every_voxel_size():
+    c = ModelConfig()  # flatten_mm = 32: the last maps as they are at 8 mm, the same cells at finer voxels
+    assert c.resolved_flatten_grid((23, 28, 23), (8.0, 8.0, 8.0)) == (6, 7, 6) == c.last_map_shape((23, 28, 23))
+    assert c.resolved_flatten_grid((92, 112, 92), (2.0, 2.0, 2.0)) == (6, 7, 6)
+    assert c.resolved_flatten_grid((182, 218, 182), (1.0, 1.0, 1.0)) == (6, 7, 6)
+    assert c.resolved_flatten_grid((160, 160, 160), (1.0, 1.0, 1.0)) == (5, 5, 5)  # the paper's crop
+    assert c.resolved_flatten_grid((20, 20, 20), (8.0, 8.0, 8.0)) == (5, 5, 5)  # a 160 mm crop at 8 mm
+    # never finer than the last maps (no upsampling): 8 voxels of 8 mm are 2 map cells, not ceil(64 / 16) = 4
+    assert c.replace(flatten_mm=16.0).resolved_flatten_grid((8, 10, 8), (8.0, 8.0, 8.0)) == (2, 3, 2)
+    assert c.replace(stem_stride=2).last_map_shape((182, 218, 182)) == (23, 28, 23)
+    # anisotropic voxels: cells of the same millimetres on each axis
+    assert c.resolved_flatten_grid((96, 48, 96), (2.0, 4.0, 2.0)) == (6, 6, 6)
+    assert c.replace(flatten_mm=0.0, flatten_grid=(3, 2, 1)).resolved_flatten_grid((92, 112, 92), (2.0,) * 3) == (3, 2, 1)
+    with pytest.raises(ValueError, match="flatten_mm"):
+        ModelConfig(flatten_mm=-1.0)
+
+
 def test_samples_are_independent_of_the_batch():
     # GroupNorm, not BatchNorm: a person's z must not depend on who shares the batch (DDP == one process)
     torch.manual_seed(0)

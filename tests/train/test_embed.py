@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from gimtool.cli import main
 from tests.train.test_train_data import ids_of, make_image_store, write_ids
@@ -17,7 +18,7 @@ def model(tmp_path_factory):
     d = tmp_path_factory.mktemp("embed")
     ids = ids_of(9)
     make_image_store(d / "img", ids, shape=(8, 10, 8))
-    (d / "m.toml").write_text("crop_mm = 24.0\n[model]\nconv_channels = [8, 8, 8]\nflatten_grid = [2, 2, 2]\n")
+    (d / "m.toml").write_text("crop_mm = 24.0\n[model]\nconv_channels = [8, 8, 8]\nflatten_grid = [2, 2, 2]\nflatten_mm = 0.0\n")
     gimtool("train", "--images", d / "img", "--method", "random-init", "--config", d / "m.toml", "--seed", "4",
             "--out", d / "run", "--no-progress")
     return d, ids
@@ -67,3 +68,25 @@ def test_embed_refusals(model, tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert gimtool("embed", "--checkpoint", tmp_path / "junk.pt", "--images", d / "img", "--out", tmp_path / "y", check=False) == 1
     assert "junk.pt: not a readable gimtool checkpoint" in capsys.readouterr().err
+
+
+def test_train_resolves_the_flatten_grid_and_embed_builds_it(tmp_path):
+    """flatten_mm: `train` fixes the dense layer's grid from the crop (8 x 10 x 8 voxels of 4 mm,
+    last maps 2 x 3 x 2; 16 mm cells: 2 x 3 x 2, 32 mm cells: 1 x 2 x 1) and stores it, so that
+    `embed` builds the same layer; flatten_mm = 0 keeps flatten_grid as given."""
+    from gimtool.train.embedding import load_model
+
+    ids = ids_of(5)
+    make_image_store(tmp_path / "img", ids, shape=(8, 10, 8))
+    expect = {"16.0": (2, 3, 2), "32.0": (1, 2, 1), "0.0": (2, 2, 2)}
+    for mm, grid in expect.items():
+        (tmp_path / f"{mm}.toml").write_text(f"[model]\nconv_channels = [8, 8, 8]\nflatten_grid = [2, 2, 2]\nflatten_mm = {mm}\n")
+        run = tmp_path / f"run{mm}"
+        gimtool("train", "--images", tmp_path / "img", "--method", "random-init", "--config", tmp_path / f"{mm}.toml",
+                "--out", run, "--no-progress")
+        _, modules, cfg, _ = load_model(run / "model.pt", torch.device("cpu"))
+        assert cfg.model.flatten_grid == grid
+        assert modules["encoder"].dense.in_features == 8 * grid[0] * grid[1] * grid[2]
+        assert f"dense layer on {'x'.join(map(str, grid))} cells" in (run / "train.log").read_text()
+        gimtool("embed", "--checkpoint", run, "--images", tmp_path / "img", "--out", tmp_path / f"e{mm}", "--no-progress")
+        assert _read(tmp_path / f"e{mm}").height == 5

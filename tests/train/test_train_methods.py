@@ -19,7 +19,9 @@ from tests.train.test_embed import gimtool
 from tests.train.test_train_data import ids_of, make_geno_store, make_image_store, write_ids
 
 # small but valid for the genetic transformer: windows of 4, pooling by 4
-SMALL_MODEL = {"conv_channels": [8, 8, 8], "norm_groups": 4, "flatten_grid": [2, 2, 2], "genetic_dims": [8, 8, 8],
+# flatten_mm = 0: the dense layer on the 2 x 2 x 2 grid as given (at 32 mm cells the tests' 24 mm
+# crops would give 1 x 1 x 1; test_embed checks the resolution)
+SMALL_MODEL = {"conv_channels": [8, 8, 8], "norm_groups": 4, "flatten_grid": [2, 2, 2], "flatten_mm": 0.0, "genetic_dims": [8, 8, 8],
                "window": 4, "heads": 2, "pool_rate": 4, "pos_dim": 16, "mlp_hidden": 16, "critic_hidden": [32],
                "critic_dim": 16, "projector_dims": [32, 32], "readout_heads": 2, "genpred_max_snps": 50}
 
