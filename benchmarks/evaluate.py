@@ -435,12 +435,13 @@ def main() -> None:
     methods = [m for m in (a.methods or cfg.get("methods") or ",".join(GROUPS)).split(",") if m]
 
     def add(name: str, method: str, tables: dict[str, Path], model: dict | None = None) -> list[dict]:
-        arch = json.dumps({k: (model or {})[k] for k in ARCH_KEYS if k in (model or {})}, sort_keys=True) if model else ""
+        arch_keys = {k: v for k, v in (model or {}).items() if k in ARCH_KEYS}
+        arch = json.dumps(arch_keys, sort_keys=True) if arch_keys else ""
         rows = []
         for readout, table in tables.items():
             tag = name if readout == "pca" else f"{name}+{readout}"
             r = evaluate_phenotypes(tag, table, a.out, data, cfg, a.threads, a.device)
-            rows.append({**r, "method": method, "readout": readout, "label": name, "arch": "" if arch == "{}" else arch})
+            rows.append({**r, "method": method, "readout": readout, "label": name, "arch": arch})
         return rows
 
     for m in methods:

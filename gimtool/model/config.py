@@ -196,13 +196,20 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
-    def last_map_shape(self, crop: tuple[int, ...]) -> tuple[int, int, int]:
-        """Shape of the MRI encoder's last feature maps for an input of `crop` voxels (the stem's
-        stride, then two stride-2 convolutions with padding 1: ceil(n / 2) each)."""
-        shape = tuple(-(-int(n) // self.stem_stride) for n in crop)
+    def map_shapes(self, crop: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
+        """Shapes of the MRI encoder's three feature-map levels for an input of `crop` voxels: after
+        the stem's stride, then after each of two stride-2 convolutions with padding 1 (ceil(n / 2)
+        each). The decoder upsamples through the same shapes in reverse."""
+        shape = tuple(max(1, -(-int(n) // self.stem_stride)) for n in crop)
+        shapes = [shape]
         for _ in range(2):
-            shape = tuple(-(-n // 2) for n in shape)
-        return shape  # type: ignore[return-value]
+            shape = tuple(max(1, -(-n // 2)) for n in shape)
+            shapes.append(shape)
+        return tuple(shapes)  # type: ignore[return-value]
+
+    def last_map_shape(self, crop: tuple[int, ...]) -> tuple[int, int, int]:
+        """Shape of the MRI encoder's last feature maps for an input of `crop` voxels."""
+        return self.map_shapes(crop)[-1]
 
     def resolved_flatten_grid(self, crop: tuple[int, ...], voxel_size: tuple[float, ...]) -> tuple[int, int, int]:
         """The grid the dense layer reads for inputs of `crop` voxels of `voxel_size` mm: with

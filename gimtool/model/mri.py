@@ -144,17 +144,10 @@ class MRIDecoder(nn.Module):
         self.head_norm = _norm(cfg, c1)
         self.head = nn.Conv3d(c1, 1, 3, padding=1)
 
-    @staticmethod
-    def _scaled(shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
-        return tuple(max(1, -(-s // factor)) for s in shape)
-
     def forward(self, code: torch.Tensor, out_shape: tuple[int, int, int]) -> torch.Tensor:
         B = code.shape[0]
         out_shape = tuple(int(s) for s in out_shape)
-        s = self.cfg.stem_stride
-        shape1 = self._scaled(out_shape, s)
-        shape2 = self._scaled(shape1, 2)
-        shape3 = self._scaled(shape2, 2)
+        shape1, shape2, shape3 = self.cfg.map_shapes(out_shape)
         x = self.project(code).view(B, -1, *self.grid)
         x = F.interpolate(x, size=shape3, mode="trilinear", align_corners=False)
         recompute = self.cfg.checkpoint_mri and self.training and torch.is_grad_enabled()
