@@ -375,6 +375,10 @@ def _optimizer(run: _Run, stage) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 
+def _constant_lr(step: int) -> float:
+    return 1.0
+
+
 def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt_state: dict | None) -> bool:
     """Train one stage from `first_epoch`; returns True when early stopping ended the run."""
     cfg, dist, method, stage = run.cfg, run.dist, run.method, stages[si]
@@ -385,7 +389,10 @@ def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt
                            augment=stage.genetic_augment and method.needs_genotypes, n_snps=run.data.n_snps,
                            crop_p=cfg.geno_crop_p, fraction=aug_fraction(cfg, run.data.n_snps))
     steps = len(sampler)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.min_lr)
+    if cfg.lr_schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _constant_lr)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.min_lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state["optimizer"])
         sched.load_state_dict(opt_state["scheduler"])

@@ -162,6 +162,27 @@ def test_kill_and_resume_equals_uninterrupted(cohort, tmp_path):
     np.testing.assert_allclose(ha["VAL_LOSS"].to_numpy(), hb["VAL_LOSS"].to_numpy(), rtol=1e-6)
 
 
+def test_constant_lr_schedule_holds_the_rate_and_resumes(cohort, tmp_path):
+    # lr_schedule = "constant": lr in every epoch of every stage, where the cosine anneals; a run
+    # killed mid-stage resumes to the same weights (the scheduler's state is a plain dict)
+    cfg = _cfg(epochs=[1, 2], lr_schedule="constant")
+    data = _data(cfg, cohort)
+    train(cfg, StandIn(), data, tmp_path / "full", progress=False)
+    lr = pl.read_csv(tmp_path / "full" / "history.tsv", separator="\t", null_values="NA")["LR"].to_numpy()
+    assert lr.tolist() == pytest.approx([1e-2] * 3, rel=1e-12)
+    train(_cfg(epochs=[1, 2]), StandIn(), data, tmp_path / "cos", progress=False)
+    assert pl.read_csv(tmp_path / "cos" / "history.tsv", separator="\t", null_values="NA")["LR"][2] < 0.9e-2
+    with pytest.raises(Killed):
+        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=lambda e: (_ for _ in ()).throw(Killed()) if e == 2 else None,
+              progress=False)
+    train(cfg, StandIn(), data, tmp_path / "part", resume=True, progress=False)
+    a, b = _weights(tmp_path / "full" / "model.pt"), _weights(tmp_path / "part" / "model.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    with pytest.raises(InputError, match="lr_schedule"):
+        _cfg(lr_schedule="linear")
+
+
 def test_seed_repeatable_and_matters(cohort, tmp_path):
     cfg = _cfg(epochs=[1, 1])
     data = _data(cfg, cohort)
