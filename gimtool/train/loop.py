@@ -331,6 +331,11 @@ def _resume(run: _Run, stages) -> tuple[int, int, dict | None]:
     ckpt_mod.check_compatible(ck, path, method=run.method.name, snp_hash=run.data.snp_hash, grid=run.data.grid)
     if list(ck["crop"]) != list(run.data.crop):
         raise InputError(f"{path}: checkpoint crop {tuple(ck['crop'])} differs from this run's {run.data.crop} (crop_mm changed?)")
+    # checkpoints from before lr_schedule existed were all trained on the cosine
+    old_schedule = ck["config"].get("lr_schedule", "cosine")
+    if old_schedule != run.cfg.lr_schedule:
+        raise InputError(f"{path}: checkpoint was trained with lr_schedule = {old_schedule!r}, this run uses "
+                         f"{run.cfg.lr_schedule!r}; set lr_schedule = {old_schedule!r} in the TOML to resume it")
     old_epochs = ck["config"].get("epochs")
     if old_epochs != run.cfg.to_dict()["epochs"]:
         run.info(f"--resume: epochs changed from {old_epochs} to {run.cfg.epochs}")

@@ -175,6 +175,8 @@ def test_constant_lr_schedule_holds_the_rate_and_resumes(cohort, tmp_path):
     with pytest.raises(Killed):
         train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=lambda e: (_ for _ in ()).throw(Killed()) if e == 2 else None,
               progress=False)
+    with pytest.raises(InputError, match="trained with lr_schedule = 'constant', this run uses 'cosine'"):
+        train(_cfg(epochs=[1, 2]), StandIn(), data, tmp_path / "part", resume=True, progress=False)
     train(cfg, StandIn(), data, tmp_path / "part", resume=True, progress=False)
     a, b = _weights(tmp_path / "full" / "model.pt"), _weights(tmp_path / "part" / "model.pt")
     for k in a:
