@@ -194,9 +194,11 @@ VARIANTS = {
     # start at epochs 4-5): with twice the epochs, and with the learning rate held at 1e-3 instead of
     # the cosine decay (min_lr = lr): are the steps missing, or the learning rate once it starts?
     "gim-seed3-e20": ("gim", {"seed": 3}, {}, "20"),
+    # (min_lr = lr: the same rates as lr_schedule = "constant", which came after these runs)
     "gim-seed3-constlr": ("gim", {"seed": 3, "min_lr": 0.001}, {}, None),
     "gim-constlr": ("gim", {"min_lr": 0.001}, {}, None),
     "gim-seed2-constlr": ("gim", {"seed": 2, "min_lr": 0.001}, {}, None),
+    "autoencoder-constlr": ("autoencoder", {"lr_schedule": "constant"}, {}, None),
     # eq. 5's lambda at a tenth (lambda_recon = 0.1; the paper and the default: 1): the MI term's share of
     # the image encoder's gradient ten times larger
     "gim-recon0.1": ("gim", {}, {"lambda_recon": 0.1}, None),
