@@ -199,6 +199,7 @@ VARIANTS = {
     "gim-constlr": ("gim", {"min_lr": 0.001}, {}, None),
     "gim-seed2-constlr": ("gim", {"seed": 2, "min_lr": 0.001}, {}, None),
     "autoencoder-constlr": ("autoencoder", {"lr_schedule": "constant"}, {}, None),
+    "autoencoder-seed2-constlr": ("autoencoder", {"seed": 2, "lr_schedule": "constant"}, {}, None),
     # eq. 5's lambda at a tenth (lambda_recon = 0.1; the paper and the default: 1): the MI term's share of
     # the image encoder's gradient ten times larger
     "gim-recon0.1": ("gim", {}, {"lambda_recon": 0.1}, None),

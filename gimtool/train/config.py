@@ -53,7 +53,7 @@ class TrainConfig:
     # "cosine": annealed from lr to min_lr over each stage (the paper); "constant": lr throughout.
     # On cpu-large the seed whose critic had not started by epoch 5 never did under the cosine
     # decay (validation MI <= 0.012 in 10 epochs) and did at a constant rate (0.158 at epoch 10;
-    # README, "GIM in practice")
+    # benchmarks/results/gim_lr_schedule.md)
     lr_schedule: str = "cosine"
     # early stopping: stop when the validation figure (MI for methods with a critic, else the
     # loss) has not improved for this many epochs; 0 = never. best.pt holds the best epoch.
