@@ -172,9 +172,12 @@ def test_constant_lr_schedule_holds_the_rate_and_resumes(cohort, tmp_path):
     assert lr.tolist() == pytest.approx([1e-2] * 3, rel=1e-12)
     train(_cfg(epochs=[1, 2]), StandIn(), data, tmp_path / "cos", progress=False)
     assert pl.read_csv(tmp_path / "cos" / "history.tsv", separator="\t", null_values="NA")["LR"][2] < 0.9e-2
+    def kill(epoch):
+        if epoch == 2:
+            raise Killed
+
     with pytest.raises(Killed):
-        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=lambda e: (_ for _ in ()).throw(Killed()) if e == 2 else None,
-              progress=False)
+        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=kill, progress=False)
     with pytest.raises(InputError, match="trained with lr_schedule = 'constant', this run uses 'cosine'"):
         train(_cfg(epochs=[1, 2]), StandIn(), data, tmp_path / "part", resume=True, progress=False)
     train(cfg, StandIn(), data, tmp_path / "part", resume=True, progress=False)
