@@ -135,6 +135,14 @@ class Killed(Exception):
     pass
 
 
+def _kill_at(epoch_to_kill: int):
+    """An on_epoch_end hook that kills the run at the end of that epoch."""
+    def kill(epoch):
+        if epoch == epoch_to_kill:
+            raise Killed
+    return kill
+
+
 def test_kill_and_resume_equals_uninterrupted(cohort, tmp_path):
     # killed in the middle of stage 2: the stage's optimizer and scheduler state must be restored
     kill_after = 2
@@ -142,12 +150,8 @@ def test_kill_and_resume_equals_uninterrupted(cohort, tmp_path):
     data = _data(cfg, cohort)
     train(cfg, StandIn(), data, tmp_path / "full", progress=False)
 
-    def kill(epoch):
-        if epoch == kill_after:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=kill, progress=False)
+        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=_kill_at(kill_after), progress=False)
     assert not (tmp_path / "part" / "model.pt").exists()
     assert ckpt_mod.load_checkpoint(tmp_path / "part" / "last.pt")["position"]["global_epoch"] == kill_after
     # the killed process's RNG was used after the checkpoint: resume must not depend on it
@@ -172,12 +176,8 @@ def test_constant_lr_schedule_holds_the_rate_and_resumes(cohort, tmp_path):
     assert lr.tolist() == pytest.approx([1e-2] * 3, rel=1e-12)
     train(_cfg(epochs=[1, 2]), StandIn(), data, tmp_path / "cos", progress=False)
     assert pl.read_csv(tmp_path / "cos" / "history.tsv", separator="\t", null_values="NA")["LR"][2] < 0.9e-2
-    def kill(epoch):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=kill, progress=False)
+        train(cfg, StandIn(), data, tmp_path / "part", on_epoch_end=_kill_at(2), progress=False)
     with pytest.raises(InputError, match="trained with lr_schedule = 'constant', this run uses 'cosine'"):
         train(_cfg(epochs=[1, 2]), StandIn(), data, tmp_path / "part", resume=True, progress=False)
     train(cfg, StandIn(), data, tmp_path / "part", resume=True, progress=False)
