@@ -63,7 +63,7 @@ def run(images, out, geno=None, keep=None, val_keep=None, config=None, overrides
         cfg = load_config(config, overrides)
         set_threads(cfg.threads)
         from gimtool.model.methods import get_method
-        from gimtool.train.loop import prepare_data, train
+        from gimtool.train.loop import prepare_data, resolve_model, train
 
         try:
             method = get_method(cfg.method)
@@ -78,6 +78,7 @@ def run(images, out, geno=None, keep=None, val_keep=None, config=None, overrides
                 log.input(what, path)
         train_ids, val_ids = _people(images, keep, val_keep, remove, log)
         data = prepare_data(cfg, method, images, geno, train_ids, val_ids, log)
+        cfg = resolve_model(cfg, data)  # the grid the dense layer reads, as config.toml stores it
         log.info(f"config: {cfg.to_dict()}")
         with log.timed("training"):
             final = train(cfg, method, data, out, resume=resume, log=log, progress=progress)

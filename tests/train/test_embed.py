@@ -87,6 +87,9 @@ def test_train_resolves_the_flatten_grid_and_embed_builds_it(tmp_path):
         _, modules, cfg, _ = load_model(run / "model.pt", torch.device("cpu"))
         assert cfg.model.flatten_grid == grid
         assert modules["encoder"].dense.in_features == 8 * grid[0] * grid[1] * grid[2]
-        assert f"dense layer on {'x'.join(map(str, grid))} cells" in (run / "train.log").read_text()
+        log = (run / "train.log").read_text()
+        assert f"dense layer on {'x'.join(map(str, grid))} cells" in log
+        # the log's config line shows the grid used, as config.toml stores it, not the TOML's [2, 2, 2]
+        assert f"'flatten_grid': {list(grid)}" in log
         gimtool("embed", "--checkpoint", run, "--images", tmp_path / "img", "--out", tmp_path / f"e{mm}", "--no-progress")
         assert _read(tmp_path / f"e{mm}").height == 5
