@@ -7,7 +7,8 @@ training) this reports:
     training people (mean over factors): what z holds, whatever the readout;
   - R2_PCA10 / R2_GUIDED10: the same from the 10 dimensions of the paper's readout (PCs of z fit on
     the training people) and of the genotype-guided readout (stats.guided, fit on the training
-    people's genotypes);
+    people's genotypes; varimax-rotated, pcs --guided-by's default; *_GUIDED10_UNROTATED: the same
+    span unrotated);
   - LOCI_PCA10 / LOCI_GUIDED10: true loci recovered / false loci of a quick association scan of
     those 10 dimensions on the test people (P < 5e-9, no covariates, SNPs merged into loci
     within 250 kb): a proxy for the full evaluation in evaluate.py;
@@ -18,6 +19,11 @@ training) this reports:
 
     python benchmarks/diag_gim_training.py --eval-dir benchmarks/out/eval_cpu-large --name gim \
         --method gim --epochs 0,0,8 --config extra.toml
+
+With --checkpoints it trains nothing and diagnoses finished runs instead (one line each):
+
+    python benchmarks/diag_gim_training.py --eval-dir benchmarks/out/eval_cpu-large \
+        --checkpoints benchmarks/out/eval_cpu-large/runs/{gim,autoencoder}/best.pt
 """
 
 from __future__ import annotations
@@ -145,7 +151,9 @@ class Diagnostics:
         P = pca.apply_pca(Z, fit.mean, fit.components)
         gf = guided.fit_guided(Z[tr], [self.Gtr], 10)
         Q = pca.apply_pca(Z, gf.mean, gf.components)
-        for name, R in (("PCA10", P), ("GUIDED10", Q)):
+        gu = guided.fit_guided(Z[tr], [self.Gtr], 10, rotation="none")
+        Qu = pca.apply_pca(Z, gu.mean, gu.components)
+        for name, R in (("PCA10", P), ("GUIDED10", Q), ("GUIDED10_UNROTATED", Qu)):
             out[f"R2_{name}"] = ridge_r2(R, self.Y, tr, te)
             rec, false = quick_loci(R[te], self.G[te], self.bp, self.chrom, self.truth_loci)
             out[f"LOCI_{name}"] = f"{rec}/{self.truth_loci.height} ({false} false)"
@@ -156,7 +164,8 @@ class Diagnostics:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", type=Path, required=True, help="an evaluate.py output folder (cohort, mri, geno)")
-    ap.add_argument("--name", required=True)
+    ap.add_argument("--name", help="the training run's name (its folder under EVAL_DIR/diag)")
+    ap.add_argument("--checkpoints", type=Path, nargs="+", help="diagnose these finished runs' checkpoints instead of training")
     ap.add_argument("--method", default="gim")
     ap.add_argument("--epochs", default="0,0,6")
     ap.add_argument("--config", type=Path, default=None, help="TOML with overrides (the model table of evaluate.py is added)")
@@ -164,6 +173,13 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="diagnose every k-th epoch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.checkpoints:
+        diag = Diagnostics(a.eval_dir)
+        for ck in a.checkpoints:
+            print(json.dumps({"CHECKPOINT": str(ck), **diag(ck)}), flush=True)
+        return
+    if not a.name:
+        ap.error("--name is required when training (or give --checkpoints)")
     from gimtool.model.methods import get_method
     from gimtool.train.config import load_config, parse_epochs
     from gimtool.train.loop import prepare_data, train

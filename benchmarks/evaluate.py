@@ -242,7 +242,12 @@ VARIANTS = {
 # random-init row of the same architecture where the table has one (mi_contrast)
 ARCH_KEYS = ("conv_channels", "flatten_grid", "flatten_mm", "stem_stride")
 
-READOUTS = ("pca", "guided")  # the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by)
+# the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by), varimax-rotated (the
+# default since 2026-12-03) and unrotated (what tables before then call 'guided 10'; its cached files
+# were renamed from *guided* to *guided-unrotated*)
+READOUTS = ("pca", "guided", "guided-unrotated")
+READOUT_LABELS = {"pca": "10 PCs", "guided": "guided 10", "guided-unrotated": "guided 10, unrotated", "": "–"}
+READOUT_ARGS = {"pca": [], "guided": [], "guided-unrotated": ["--guided-rotation", "none"]}
 
 
 def sh(*args, log=None) -> None:
@@ -361,7 +366,7 @@ def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, devi
     for readout in READOUTS:
         prefix = run / (f"{pre}emb" if readout == "pca" else f"{pre}emb_{readout}")
         if not Path(f"{prefix}.pcs.tsv").exists():
-            extra = ["--guided-by", out / "geno.geno"] if readout == "guided" else []
+            extra = ([] if readout == "pca" else ["--guided-by", out / "geno.geno"]) + READOUT_ARGS[readout]
             gim("pcs", "--pheno", f"{emb}.tsv", "--fit-keep", c / "train.ids", "--n-pcs", 10, *extra, "--out", prefix)
         tables[readout] = Path(f"{prefix}.pcs.tsv")
     return tables
@@ -427,7 +432,7 @@ def mi_contrast(r: dict, results: list[dict]) -> str:
 
 def fmt_row(name: str, r: dict, uniq, contrast: str = "–") -> str:
     mi = f"{r['mi']:.3f} ± {r['mi_se']:.3f}" if np.isfinite(r["mi_se"]) else f"{r['mi']:.3f}"
-    readout = {"pca": "10 PCs", "guided": "guided 10", "": "–"}[r.get("readout", "")]
+    readout = READOUT_LABELS[r.get("readout", "")]
     by_factor = " ".join(str(v) for v in r.get("by_factor", {}).values()) or "–"
     return (f"| {name} | {readout} | {r['loci']} | {uniq} | {r['recovered']}/{r['truth']} | {by_factor} | {r['false']} | {mi} | "
             f"{contrast} | {r['h2_mean']:.3f} ± {r['h2_sd']:.3f} |")
@@ -516,7 +521,8 @@ def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, p
         "volume effects, the rest subtle regional ones).",
         "",
         "Readouts (fit on the training people, applied to the test people): '10 PCs' the paper's top 10 PCs of z;",
-        "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by).",
+        "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by),",
+        "varimax-rotated so that each follows one group of loci; 'guided 10, unrotated' the same span unrotated (--guided-rotation none).",
         "",
         "MI: held-out JSE estimate on the test people (mean ± SE over repeats; `gimtool mi " + " ".join(cfg["mi"]) + "`);",
         "'vs random-init': the difference from random-init's MI under the same readout (the random-init row of the same image-encoder "

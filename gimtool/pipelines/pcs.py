@@ -55,7 +55,7 @@ def scores_frame(ids: pl.DataFrame, scores: np.ndarray, prefix: str = "PC") -> p
 
 
 def guided_fit(store_path, ids: pl.DataFrame, x: np.ndarray, k: int, p_threshold: float, log=None,
-               chunk_snps: int = 8192):
+               chunk_snps: int = 8192, rotation: str = "varimax"):
     """The genotype-guided readout (stats.guided) of embeddings x (n, d) of the people `ids`,
     fit on those who also have genotypes in the store. Returns a stats.guided.GuidedFit."""
     from gimtool.io.genostore import GenoStore
@@ -77,10 +77,13 @@ def guided_fit(store_path, ids: pl.DataFrame, x: np.ndarray, k: int, p_threshold
         for a in range(0, store.n_snps, chunk_snps):
             yield pca.standardize_genotypes(np.asarray(G[rows, a:a + chunk_snps]))[0]
 
-    fit = guided.fit_guided(x[zrows], chunks(), k, p_threshold)
+    fit = guided.fit_guided(x[zrows], chunks(), k, p_threshold, rotation=rotation)
     if log:
         log.info(f"guided readout: {fit.n_selected} of {fit.n_tested} SNPs associated with the {fit.q} whitened "
                  f"dimensions at P < {p_threshold:g}; top {k} directions hold {fit.explained.sum():.1%} of their sum of squares")
+        log.info(f"guided readout: rotation {rotation}" + (f" of the {fit.rotated} directions that carry selected SNPs"
+                                                            if rotation != "none" else "")
+                 + ("" if rotation == "none" or fit.rotated else " (fewer than 2 carry selected SNPs: not rotated)"))
         if fit.n_selected == 0:
             log.warn("no SNP passed the guided threshold: the directions are the leading PCs (raise --guided-p?)")
     return fit
@@ -165,7 +168,7 @@ def _write_explained(out: str, eigenvalues: np.ndarray, explained: np.ndarray, l
     log.output("explained variance", f"{out}.explained.tsv")
 
 
-def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log):
+def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log, guided_rotation="varimax"):
     """Fit the PCA (or the guided readout) on the fit samples; writes the explained variance,
     scree plot and loadings. Returns (mean, components)."""
     from gimtool.io.tables import write_tsv
@@ -175,7 +178,8 @@ def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log
         raise InputError(f"--n-pcs {n}: at most min(fit samples {nfit}, columns {len(feats)}) components")
     if guided_by is not None:
         log.input("guided by", guided_by)
-        fit = guided_fit(guided_by, tab.filter(pl.Series(fit_mask)).select("FID", "IID"), x[fit_mask], n, guided_p, log)
+        fit = guided_fit(guided_by, tab.filter(pl.Series(fit_mask)).select("FID", "IID"), x[fit_mask], n, guided_p, log,
+                         rotation=guided_rotation)
     else:
         fit = pca.fit_pca(x[fit_mask], n)
     log.info(f"PCA fit on {nfit} samples x {len(feats)} columns; applied to {n_apply}")
@@ -185,7 +189,8 @@ def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log
     return fit.mean, fit.components
 
 
-def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log) -> pl.DataFrame:
+def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log,
+                   guided_rotation: str = "varimax") -> pl.DataFrame:
     """PCs of an embedding table: fit on --fit-keep (or apply --apply loadings), scores for every
     kept row (NA where a value is missing). Returns the scores frame (FID IID PC1..)."""
     from gimtool.io.phenotypes import read_named_table, split_names
@@ -210,7 +215,7 @@ def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, gui
         if fit_keep is not None:
             fit_mask &= select_samples(tab, fit_keep, None, None)
             log.input("fit samples", fit_keep)
-        mean, comps = _fit(out, tab, feats, x, fit_mask, int(use.sum()), n, guided_by, guided_p, log)
+        mean, comps = _fit(out, tab, feats, x, fit_mask, int(use.sum()), n, guided_by, guided_p, log, guided_rotation)
     scores = np.full((len(x), comps.shape[0]), np.nan)
     scores[use] = pca.apply_pca(x[use], mean, comps)
     frame = scores_frame(tab.filter(pl.Series(mask)), scores[mask])
@@ -259,7 +264,7 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
 def run(out: str, n: int = 10, pheno=None, pheno_name=None, fit_keep=None, apply=None, bfile: str | None = None,
         prune: str = "pairwise", prune_window: int = 50, prune_step: int = 5, prune_r2: float = 0.2, maf: float = 0.01,
         method: str = "auto", exact_max_n: int = 5000, guided_by=None, guided_p: float = 1e-5, keep=None, remove=None,
-        threads: int = 1, seed: int = 1, pfile: str | None = None):
+        threads: int = 1, seed: int = 1, pfile: str | None = None, guided_rotation: str = "varimax"):
     """`gimtool pcs`: embedding mode (`pheno`) returns the scores frame, genotype mode (`bfile` or `pfile`)
     the GenoPca; both write their files and <out>.log."""
     from gimtool.devices import set_threads
@@ -270,8 +275,13 @@ def run(out: str, n: int = 10, pheno=None, pheno_name=None, fit_keep=None, apply
         raise InputError("give exactly one of --pheno (embeddings) or --bfile/--pfile (genotypes)")
     if guided_by is not None and (pheno is None or apply is not None):
         raise InputError("--guided-by fits a readout of embeddings: give it with --pheno, not with --bfile or --apply")
+    from gimtool.stats.guided import ROTATIONS
+
+    if guided_rotation not in ROTATIONS:
+        raise InputError(f"--guided-rotation {guided_rotation}: expected one of {', '.join(ROTATIONS)}")
     with RunLog(out, "pcs") as log:
         if pheno is not None:
-            return run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log)
+            return run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log,
+                                  guided_rotation)
         return run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf, method, exact_max_n, keep,
                              remove, threads, seed, log, pfile)

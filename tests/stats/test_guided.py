@@ -34,7 +34,7 @@ def _cos(a, b):
 
 def test_finds_the_genetic_direction_that_pca_misses():
     G, Gs, z, w = _cohort()
-    fit = guided.fit_guided(z, [Gs[:, :100], Gs[:, 100:]], k=2)
+    fit = guided.fit_guided(z, [Gs[:, :100], Gs[:, 100:]], k=2, rotation="none")
     scores = pca.apply_pca(z, fit.mean, fit.components)
     # the first guided score tracks the genetic part; the top PCs do not
     genetic = Gs[:, 7] + Gs[:, 150]
@@ -48,6 +48,54 @@ def test_finds_the_genetic_direction_that_pca_misses():
     # scores have variance 1 on the fit people; the two causal SNPs are among those selected
     np.testing.assert_allclose(scores.var(0), 1.0, rtol=1e-6)
     assert 2 <= fit.n_selected <= 6 and fit.n_tested == 300 and fit.q == z.shape[1]
+    # varimax (the default) turns the two directions within the same span: together they hold as much
+    rot = guided.fit_guided(z, [Gs[:, :100], Gs[:, 100:]], k=2)
+    assert _multiple_r(pca.apply_pca(z, rot.mean, rot.components), genetic) > 0.95 * oracle
+
+
+def _multiple_r(X, y):
+    Xc = np.column_stack([np.ones(len(y)), X])
+    return float(np.corrcoef(Xc @ np.linalg.lstsq(Xc, y, rcond=None)[0], y)[0, 1])
+
+
+def _three_factors(seed=11, n=1500, d=20):
+    """z with three equally strong genetic parts s1..s3 (two SNPs each) along directions that are
+    not orthogonal once z is whitened, over unequal noise: M's top eigenvectors mix them."""
+    rng = np.random.default_rng(seed)
+    G = rng.binomial(2, rng.uniform(0.2, 0.5, 200), size=(n, 200)).astype(np.int8)
+    Gs = pca.standardize_genotypes(G)[0]
+    s = np.stack([Gs[:, 10] + Gs[:, 11], Gs[:, 60] + Gs[:, 61], Gs[:, 120] + Gs[:, 121]], axis=1)
+    base = rng.standard_normal(d)
+    W = np.stack([base + rng.standard_normal(d) * 0.8 for _ in range(3)])  # correlated directions
+    z = rng.standard_normal((n, d)) * np.linspace(6, 1, d) + s @ W
+    return Gs, z, s
+
+
+def _corr(scores, s):
+    return np.abs(np.corrcoef(scores.T, s.T)[: scores.shape[1], scores.shape[1]:])  # (k, 3)
+
+
+def test_varimax_gives_each_group_of_loci_its_own_direction():
+    Gs, z, s = _three_factors()
+    plain = guided.fit_guided(z, [Gs], k=3, rotation="none")
+    rot = guided.fit_guided(z, [Gs], k=3)  # varimax, the default
+    P = pca.apply_pca(z, plain.mean, plain.components)
+    R = pca.apply_pca(z, rot.mean, rot.components)
+    assert plain.rotated == 0 and rot.rotated == 3 and plain.n_selected == rot.n_selected >= 6
+    # unrotated, a direction mixes two genetic parts (this case discriminates) ...
+    assert (np.sort(_corr(P, s), axis=1)[:, -2] > 0.35).any()
+    # ... rotated, each direction follows one part, a different one each
+    C = _corr(R, s)
+    assert (C.max(1) > 0.8).all() and (np.sort(C, axis=1)[:, -2] < 0.3).all()
+    assert sorted(C.argmax(1)) == [0, 1, 2]
+    # the same span, and still unit-variance, uncorrelated scores on the fit people
+    beta, *_ = np.linalg.lstsq(P - P.mean(0), R - R.mean(0), rcond=None)
+    np.testing.assert_allclose((P - P.mean(0)) @ beta, R - R.mean(0), atol=1e-6)
+    np.testing.assert_allclose(np.cov(R.T, bias=True), np.eye(3), atol=1e-6)
+    # ordered by their sum of squares over the selected SNPs
+    assert (np.diff(rot.eigenvalues) <= 0).all()
+    with pytest.raises(ValueError, match="rotation 'promax'"):
+        guided.fit_guided(z, [Gs], k=3, rotation="promax")
 
 
 def test_null_selects_nothing_and_falls_back_to_pcs():
@@ -107,9 +155,11 @@ def test_pcs_guided_by_cli_fits_on_fit_people_only(tmp_path, capsys):
     assert r.exit_code == 0, r.output
     out = pl.read_csv(tmp_path / "a.pcs.tsv", separator="\t")
     genetic = Gs[:, 7] + Gs[:, 150]
-    assert abs(np.corrcoef(out["PC1"].to_numpy()[400:], genetic[400:])[0, 1]) > 0.6  # held-out people
+    assert _multiple_r(out.select("PC1", "PC2").to_numpy()[400:], genetic[400:]) > 0.6  # held-out people
     log = (tmp_path / "a.log").read_text()
-    assert "guided readout: 400 fit samples with genotypes" in log
+    assert "guided readout: 400 fit samples with genotypes" in log and "guided readout: rotation varimax" in log
+    assert main([*args, "--guided-rotation", "oblique", "--out", str(tmp_path / "d")]) != 0
+    assert "--guided-rotation oblique: expected one of varimax, none" in capsys.readouterr().err
     # the held-out people's genotypes never shape the readout: scrambling them changes nothing
     G2 = G.copy()
     G2[400:] = np.random.default_rng(9).permutation(G2[400:])
