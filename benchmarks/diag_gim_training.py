@@ -7,8 +7,7 @@ training) this reports:
     training people (mean over factors): what z holds, whatever the readout;
   - R2_PCA10 / R2_GUIDED10: the same from the 10 dimensions of the paper's readout (PCs of z fit on
     the training people) and of the genotype-guided readout (stats.guided, fit on the training
-    people's genotypes; varimax-rotated, pcs --guided-by's default; *_GUIDED10_UNROTATED: the same
-    span unrotated);
+    people's genotypes; *_GUIDED10_VARIMAX: the same span varimax-rotated, --guided-rotation varimax);
   - LOCI_PCA10 / LOCI_GUIDED10: true loci recovered / false loci of a quick association scan of
     those 10 dimensions on the test people (P < 5e-9, no covariates, SNPs merged into loci
     within 250 kb): a proxy for the full evaluation in evaluate.py;
@@ -151,9 +150,9 @@ class Diagnostics:
         P = pca.apply_pca(Z, fit.mean, fit.components)
         gf = guided.fit_guided(Z[tr], [self.Gtr], 10)
         Q = pca.apply_pca(Z, gf.mean, gf.components)
-        gu = guided.fit_guided(Z[tr], [self.Gtr], 10, rotation="none")
-        Qu = pca.apply_pca(Z, gu.mean, gu.components)
-        for name, R in (("PCA10", P), ("GUIDED10", Q), ("GUIDED10_UNROTATED", Qu)):
+        gv = guided.fit_guided(Z[tr], [self.Gtr], 10, rotation="varimax")
+        Qv = pca.apply_pca(Z, gv.mean, gv.components)
+        for name, R in (("PCA10", P), ("GUIDED10", Q), ("GUIDED10_VARIMAX", Qv)):
             out[f"R2_{name}"] = ridge_r2(R, self.Y, tr, te)
             rec, false = quick_loci(R[te], self.G[te], self.bp, self.chrom, self.truth_loci)
             out[f"LOCI_{name}"] = f"{rec}/{self.truth_loci.height} ({false} false)"

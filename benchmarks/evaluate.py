@@ -242,12 +242,11 @@ VARIANTS = {
 # random-init row of the same architecture where the table has one (mi_contrast)
 ARCH_KEYS = ("conv_channels", "flatten_grid", "flatten_mm", "stem_stride")
 
-# the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by), varimax-rotated (the
-# default since 2026-12-03) and unrotated (what tables before then call 'guided 10'; its cached files
-# were renamed from *guided* to *guided-unrotated*)
-READOUTS = ("pca", "guided", "guided-unrotated")
-READOUT_LABELS = {"pca": "10 PCs", "guided": "guided 10", "guided-unrotated": "guided 10, unrotated", "": "–"}
-READOUT_ARGS = {"pca": [], "guided": [], "guided-unrotated": ["--guided-rotation", "none"]}
+# the paper's top 10 PCs of z; the genotype-guided directions (pcs --guided-by), as they are and
+# varimax-rotated (--guided-rotation varimax, since 2026-12-03)
+READOUTS = ("pca", "guided", "guided-varimax")
+READOUT_LABELS = {"pca": "10 PCs", "guided": "guided 10", "guided-varimax": "guided 10, varimax", "": "–"}
+READOUT_ARGS = {"pca": [], "guided": [], "guided-varimax": ["--guided-rotation", "varimax"]}
 
 
 def sh(*args, log=None) -> None:
@@ -521,8 +520,8 @@ def write_table1(a, cfg: dict, results: list[dict], ablation: list, t0: float, p
         "volume effects, the rest subtle regional ones).",
         "",
         "Readouts (fit on the training people, applied to the test people): '10 PCs' the paper's top 10 PCs of z;",
-        "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by),",
-        "varimax-rotated so that each follows one group of loci; 'guided 10, unrotated' the same span unrotated (--guided-rotation none).",
+        "'guided 10' the 10 directions of z with most association with the training people's genotypes (pcs --guided-by);",
+        "'guided 10, varimax' the same span rotated so that each direction follows one group of loci (--guided-rotation varimax).",
         "",
         "MI: held-out JSE estimate on the test people (mean ± SE over repeats; `gimtool mi " + " ".join(cfg["mi"]) + "`);",
         "'vs random-init': the difference from random-init's MI under the same readout (the random-init row of the same image-encoder "

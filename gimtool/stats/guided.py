@@ -18,16 +18,17 @@ How (a thresholded reduced-rank regression of the genotypes on z):
      the readout, W = U diag(lambda)^-1/2 V in z's coordinates. Scores have variance 1 on the fit
      people. When fewer than k directions carry selected SNPs, the rest are the leading PCs of z
      orthogonal to them (a small variance-ordered term added to M breaks the tie).
-  4. rotation = "varimax" (the default): the directions that carry selected SNPs are rotated
+  4. rotation = "varimax" (`pcs --guided-rotation varimax`): the directions that carry selected SNPs are rotated
      within their span so that each selected SNP loads on as few of them as possible (Kaiser's
      varimax on the SNPs' loadings V' b_j), then ordered by their sum of squares. The span, the
      unit variance and the zero covariance of the scores are unchanged; what changes is that each
      direction follows one group of loci instead of a mix, so that a GWAS of each score has the
      power of that group alone. The top eigenvectors of M mix a weak factor's loci into the
-     directions of strong ones: on cpu-large (3,000 people, 18 true loci) a quick scan of the
-     unrotated 10 found 13/18 for a gim run where the rotated 10 find 18/18, and for every model
-     tried the rotated found as many or more (benchmarks/results/guided_rotation.md).
-     rotation = "none": the eigenvectors as they are (the readout before 2026-12-03).
+     directions of strong ones. Measured (benchmarks/results/guided_rotation.md, Table 1's 8
+     readouts of each cohort): on cpu-large the rotated 10 find more true loci in 6 of 8 rows
+     (82 -> 102 in all), on brainlike fewer in 5 of 8 (59 -> 53), where noise SNPs that pass the
+     threshold each pull a direction and a large factor's loci are spread over several. So it is
+     not the default. rotation = "none" (the default): the eigenvectors as they are.
 The fit people's genotypes are all it sees: test people never shape the readout, so a GWAS of
 the scores on them is as valid as one of PCs fit on the training people.
 
@@ -42,7 +43,7 @@ from typing import Iterable
 import numpy as np
 
 _TIE_BREAK = 1e-6  # weight of the variance-ordered term relative to trace(M)
-ROTATIONS = ("varimax", "none")
+ROTATIONS = ("none", "varimax")
 
 
 def varimax(loadings: np.ndarray, max_iter: int = 500, tol: float = 1e-10) -> np.ndarray:
@@ -88,12 +89,12 @@ def _residualize(x: np.ndarray, covar: np.ndarray | None) -> np.ndarray:
 
 
 def fit_guided(z: np.ndarray, genotype_chunks: Iterable[np.ndarray], k: int, p_threshold: float = 1e-5,
-               covar: np.ndarray | None = None, rotation: str = "varimax") -> GuidedFit:
+               covar: np.ndarray | None = None, rotation: str = "none") -> GuidedFit:
     """Fit the readout on z (n, d) and standardized genotype chunks (n, m_c) of the same people
     (stats.pca.standardize_genotypes; the fit does not depend on each column's scale).
 
     covar (n, c): regressed out of z and of every chunk first (ancestry PCs, age, sex).
-    rotation: "varimax" or "none" (step 4 above).
+    rotation: "none" or "varimax" (step 4 above).
     """
     from scipy.stats import f as f_dist
 

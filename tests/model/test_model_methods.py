@@ -95,7 +95,8 @@ def test_gim_frozen_stage_leaves_genetic_encoder_without_gradients():
     assert all(p.grad is None for p in modules["genetic"].parameters())
     assert all(p.grad is not None for p in modules["critic"].parameters())
     assert set(metrics) == {"loss", "jse", "recon", "mi"}
-    assert metrics["loss"] == pytest.approx(metrics["jse"] + metrics["recon"], rel=1e-5)
+    lam = tiny_cfg().lambda_recon  # eq. 5: JSE + lambda x reconstruction
+    assert metrics["loss"] == pytest.approx(metrics["jse"] + lam * metrics["recon"], rel=1e-5)
     modules.zero_grad()
     m.loss(modules, tiny_batch(), last)[0].backward()
     assert all(p.grad is not None for p in modules["genetic"].parameters())
@@ -147,7 +148,7 @@ def test_gim_critic_queue_trains_the_critic_on_past_pairs_and_not_the_encoder():
         modules.zero_grad()
         loss, metrics = m.loss(modules, tiny_batch(seed=step), stage)
         assert len(bank) == min(step + 1, 2) and "jse_bank" in metrics
-        assert metrics["loss"] == pytest.approx(metrics["jse"] + metrics["recon"] + metrics["jse_bank"], rel=1e-5)
+        assert metrics["loss"] == pytest.approx(metrics["jse"] + tiny_cfg().lambda_recon * metrics["recon"] + metrics["jse_bank"], rel=1e-5)
     # the bank term alone: gradient for the critic and the genetic encoder, none for the image encoder
     modules.zero_grad()
     b9 = tiny_batch(seed=9)

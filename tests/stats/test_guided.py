@@ -48,8 +48,8 @@ def test_finds_the_genetic_direction_that_pca_misses():
     # scores have variance 1 on the fit people; the two causal SNPs are among those selected
     np.testing.assert_allclose(scores.var(0), 1.0, rtol=1e-6)
     assert 2 <= fit.n_selected <= 6 and fit.n_tested == 300 and fit.q == z.shape[1]
-    # varimax (the default) turns the two directions within the same span: together they hold as much
-    rot = guided.fit_guided(z, [Gs[:, :100], Gs[:, 100:]], k=2)
+    # varimax turns the two directions within the same span: together they hold as much
+    rot = guided.fit_guided(z, [Gs[:, :100], Gs[:, 100:]], k=2, rotation="varimax")
     assert _multiple_r(pca.apply_pca(z, rot.mean, rot.components), genetic) > 0.95 * oracle
 
 
@@ -78,7 +78,7 @@ def _corr(scores, s):
 def test_varimax_gives_each_group_of_loci_its_own_direction():
     Gs, z, s = _three_factors()
     plain = guided.fit_guided(z, [Gs], k=3, rotation="none")
-    rot = guided.fit_guided(z, [Gs], k=3)  # varimax, the default
+    rot = guided.fit_guided(z, [Gs], k=3, rotation="varimax")
     P = pca.apply_pca(z, plain.mean, plain.components)
     R = pca.apply_pca(z, rot.mean, rot.components)
     assert plain.rotated == 0 and rot.rotated == 3 and plain.n_selected == rot.n_selected >= 6
@@ -157,9 +157,9 @@ def test_pcs_guided_by_cli_fits_on_fit_people_only(tmp_path, capsys):
     genetic = Gs[:, 7] + Gs[:, 150]
     assert _multiple_r(out.select("PC1", "PC2").to_numpy()[400:], genetic[400:]) > 0.6  # held-out people
     log = (tmp_path / "a.log").read_text()
-    assert "guided readout: 400 fit samples with genotypes" in log and "guided readout: rotation varimax" in log
+    assert "guided readout: 400 fit samples with genotypes" in log and "guided readout: rotation none" in log
     assert main([*args, "--guided-rotation", "oblique", "--out", str(tmp_path / "d")]) != 0
-    assert "--guided-rotation oblique: expected one of varimax, none" in capsys.readouterr().err
+    assert "--guided-rotation oblique: expected one of none, varimax" in capsys.readouterr().err
     # the held-out people's genotypes never shape the readout: scrambling them changes nothing
     G2 = G.copy()
     G2[400:] = np.random.default_rng(9).permutation(G2[400:])
