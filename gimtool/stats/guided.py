@@ -25,9 +25,9 @@ How (a thresholded reduced-rank regression of the genotypes on z):
      direction follows one group of loci instead of a mix, so that a GWAS of each score has the
      power of that group alone. The top eigenvectors of M mix a weak factor's loci into the
      directions of strong ones. Measured (benchmarks/results/guided_rotation.md, Table 1's 8
-     readouts of each cohort): on cpu-large the rotated 10 find more true loci in 6 of 8 rows
-     (82 -> 102 in all), on brainlike fewer in 5 of 8 (59 -> 53), where noise SNPs that pass the
-     threshold each pull a direction and a large factor's loci are spread over several. So it is
+     readouts of each cohort): on cpu-large the rotated 10 find more true loci in 7 of 8 rows
+     (82 -> 102 in all), on brainlike fewer in 5 of 8 (59 -> 53), likely because noise SNPs that
+     pass the threshold each pull a direction (not measured). So it is
      not the default. rotation = "none" (the default): the eigenvectors as they are.
 The fit people's genotypes are all it sees: test people never shape the readout, so a GWAS of
 the scores on them is as valid as one of PCs fit on the training people.
