@@ -81,9 +81,12 @@ def guided_fit(store_path, ids: pl.DataFrame, x: np.ndarray, k: int, p_threshold
     if log:
         log.info(f"guided readout: {fit.n_selected} of {fit.n_tested} SNPs associated with the {fit.q} whitened "
                  f"dimensions at P < {p_threshold:g}; top {k} directions hold {fit.explained.sum():.1%} of their sum of squares")
-        log.info(f"guided readout: rotation {rotation}" + (f" of the {fit.rotated} directions that carry selected SNPs"
-                                                            if rotation != "none" else "")
-                 + ("" if rotation == "none" or fit.rotated else " (fewer than 2 carry selected SNPs: not rotated)"))
+        if rotation == "none":
+            log.info("guided readout: rotation none")
+        elif fit.rotated:
+            log.info(f"guided readout: rotation {rotation} of the {fit.rotated} directions that carry selected SNPs")
+        else:
+            log.info(f"guided readout: rotation {rotation} not applied (fewer than 2 directions carry selected SNPs)")
         if fit.n_selected == 0:
             log.warn("no SNP passed the guided threshold: the directions are the leading PCs (raise --guided-p?)")
     return fit

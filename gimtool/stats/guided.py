@@ -18,8 +18,8 @@ How (a thresholded reduced-rank regression of the genotypes on z):
      the readout, W = U diag(lambda)^-1/2 V in z's coordinates. Scores have variance 1 on the fit
      people. When fewer than k directions carry selected SNPs, the rest are the leading PCs of z
      orthogonal to them (a small variance-ordered term added to M breaks the tie).
-  4. rotation = "varimax" (`pcs --guided-rotation varimax`): the directions that carry selected SNPs are rotated
-     within their span so that each selected SNP loads on as few of them as possible (Kaiser's
+  4. rotation = "varimax" (`pcs --guided-rotation varimax`): the directions that carry selected
+     SNPs are rotated within their span so that each selected SNP loads on as few of them as possible (Kaiser's
      varimax on the SNPs' loadings V' b_j), then ordered by their sum of squares. The span, the
      unit variance and the zero covariance of the scores are unchanged; what changes is that each
      direction follows one group of loci instead of a mix, so that a GWAS of each score has the
@@ -27,8 +27,8 @@ How (a thresholded reduced-rank regression of the genotypes on z):
      directions of strong ones. Measured (benchmarks/results/guided_rotation.md, Table 1's 8
      readouts of each cohort): on cpu-large the rotated 10 find more true loci in 7 of 8 rows
      (82 -> 102 in all), on brainlike fewer in 5 of 8 (59 -> 53), likely because noise SNPs that
-     pass the threshold each pull a direction (not measured). So it is
-     not the default. rotation = "none" (the default): the eigenvectors as they are.
+     pass the threshold each pull a direction (not measured). So it is not the default.
+     rotation = "none" (the default): the eigenvectors as they are.
 The fit people's genotypes are all it sees: test people never shape the readout, so a GWAS of
 the scores on them is as valid as one of PCs fit on the training people.
 
