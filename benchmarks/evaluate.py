@@ -218,6 +218,7 @@ VARIANTS = {
     # lambda 10 at a constant learning rate (gim_lambda_recon.md, "Open")
     "gim-recon10-constlr": ("gim", {"lr_schedule": "constant"}, {"lambda_recon": 10.0}, None),
     "gim-recon10-seed3-constlr": ("gim", {"seed": 3, "lr_schedule": "constant"}, {"lambda_recon": 10.0}, None),
+    "gim-recon10-seed2-constlr": ("gim", {"seed": 2, "lr_schedule": "constant"}, {"lambda_recon": 10.0}, None),
     # the critic's SNPs clumped (model.config critic_snp_clump_kb): no two within 100 kb (k = 64), or
     # within 250 kb, PLINK's --clump-kb default, with k = 32
     "gim-clump100": ("gim", {}, {"critic_snp_clump_kb": 100.0}, None),

@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 130 and _caused_by_keyboard_interrupt(e):  # typer's silent Exit(130) for a Ctrl-C
+            print("Error: interrupted by SIGINT", file=sys.stderr)
     except GimtoolError as e:
         if _state["verbose"]:
             import traceback
@@ -208,6 +210,17 @@ def main(argv: list[str] | None = None) -> int:
             _exit_now()
         sys.exit(code)
     return code
+
+
+def _caused_by_keyboard_interrupt(e: BaseException) -> bool:
+    """typer turns a KeyboardInterrupt into exit 130 without a word (raise Exit(130) from it)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _exit_now() -> None:

@@ -14,7 +14,9 @@ pending stops at once.
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import signal
+import sys
 import threading
 from typing import Iterator
 
@@ -57,6 +59,49 @@ def install() -> None:
     _state.update(deferred=0, pending=None, raised=False)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _handler)
+    if not any(isinstance(f, _ReclaimAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ReclaimAfterImport())
+
+
+class _ReclaimAfterImport:
+    """Re-installs the handlers right after polars is first imported.
+
+    polars' native module installs a C-level SIGINT handler when it loads, in front of Python's:
+    a SIGINT that arrives during a polars call then raises KeyboardInterrupt out of that call,
+    whatever Python handler is set. Under :func:`deferred` that broke the training loop's
+    promise (a checkpoint at the next step): a Ctrl-C while the epoch's history.tsv was being
+    written ended the run at once, and typer turned the KeyboardInterrupt into a silent exit 130
+    (tests/test_signals.py saw it in 2 of 6 full runs). gimtool imports polars lazily, after
+    :func:`install`; setting the handlers again puts Python's C handler back in front.
+    """
+
+    names = ("polars",)
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_reclaim(module):
+            try:
+                exec_module(module)
+            finally:
+                _reclaim()
+
+        spec.loader.exec_module = exec_then_reclaim
+        return spec
+
+
+def _reclaim() -> None:
+    """Set gimtool's handlers again (at the C level too), where they are the ones in place."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) is _handler:
+            signal.signal(s, _handler)
 
 
 def pending() -> str | None:
