@@ -131,14 +131,15 @@ CONFIGS["brainlike-xl-10"] = {**CONFIGS["brainlike-10"], "simulate": ["--preset"
                               "methods": "gim,autoencoder"}
 
 # Table 2 of the paper: each row adds one component to the one above, on the paper's three-stage
-# schedule (paper_epochs) with gimtool's critic and genetic input.
+# schedule (paper_epochs) with gimtool's critic, genetic input, reconstruction weight (lambda_recon)
+# and learning-rate schedule.
 PAPER_SCHEDULE = {"schedule": "paper"}
 ABLATION = [
     ("contrastive base (JSE, MLP genetic encoder)", {"genetic_encoder": "mlp", "lambda_recon": 0.0}, "1,0,0"),
-    ("+ reconstruction", {"genetic_encoder": "mlp", "lambda_recon": 1.0}, "1,0,0"),
-    ("+ genetic transformer", {"genetic_encoder": "transformer", "lambda_recon": 1.0}, "1,0,0"),
-    ("+ random cropping (genetic augmentation)", {"genetic_encoder": "transformer", "lambda_recon": 1.0}, "1,1,0"),
-    ("+ co-training", {"genetic_encoder": "transformer", "lambda_recon": 1.0}, "1,1,1"),
+    ("+ reconstruction", {"genetic_encoder": "mlp"}, "1,0,0"),
+    ("+ genetic transformer", {"genetic_encoder": "transformer"}, "1,0,0"),
+    ("+ random cropping (genetic augmentation)", {"genetic_encoder": "transformer"}, "1,1,0"),
+    ("+ co-training", {"genetic_encoder": "transformer"}, "1,1,1"),
 ]
 
 
@@ -219,6 +220,10 @@ VARIANTS = {
     "gim-recon10-constlr": ("gim", {"lr_schedule": "constant"}, {"lambda_recon": 10.0}, None),
     "gim-recon10-seed3-constlr": ("gim", {"seed": 3, "lr_schedule": "constant"}, {"lambda_recon": 10.0}, None),
     "gim-recon10-seed2-constlr": ("gim", {"seed": 2, "lr_schedule": "constant"}, {"lambda_recon": 10.0}, None),
+    # the defaults before 2026-12-03 (lambda 1, cosine): since then, gim-recon10-constlr and
+    # autoencoder-constlr are the gim and autoencoder rows (Table 1 reuses those runs)
+    "gim-lambda1-cosine": ("gim", {"lr_schedule": "cosine"}, {"lambda_recon": 1.0}, None),
+    "autoencoder-cosine": ("autoencoder", {"lr_schedule": "cosine"}, {}, None),
     # the critic's SNPs clumped (model.config critic_snp_clump_kb): no two within 100 kb (k = 64), or
     # within 250 kb, PLINK's --clump-kb default, with k = 32
     "gim-clump100": ("gim", {}, {"critic_snp_clump_kb": 100.0}, None),
@@ -250,7 +255,7 @@ ARCH_KEYS = ("conv_channels", "flatten_grid", "flatten_mm", "stem_stride")
 # varimax-rotated (--guided-rotation varimax, since 2026-12-03)
 READOUTS = ("pca", "guided", "guided-varimax")
 READOUT_LABELS = {"pca": "10 PCs", "guided": "guided 10", "guided-varimax": "guided 10, varimax", "": "–"}
-READOUT_ARGS = {"pca": [], "guided": [], "guided-varimax": ["--guided-rotation", "varimax"]}
+READOUT_ARGS = {"pca": [], "guided": ["--guided-rotation", "none"], "guided-varimax": ["--guided-rotation", "varimax"]}
 
 
 def sh(*args, log=None) -> None:

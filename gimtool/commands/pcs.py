@@ -41,7 +41,7 @@ def command(
     exact_max_n: Annotated[int, typer.Option("--exact-max-n", help="auto: exact eigendecomposition up to this many samples.")] = 5000,
     guided_by: Annotated[Optional[Path], typer.Option("--guided-by", help="Embedding mode: a genotype store (prep-geno's PREFIX.geno). Instead of the directions of largest variance, fit the directions of the embeddings that carry association with these genotypes, on the --fit-keep people only (README, 'GIM in practice').")] = None,
     guided_p: Annotated[float, typer.Option("--guided-p", min=0.0, max=1.0, help="--guided-by: P threshold of the SNPs that shape the directions.")] = 1e-5,
-    guided_rotation: Annotated[str, typer.Option("--guided-rotation", help="--guided-by: none (the top eigenvectors as they are; default) or varimax (rotate them within their span so that each follows one group of loci: README, 'GIM in practice').")] = "none",
+    guided_rotation: Annotated[str, typer.Option("--guided-rotation", help="--guided-by: varimax (default: rotate the top eigenvectors within their span so that each follows one group of loci: README, 'GIM in practice') or none (the eigenvectors as they are).")] = "varimax",
     keep: options.Keep = None,
     remove: options.Remove = None,
     threads: options.Threads = 1,

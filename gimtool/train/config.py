@@ -53,8 +53,9 @@ class TrainConfig:
     # "cosine": annealed from lr to min_lr over each stage (the paper); "constant": lr throughout.
     # On cpu-large the seed whose critic had not started by epoch 5 never did under the cosine
     # decay (validation MI <= 0.012 in 10 epochs) and did at a constant rate (0.158 at epoch 10;
-    # benchmarks/results/gim_lr_schedule.md)
-    lr_schedule: str = "cosine"
+    # benchmarks/results/gim_lr_schedule.md); with lambda_recon 10 the constant rate gave the
+    # best gim of every setting tried (gim_lambda_recon.md). The autoencoder is indifferent.
+    lr_schedule: str = "constant"
     # early stopping: stop when the validation figure (MI for methods with a critic, else the
     # loss) has not improved for this many epochs; 0 = never. best.pt holds the best epoch.
     patience: int = 0
@@ -297,7 +298,9 @@ PAPER_SETTINGS = {
     "geno_aug_min_snps": 0,  # 9.9 % of the SNPs on every array
     "critic_weight_decay": 0.0,
     "crop_mm": 160.0,  # random 160 mm crops
+    "lr_schedule": "cosine",  # annealed per stage
     "model": {
+        "lambda_recon": 1.0,
         "genetic_encoder": "transformer",
         "genetic_input": "classes",  # embeddings of 0/1/2/missing
         "critic_standardize": False,

@@ -157,9 +157,10 @@ def test_pcs_guided_by_cli_fits_on_fit_people_only(tmp_path, capsys):
     genetic = Gs[:, 7] + Gs[:, 150]
     assert _multiple_r(out.select("PC1", "PC2").to_numpy()[400:], genetic[400:]) > 0.6  # held-out people
     log = (tmp_path / "a.log").read_text()
-    assert "guided readout: 400 fit samples with genotypes" in log and "guided readout: rotation none" in log
-    assert main([*args, "--guided-rotation", "varimax", "--out", str(tmp_path / "v")]) == 0
-    assert "guided readout: rotation varimax" in (tmp_path / "v.log").read_text()
+    # varimax by default; --guided-rotation none keeps the eigenvectors as they are
+    assert "guided readout: 400 fit samples with genotypes" in log and "guided readout: rotation varimax" in log
+    assert main([*args, "--guided-rotation", "none", "--out", str(tmp_path / "v")]) == 0
+    assert "guided readout: rotation none" in (tmp_path / "v.log").read_text()
     assert main([*args, "--guided-rotation", "oblique", "--out", str(tmp_path / "d")]) != 0
     assert "--guided-rotation oblique: expected one of none, varimax" in capsys.readouterr().err
     # the held-out people's genotypes never shape the readout: scrambling them changes nothing

@@ -16,7 +16,10 @@ def test_paper_defaults():
     assert (c.lr, c.batch_size, c.geno_crop_p) == (1e-3, 12, 0.2)
     # whole volumes by default (crop_mm 0); the paper's random 160 mm crops with --paper
     assert c.crop_mm == 0.0 and load_config(None, {"paper": True}).crop_mm == 160.0
-    assert c.model.lambda_recon == 1.0
+    # gimtool's lambda 10 at a constant rate; the paper's 1 with a cosine per stage under --paper
+    assert (c.model.lambda_recon, c.lr_schedule) == (10.0, "constant")
+    paper = load_config(None, {"paper": True})
+    assert (paper.model.lambda_recon, paper.lr_schedule) == (1.0, "cosine")
     assert round(c.geno_aug_fraction * 658_720) == 65_000
     # gim's stages keep the method's own defaults (the paper's 200/100/50)
     assert stage_epochs(c, ["a", "b", "c"]) == {}

@@ -73,7 +73,7 @@ def cohort(tmp_path_factory):
 
 
 def _cfg(**kw):
-    base = dict(method="standin", epochs=[2, 2], batch_size=4, lr=1e-2, crop_mm=24.0, seed=5, threads=1)
+    base = dict(method="standin", epochs=[2, 2], batch_size=4, lr=1e-2, crop_mm=24.0, seed=5, threads=1, lr_schedule="cosine")
     base.update(kw)
     return TrainConfig.from_dict(base)
 
