@@ -29,7 +29,7 @@ def command(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with hyperparameters (flags override it).")] = None,
     epochs: Annotated[Optional[str], typer.Option("--epochs", help="Epochs: the total as one number (gim: all in its co-training stage; with --paper split 4:2:1 over its three stages), or one number per stage (gim: frozen-genetic,genetic-augment,co-train, e.g. the paper's 200,100,50). Default 350.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Global mini-batch size (default 12).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Starting learning rate of the cosine schedule (default 1e-3).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3): held throughout (lr_schedule \"constant\", the default) or the start of the cosine (lr_schedule \"cosine\", --paper).")] = None,
     crop_mm: Annotated[Optional[float], typer.Option("--crop-mm", help="Side of the random 3D crops in mm; 0 (default) trains on whole volumes (the paper: 160).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default cpu). Fails if CUDA is asked for and absent.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same model.")] = None,

@@ -1,6 +1,6 @@
 """The training loop. It knows no method by name: a method (gimtool.model.methods) builds its
 modules, lists its stages (which modules train, whether the genotypes are augmented) and
-computes its loss; the loop runs the stages with Adam and a cosine-annealed learning rate,
+computes its loss; the loop runs the stages with Adam at a constant or cosine-annealed rate,
 validates, logs and checkpoints every epoch, and resumes exactly. On SIGINT or SIGTERM (under
 the CLI, see gimtool.signals) it writes last.pt at the next step boundary and stops; --resume
 continues from that step with the result of an uninterrupted run.
