@@ -20,6 +20,9 @@ from gimtool.errors import InputError, OptionError
 from gimtool.io.genotypes import GenotypeSource, open_genotypes
 from gimtool.stats import pca
 
+# the guided readout's rotation when none is asked for (README, 'Rotating the guided directions')
+GUIDED_ROTATION = "varimax"
+
 LOADINGS_ID = "FEATURE"
 
 
@@ -171,7 +174,7 @@ def _write_explained(out: str, eigenvalues: np.ndarray, explained: np.ndarray, l
     log.output("explained variance", f"{out}.explained.tsv")
 
 
-def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log, guided_rotation="varimax"):
+def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log, guided_rotation=GUIDED_ROTATION):
     """Fit the PCA (or the guided readout) on the fit samples; writes the explained variance,
     scree plot and loadings. Returns (mean, components)."""
     from gimtool.io.tables import write_tsv
@@ -193,7 +196,7 @@ def _fit(out, tab, feats, x, fit_mask, n_apply: int, n, guided_by, guided_p, log
 
 
 def run_embeddings(out, pheno, n, pheno_name, fit_keep, apply, keep, remove, guided_by, guided_p, log,
-                   guided_rotation: str = "varimax") -> pl.DataFrame:
+                   guided_rotation: str = GUIDED_ROTATION) -> pl.DataFrame:
     """PCs of an embedding table: fit on --fit-keep (or apply --apply loadings), scores for every
     kept row (NA where a value is missing). Returns the scores frame (FID IID PC1..)."""
     from gimtool.io.phenotypes import read_named_table, split_names
@@ -267,7 +270,7 @@ def run_genotypes(out, bfile, n, prune, prune_window, prune_step, prune_r2, maf,
 def run(out: str, n: int = 10, pheno=None, pheno_name=None, fit_keep=None, apply=None, bfile: str | None = None,
         prune: str = "pairwise", prune_window: int = 50, prune_step: int = 5, prune_r2: float = 0.2, maf: float = 0.01,
         method: str = "auto", exact_max_n: int = 5000, guided_by=None, guided_p: float = 1e-5, keep=None, remove=None,
-        threads: int = 1, seed: int = 1, pfile: str | None = None, guided_rotation: str = "varimax"):
+        threads: int = 1, seed: int = 1, pfile: str | None = None, guided_rotation: str = GUIDED_ROTATION):
     """`gimtool pcs`: embedding mode (`pheno`) returns the scores frame, genotype mode (`bfile` or `pfile`)
     the GenoPca; both write their files and <out>.log."""
     from gimtool.devices import set_threads
