@@ -58,7 +58,7 @@ def scores_frame(ids: pl.DataFrame, scores: np.ndarray, prefix: str = "PC") -> p
 
 
 def guided_fit(store_path, ids: pl.DataFrame, x: np.ndarray, k: int, p_threshold: float, log=None,
-               chunk_snps: int = 8192, rotation: str = "none"):
+               chunk_snps: int = 8192, rotation: str = GUIDED_ROTATION):
     """The genotype-guided readout (stats.guided) of embeddings x (n, d) of the people `ids`,
     fit on those who also have genotypes in the store. Returns a stats.guided.GuidedFit."""
     from gimtool.io.genostore import GenoStore
