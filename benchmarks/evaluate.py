@@ -246,6 +246,20 @@ VARIANTS = {
     "gim-pool4": ("gim", {}, _POOL4, None),
     "autoencoder-pool4": ("autoencoder", {}, _POOL4, None),
     "random-init-pool4": ("random-init", {}, _POOL4, None),
+    # the autoencoder's third seed at the defaults (constant rate): gim's seeds 1-3 against the autoencoder's
+    "autoencoder-seed3": ("autoencoder", {"seed": 3}, {}, None),
+    # more pairs for the critic (issue 14: "more negatives than a batch of 12"): every step it also trains
+    # on the (detached z, genotype) pairs of the last 15 batches (model.critic.PairBank), 192 pairs in all;
+    # tried before only on 160 mm crops, where no critic learned
+    "gim-queue15": ("gim", {}, {"critic_queue": 15}, None),
+    "gim-queue15-seed2": ("gim", {"seed": 2}, {"critic_queue": 15}, None),
+    "gim-queue15-seed3": ("gim", {"seed": 3}, {"critic_queue": 15}, None),
+    # the critic's image head reads z whitened by its running covariance (critic_whiten_ridge = 0.01):
+    # on a fixed z whose genetic signal lies in low-variance directions, held-out MI 0.054 / 0.024
+    # (seeds 0 / 1) against -0.013 / -0.041 unwhitened (tests/model/test_critic.py's cohort)
+    "gim-whiten": ("gim", {}, {"critic_whiten_ridge": 0.01}, None),
+    "gim-whiten-seed2": ("gim", {"seed": 2}, {"critic_whiten_ridge": 0.01}, None),
+    "gim-whiten-seed3": ("gim", {"seed": 3}, {"critic_whiten_ridge": 0.01}, None),
 }
 # model settings that change the image encoder's architecture: a row's MI is compared with the
 # random-init row of the same architecture where the table has one (mi_contrast)

@@ -95,6 +95,13 @@ class ModelConfig:
     # The directions start once the moments have seen twice as many rows as z has dimensions
     # (before, they follow float rounding); tests/train/test_train_ddp.py checks DDP against one process.
     critic_guided_dims: int = 0
+    # > 0 (with critic_snps): the critic's image head reads z whitened by the selector's running
+    # covariance, z_std (C + r I)^-1/2 with r = critic_whiten_ridge x C's mean eigenvalue (ZCA, so the
+    # coordinates stay put from step to step); 0 = z_std as it is. z's genetic signal lies in its
+    # low-variance directions (stats.guided): whitened, a linear head reaches them at the pace of the
+    # high-variance ones, and the JSE's gradient into the encoder is not dominated by the latter.
+    # Identity until the moments have seen twice as many rows as z has dimensions (as the directions).
+    critic_whiten_ridge: float = 0.0
     # > 0: the JSE reaches the image encoder only after the critic has trained this many steps
     # (z detached before: the encoder learns from reconstruction alone while the critic catches up)
     critic_warmup_steps: int = 0
@@ -175,6 +182,10 @@ class ModelConfig:
             bad("critic_queue", ">= 0")
         if self.critic_guided_dims < 0:
             bad("critic_guided_dims", ">= 0")
+        if not (self.critic_whiten_ridge >= 0 and math.isfinite(self.critic_whiten_ridge)):
+            bad("critic_whiten_ridge", ">= 0 (0: off)")
+        if self.critic_whiten_ridge > 0 and self.critic_guided_dims > 0:
+            bad("critic_whiten_ridge", "0 when critic_guided_dims > 0 (the guided directions are already whitened)")
         if self.critic_warmup_steps < 0:
             bad("critic_warmup_steps", ">= 0")
         if self.critic_ramp_steps < 0:

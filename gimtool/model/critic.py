@@ -118,6 +118,21 @@ class SnpSelector(nn.Module):
         d = self.zz.shape[0]
         return self.zz + self.ridge * torch.trace(self.zz) / d * torch.eye(d, device=self.zz.device)
 
+    def ready(self) -> bool:
+        """Whether the moments have seen twice as many rows as z has dimensions: before, zz is
+        nearly singular and every SNP's multiple R^2 close to 1 (see directions())."""
+        return int(self.count) * self.last_rows >= 2 * self.zz.shape[0]
+
+    def whitener(self, ridge: float) -> torch.Tensor | None:
+        """(d, d) symmetric (zz + r I)^-1/2, r = ridge x zz's mean eigenvalue (ZCA whitening of z_std),
+        or None until ready()."""
+        if not self.ready():
+            return None
+        d = self.zz.shape[0]
+        zz = self.zz.double()
+        lam, U = torch.linalg.eigh(zz + ridge * torch.trace(zz) / d * torch.eye(d, dtype=zz.dtype, device=zz.device))
+        return ((U * lam.clamp(min=1e-12).rsqrt()) @ U.t()).to(self.zz.dtype)
+
     def directions(self, r: int) -> torch.Tensor | None:
         """(d, r): the r directions of z_std most associated with the top-k SNPs, from the running
         moments (a reduced-rank regression, as stats.guided): whiten z with zz, regress each
@@ -129,7 +144,7 @@ class SnpSelector(nn.Module):
         near-tie and follows float rounding), and while b has fewer than r directions. One process
         and DDP's gathered sums round differently, and would otherwise train on different
         directions from the first steps."""
-        if int(self.count) * self.last_rows < 2 * self.zz.shape[0]:
+        if not self.ready():
             return None
         lam, U = torch.linalg.eigh(self._zz_ridge().double())
         whiten = U * lam.clamp(min=1e-12).rsqrt()  # z_std @ whiten has identity running covariance
@@ -238,6 +253,13 @@ class SeparableCritic(nn.Module):
         if self.guided_dims:
             self.register_buffer("directions", torch.zeros(x_dim, self.guided_dims))
             self.x_head = mlp(self.guided_dims, cfg.critic_hidden, cfg.critic_dim)
+        # critic_whiten_ridge > 0 (with the SNP selection): the image head reads z_std @ whitener,
+        # the ZCA whitening from the selector's running covariance, recomputed every training step
+        # (zero until the selector is ready: z_std as it is)
+        ridge = getattr(cfg, "critic_whiten_ridge", 0.0)
+        self.whiten_ridge = float(ridge) if (ridge and self.selector is not None) else 0.0
+        if self.whiten_ridge:
+            self.register_buffer("whitening", torch.zeros(x_dim, x_dim))
 
     @property
     def steps(self) -> int:
@@ -263,7 +285,20 @@ class SeparableCritic(nn.Module):
             new = new @ (u @ vh)
         self.directions.copy_(new)
 
+    @torch.no_grad()
+    def refresh_whitening(self) -> None:
+        """Recompute the whitening from the selector's running covariance (training only)."""
+        if not self.whiten_ridge:
+            return
+        new = self.selector.whitener(self.whiten_ridge)
+        if new is not None:
+            self.whitening.copy_(new)
+
     def _image_input(self, xn: torch.Tensor) -> torch.Tensor:
+        if self.whiten_ridge:
+            if not bool(self.whitening.abs().sum() > 0):  # not yet ready: z_std as it is
+                return xn
+            return xn @ self.whitening.to(xn.dtype)
         if not self.guided_dims:
             return xn
         return xn @ self.directions.to(xn.dtype)
@@ -275,6 +310,8 @@ class SeparableCritic(nn.Module):
         xn = self.x_norm(x)
         if self.training and self.guided_dims:
             self.refresh_directions()
+        if self.training and self.whiten_ridge:
+            self.refresh_whitening()
         return self.x_head(self._image_input(xn)), self.y_head(self.y_norm(y))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

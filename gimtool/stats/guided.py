@@ -27,8 +27,10 @@ How (a thresholded reduced-rank regression of the genotypes on z):
      directions of strong ones. Measured (benchmarks/results/guided_rotation.md, Table 1's 8
      readouts of each cohort): on cpu-large the rotated 10 find more true loci in 7 of 8 rows
      (82 -> 102 in all), on brainlike fewer in 5 of 8 (59 -> 53), likely because noise SNPs that
-     pass the threshold each pull a direction (not measured). So it is not the default.
-     rotation = "none" (the default): the eigenvectors as they are.
+     pass the threshold each pull a direction (not measured). Over every finished run of both
+     cohorts it gained on balance (README, "Rotating the guided directions"), and `pcs` rotates by
+     default since 2026-12-03 (pipelines.pcs.GUIDED_ROTATION).
+     rotation = "none" (this function's default): the eigenvectors as they are.
 The fit people's genotypes are all it sees: test people never shape the readout, so a GWAS of
 the scores on them is as valid as one of PCs fit on the training people.
 
