@@ -54,7 +54,7 @@ def load(eval_dir: Path):
     X = np.stack([store.volume(int(i)) for i in keep]).astype(np.float32)
     tr = align(people, read_ids(c / "train.ids")).ref_index
     te = align(people, read_ids(c / "test.ids")).ref_index
-    return X, Y, tr, te, truth.columns[2:]
+    return X, Y, tr, te, truth.columns[2:], people
 
 
 def voxel_ridge(X: np.ndarray, Y: np.ndarray, tr, te, k: int) -> list[float]:
@@ -91,7 +91,7 @@ def supervised(X, Y, tr, te, cfg: ModelConfig, epochs: int, batch: int, lr: floa
         per_epoch.append({"epoch": e + 1, "train_mse": round(tot / len(tr), 4), "r2_z": [round(x, 3) for x in r2],
                           "seconds": round(time.time() - t0, 1)})
         print(json.dumps(per_epoch[-1]), flush=True)
-    return per_epoch
+    return per_epoch, Z
 
 
 def main() -> None:
@@ -104,6 +104,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", action="append", default=[], help="ModelConfig override, TOML 'key = value'")
     ap.add_argument("--voxel-pcs", type=int, default=1000, help="0: skip the voxel ridge")
+    ap.add_argument("--embeddings", type=Path, default=None,
+                    help="write the last epoch's z of every person here (FID IID z1.., as `gimtool embed`), for "
+                         "`evaluate.py --embeddings NAME=TSV`: the loci this encoder finds when trained on the truth")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from evaluate import CONFIGS
@@ -111,12 +114,19 @@ def main() -> None:
     model = tomllib.loads(CONFIGS["cpu"]["model_toml"]).get("model", {})
     model.update(tomllib.loads("\n".join(a.model)))
     cfg = ModelConfig(**model)
-    X, Y, tr, te, names = load(a.eval_dir)
+    X, Y, tr, te, names, people = load(a.eval_dir)
     print(json.dumps({"people": len(X), "train": len(tr), "test": len(te), "grid": list(X.shape[1:]),
                       "factors": list(names), "model": model}), flush=True)
     if a.voxel_pcs:
         print(json.dumps({"voxel_pcs": a.voxel_pcs, "r2": [round(x, 3) for x in voxel_ridge(X, Y, tr, te, a.voxel_pcs)]}), flush=True)
-    supervised(X, Y, tr, te, cfg, a.epochs, a.batch_size, a.lr, a.seed)
+    _, Z = supervised(X, Y, tr, te, cfg, a.epochs, a.batch_size, a.lr, a.seed)
+    if a.embeddings is not None:
+        import polars as pl
+
+        from gimtool.io.tables import write_table
+
+        cols = {f"z{j + 1}": Z[:, j].astype(np.float32) for j in range(Z.shape[1])}
+        write_table(people.select(people.columns[:2]).with_columns(**{k: pl.Series(v) for k, v in cols.items()}), a.embeddings)
 
 
 if __name__ == "__main__":

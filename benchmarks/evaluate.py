@@ -384,12 +384,17 @@ def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, devi
     emb = run / f"{pre}embeddings"
     if not Path(f"{emb}.tsv").exists():
         gim("embed", "--checkpoint", run / "model.pt" if final else run, "--images", out / "mri", "--out", emb, "--device", device)
+    return readout_tables(run, Path(f"{emb}.tsv"), out, data, pre)
+
+
+def readout_tables(run: Path, emb: Path, out: Path, data: dict, pre: str = "") -> dict[str, Path]:
+    """Every readout of the embeddings table `emb`, fit on the training people: {readout: table}."""
     tables = {}
     for readout in READOUTS:
         prefix = run / (f"{pre}emb" if readout == "pca" else f"{pre}emb_{readout}")
         if not Path(f"{prefix}.pcs.tsv").exists():
             extra = ([] if readout == "pca" else ["--guided-by", out / "geno.geno"]) + READOUT_ARGS[readout]
-            gim("pcs", "--pheno", f"{emb}.tsv", "--fit-keep", c / "train.ids", "--n-pcs", 10, *extra, "--out", prefix)
+            gim("pcs", "--pheno", emb, "--fit-keep", data["cohort"] / "train.ids", "--n-pcs", 10, *extra, "--out", prefix)
         tables[readout] = Path(f"{prefix}.pcs.tsv")
     return tables
 
@@ -467,6 +472,8 @@ def main() -> None:
     ap.add_argument("--methods", default=None, help="comma-separated (default: the configuration's list, or every method)")
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--variants", default="", help=f"extra rows, comma-separated: {', '.join(VARIANTS)}")
+    ap.add_argument("--embeddings", default="", help="extra rows from embeddings made elsewhere, comma-separated NAME=TSV "
+                    "(FID IID z1..; e.g. diag_encoder_capacity.py --embeddings: the encoder trained on the truth)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
@@ -499,6 +506,14 @@ def main() -> None:
         ep = cfg["paper_epochs"] if ep == "paper" else ep
         results += add(v, method, method_pcs(method, a.out, data, cfg, a.threads, a.device, tag=v, train_settings=settings,
                                              model_overrides=model, epochs=ep), model)
+        write_table1(a, cfg, results, ablation, t0, pending=[])
+    for item in [x for x in a.embeddings.split(",") if x]:
+        name, _, path = item.partition("=")
+        if not name or not Path(path).is_file():
+            raise SystemExit(f"--embeddings: expected NAME=TSV with an existing file; got {item!r}")
+        run = a.out / "runs" / name
+        run.mkdir(parents=True, exist_ok=True)
+        results += add(name, name, readout_tables(run, Path(path), a.out, data))
         write_table1(a, cfg, results, ablation, t0, pending=[])
     if not a.no_ablation:
         for k, (label, overrides, epochs) in enumerate(ABLATION):
