@@ -65,12 +65,15 @@ def voxel_ridge(X: np.ndarray, Y: np.ndarray, tr, te, k: int) -> list[float]:
     return ridge_r2(P, Y, tr, te, per_column=True)
 
 
-def supervised(X, Y, tr, te, cfg: ModelConfig, epochs: int, batch: int, lr: float, seed: int):
+def supervised(X, Y, tr, te, cfg: ModelConfig, epochs: int, batch: int, lr: float, seed: int, targets=None):
+    """Train the encoder by regression on `targets` (default: Y, the truth) of the training people;
+    report the R^2 of Y from z on the test people after every epoch."""
     torch.manual_seed(seed)
+    targets = Y if targets is None else targets
     enc = MRIEncoder(cfg, attentive=False)
-    head = torch.nn.Linear(cfg.repr_dim, Y.shape[1])
-    mu, sd = Y[tr].mean(0), Y[tr].std(0)
-    T = torch.as_tensor((Y - mu) / sd, dtype=torch.float32)
+    head = torch.nn.Linear(cfg.repr_dim, targets.shape[1])
+    mu, sd = targets[tr].mean(0), targets[tr].std(0) + 1e-12
+    T = torch.as_tensor((targets - mu) / sd, dtype=torch.float32)
     Xt = torch.as_tensor(X).unsqueeze(1)
     opt = torch.optim.Adam([*enc.parameters(), *head.parameters()], lr=lr)
     rng = np.random.default_rng(seed)
@@ -104,6 +107,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", action="append", default=[], help="ModelConfig override, TOML 'key = value'")
     ap.add_argument("--voxel-pcs", type=int, default=1000, help="0: skip the voxel ridge")
+    ap.add_argument("--targets", type=Path, default=None,
+                    help="train on these per-person targets (FID IID t1..) instead of the truth: a genotype-derived "
+                         "target made without the truth, e.g. a critic's genetic embedding; R2 is still of the truth")
     ap.add_argument("--embeddings", type=Path, default=None,
                     help="write the last epoch's z of every person here (FID IID z1.., as `gimtool embed`), for "
                          "`evaluate.py --embeddings NAME=TSV`: the loci this encoder finds when trained on the truth")
@@ -119,7 +125,14 @@ def main() -> None:
                       "factors": list(names), "model": model}), flush=True)
     if a.voxel_pcs:
         print(json.dumps({"voxel_pcs": a.voxel_pcs, "r2": [round(x, 3) for x in voxel_ridge(X, Y, tr, te, a.voxel_pcs)]}), flush=True)
-    _, Z = supervised(X, Y, tr, te, cfg, a.epochs, a.batch_size, a.lr, a.seed)
+    targets = None
+    if a.targets is not None:
+        t = read_table(a.targets)
+        al = align(people, t)
+        if al.n_matched != people.height:
+            raise SystemExit(f"{a.targets}: {people.height - al.n_matched} people of the image store have no target")
+        targets = t.select(t.columns[2:]).to_numpy()[al.table_index].astype(np.float64)
+    _, Z = supervised(X, Y, tr, te, cfg, a.epochs, a.batch_size, a.lr, a.seed, targets)
     if a.embeddings is not None:
         import polars as pl
 
