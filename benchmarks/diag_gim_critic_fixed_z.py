@@ -83,6 +83,19 @@ def crop_embeddings(eval_dir: Path, run: str, keys: list[str], epochs: int, seed
     return Zc, per_epoch
 
 
+def critic_step(critic, enc, opt, z, geno, positions, af, select_on=None) -> None:
+    """One training step of a critic alone, as gim's loss takes it: the SNP selection's moments
+    updated from this batch (from `select_on`, already standardized, instead of the critic's
+    standardized z when given), then the JSE over every pairing of the batch."""
+    chrom, bp, cm = positions
+    sel_z = critic.x_norm.peek(z) if select_on is None else select_on
+    critic.selector.update(sel_z, standardized_dosage(geno, af))
+    loss = jse_loss(critic(z, enc(geno, chrom, bp, cm, critic.selector.mask(), af)))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def held_out_mi(Z, G, af, rows, guided_dims: int, snps: int, epochs: int, seed: int, batch: int = 12,
                 train_z=None) -> list[float]:
     """train_z: optional list of per-epoch z (random crops) for the training rows; Z is used otherwise
@@ -102,11 +115,7 @@ def held_out_mi(Z, G, af, rows, guided_dims: int, snps: int, epochs: int, seed: 
         order = tr[torch.from_numpy(np.random.default_rng(seed * 1000 + ep).permutation(len(tr)))]
         for b in range(0, len(order) - batch + 1, batch):
             k = order[b:b + batch]
-            critic.selector.update(critic.x_norm.peek(Zt[k]), standardized_dosage(G[k], af))
-            loss = jse_loss(critic(Zt[k], enc(G[k], chrom, bp, cm, critic.selector.mask(), af)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            critic_step(critic, enc, opt, Zt[k], G[k], (chrom, bp, cm), af)
         critic.eval()
         with torch.no_grad():
             out.append(float(jse_mi(jse_loss(critic(Z[te], enc(G[te], chrom, bp, cm, critic.selector.mask(), af))))))

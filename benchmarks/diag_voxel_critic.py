@@ -38,13 +38,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from diag_gim_critic_fixed_z import critic_step  # noqa: E402
 from diag_gim_training import Diagnostics, ridge_r2  # noqa: E402
 
 from gimtool.io.genostore import GenoStore  # noqa: E402
 from gimtool.io.tables import align, read_table, write_table  # noqa: E402
 from gimtool.model.config import ModelConfig  # noqa: E402
 from gimtool.model.critic import RunningStandardize, SeparableCritic, SnpSelector  # noqa: E402
-from gimtool.model.genetic import build_genetic_encoder, standardized_dosage  # noqa: E402
+from gimtool.model.genetic import build_genetic_encoder  # noqa: E402
 from gimtool.model.losses import jse_loss, jse_mi  # noqa: E402
 from gimtool.train.freq import a1_frequencies  # noqa: E402
 
@@ -107,15 +108,11 @@ def main() -> None:
         perm = rng.permutation(tr)
         for b in range(0, len(perm) - 11, 12):
             k = torch.as_tensor(perm[b:b + 12])
+            select_on = None
             if sel_norm is not None:
                 sel_norm(sel_side[k])
-                critic.selector.update(sel_norm.peek(sel_side[k]), standardized_dosage(G[k], af))
-            else:
-                critic.selector.update(critic.x_norm.peek(Z[k]), standardized_dosage(G[k], af))
-            loss = jse_loss(critic(Z[k], enc(G[k], chrom, bp, cm, critic.selector.mask(), af)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+                select_on = sel_norm.peek(sel_side[k])
+            critic_step(critic, enc, opt, Z[k], G[k], (chrom, bp, cm), af, select_on)
         critic.eval()
         enc.eval()
         with torch.no_grad():
