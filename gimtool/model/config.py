@@ -99,8 +99,10 @@ class ModelConfig:
     # covariance, z_std (C + r I)^-1/2 with r = critic_whiten_ridge x C's mean eigenvalue (ZCA, so the
     # coordinates stay put from step to step); 0 = z_std as it is. z's genetic signal lies in its
     # low-variance directions (stats.guided): whitened, a linear head reaches them at the pace of the
-    # high-variance ones, and the JSE's gradient into the encoder is not dominated by the latter.
-    # Identity until the moments have seen twice as many rows as z has dimensions (as the directions).
+    # high-variance ones. Identity until the moments have seen twice as many rows as z has dimensions
+    # (as the directions). Measured at the defaults (benchmarks/results/gim_subtle_factors.md): the
+    # critic starts an epoch or two sooner, but over two seeds per cohort the loci and the held-out MI
+    # are mixed (brainlike seed 2: 6/18 against 7), so it is off.
     critic_whiten_ridge: float = 0.0
     # > 0: the JSE reaches the image encoder only after the critic has trained this many steps
     # (z detached before: the encoder learns from reconstruction alone while the critic catches up)
