@@ -112,7 +112,7 @@ def main() -> None:
                          "target made without the truth, e.g. a critic's genetic embedding; R2 is still of the truth")
     ap.add_argument("--embeddings", type=Path, default=None,
                     help="write the last epoch's z of every person here (FID IID z1.., as `gimtool embed`), for "
-                         "`evaluate.py --embeddings NAME=TSV`: the loci this encoder finds when trained on the truth")
+                         "`evaluate.py --embeddings NAME=TSV`: the loci this encoder finds when trained on the truth (or --targets)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from evaluate import CONFIGS
@@ -138,8 +138,8 @@ def main() -> None:
 
         from gimtool.io.tables import write_table
 
-        cols = {f"z{j + 1}": Z[:, j].astype(np.float32) for j in range(Z.shape[1])}
-        write_table(people.select(people.columns[:2]).with_columns(**{k: pl.Series(v) for k, v in cols.items()}), a.embeddings)
+        cols = {f"z{j + 1}": pl.Series(Z[:, j].astype(np.float32)) for j in range(Z.shape[1])}
+        write_table(people.select(people.columns[:2]).with_columns(**cols), a.embeddings)
 
 
 if __name__ == "__main__":

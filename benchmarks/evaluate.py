@@ -252,14 +252,11 @@ VARIANTS = {
     # on the (detached z, genotype) pairs of the last 15 batches (model.critic.PairBank), 192 pairs in all;
     # tried before only on 160 mm crops, where no critic learned
     "gim-queue15": ("gim", {}, {"critic_queue": 15}, None),
-    "gim-queue15-seed2": ("gim", {"seed": 2}, {"critic_queue": 15}, None),
-    "gim-queue15-seed3": ("gim", {"seed": 3}, {"critic_queue": 15}, None),
     # the critic's image head reads z whitened by its running covariance (critic_whiten_ridge = 0.01):
     # on a fixed z whose genetic signal lies in low-variance directions, held-out MI 0.054 / 0.024
     # (seeds 0 / 1) against -0.013 / -0.041 unwhitened (tests/model/test_critic.py's cohort)
     "gim-whiten": ("gim", {}, {"critic_whiten_ridge": 0.01}, None),
     "gim-whiten-seed2": ("gim", {"seed": 2}, {"critic_whiten_ridge": 0.01}, None),
-    "gim-whiten-seed3": ("gim", {"seed": 3}, {"critic_whiten_ridge": 0.01}, None),
 }
 # model settings that change the image encoder's architecture: a row's MI is compared with the
 # random-init row of the same architecture where the table has one (mi_contrast)
@@ -362,7 +359,6 @@ def method_pcs(method: str, out: Path, data: dict, cfg: dict, threads: int, devi
     """Train, embed (best.pt: the epoch of best validation MI, or loss; with `final`, model.pt:
     the last epoch, as the paper selects) and reduce to 10 dimensions by each readout, fit on the
     training people. Returns {readout: table}."""
-    c = data["cohort"]
     tag = tag or method
     run = out / "runs" / tag
     top = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (train_settings or {}).items())
