@@ -57,11 +57,15 @@ def load(eval_dir: Path):
     return X, Y, tr, te, truth.columns[2:], people
 
 
-def voxel_ridge(X: np.ndarray, Y: np.ndarray, tr, te, k: int) -> list[float]:
-    flat = X.reshape(X.shape[0], -1).astype(np.float64)
+def top_pcs(flat: np.ndarray, tr, k: int) -> np.ndarray:
+    """(n, k) scores of every row of `flat` (people x voxels) on the top k PCs fit on rows tr."""
     mu = flat[tr].mean(0)
     _, _, vt = np.linalg.svd(flat[tr] - mu, full_matrices=False)
-    P = (flat - mu) @ vt[:k].T
+    return (flat - mu) @ vt[:k].T
+
+
+def voxel_ridge(X: np.ndarray, Y: np.ndarray, tr, te, k: int) -> list[float]:
+    P = top_pcs(X.reshape(X.shape[0], -1).astype(np.float64), tr, k)
     return ridge_r2(P, Y, tr, te, per_column=True)
 
 

@@ -44,7 +44,8 @@ def push(diag: Diagnostics, checkpoint: Path, batch: int = 12, seed: int = 0) ->
     Z = embed_volumes(method, modules, diag.store, diag.img_rows, None, dev, 32, progress=False)
     tr = diag.tr
     geno = diag.G
-    pos = {k: torch.as_tensor(v) for k, v in diag_positions(diag).items()}
+    pos = {"chrom": torch.as_tensor(diag.positions["chrom"]), "bp": torch.as_tensor(diag.positions["bp"]),
+           "cm": torch.as_tensor(diag.positions["cm"], dtype=torch.float32)}
     pos["af"] = torch.as_tensor(a1_frequencies(geno[tr]), dtype=torch.float32)
     stage = method.stages(1)[-1]
     critic = modules["critic"]
@@ -57,11 +58,10 @@ def push(diag: Diagnostics, checkpoint: Path, batch: int = 12, seed: int = 0) ->
         fields = {"geno": torch.as_tensor(geno[rows]), **pos}
         with torch.no_grad():
             g = method._genetic(modules, fields, stage)
-        loss = jse_loss(critic(z, g))
-        (dz,) = torch.autograd.grad(loss, z)
+        u, v = critic.project(z, g)  # eval mode: the saved running statistics, no update
+        (dz,) = torch.autograd.grad(jse_loss((u @ v.t()) * critic.scale), z)
         grads[b:b + batch] = -dz.double().numpy() * batch  # per-person scale independent of the batch
-        with torch.no_grad():
-            vs[b:b + batch] = critic.y_head(critic.y_norm(g)).double().numpy()
+        vs[b:b + batch] = v.detach().double().numpy()
     used = len(order) - len(order) % batch
     rows, G, V = order[:used], grads[:used], vs[:used]
     # the fit and the test halves of the training people (ridge_r2 takes row indices into its arrays)
@@ -76,13 +76,6 @@ def push(diag: Diagnostics, checkpoint: Path, batch: int = 12, seed: int = 0) ->
     }
 
 
-def diag_positions(diag: Diagnostics) -> dict:
-    from gimtool.io.genostore import GenoStore
-
-    p = GenoStore(diag.eval_dir / "geno.geno").positions()
-    return {"chrom": p["chrom"], "bp": p["bp"], "cm": p["cm"].astype(np.float32)}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", type=Path, required=True)
@@ -91,7 +84,6 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     diag = Diagnostics(a.eval_dir)
-    diag.eval_dir = a.eval_dir
     for ck in a.checkpoints:
         print(json.dumps(push(diag, ck)), flush=True)
 

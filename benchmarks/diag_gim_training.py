@@ -118,8 +118,8 @@ class Diagnostics:
         self.Y = truth.select(truth.columns[2:]).to_numpy()[alt.table_index]
         self.tr = align(people, read_ids(c / "train.ids")).ref_index
         self.te = align(people, read_ids(c / "test.ids")).ref_index
-        pos = geno.positions()
-        self.chrom, self.bp = pos["chrom"], pos["bp"]
+        self.positions = geno.positions()  # chrom, bp, cm of every SNP
+        self.chrom, self.bp = self.positions["chrom"], self.positions["bp"]
         self.truth_loci = pl.read_csv(c / "truth" / "loci.tsv", separator="\t")
         self.Gtr = pca.standardize_genotypes(self.G[self.tr])[0]
         snp_index = {s: j for j, s in enumerate(geno.snps["SNP"].to_list())}

@@ -38,10 +38,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from diag_encoder_capacity import top_pcs  # noqa: E402
 from diag_gim_critic_fixed_z import critic_step  # noqa: E402
 from diag_gim_training import Diagnostics, ridge_r2  # noqa: E402
 
-from gimtool.io.genostore import GenoStore  # noqa: E402
 from gimtool.io.tables import align, read_table, write_table  # noqa: E402
 from gimtool.model.config import ModelConfig  # noqa: E402
 from gimtool.model.critic import RunningStandardize, SeparableCritic, SnpSelector  # noqa: E402
@@ -52,9 +52,7 @@ from gimtool.train.freq import a1_frequencies  # noqa: E402
 
 def voxel_pcs(D: Diagnostics, k: int) -> np.ndarray:
     X = np.stack([np.asarray(D.store.volume(int(i)), dtype=np.float32).ravel() for i in D.img_rows])
-    mu = X[D.tr].mean(0)
-    _, _, vt = np.linalg.svd(X[D.tr] - mu, full_matrices=False)
-    return (X - mu) @ vt[:k].T
+    return top_pcs(X, D.tr, k)
 
 
 def main() -> None:
@@ -86,7 +84,7 @@ def main() -> None:
     G = torch.tensor(D.G)
     L = G.shape[1]
     af = torch.tensor(a1_frequencies(D.G[tr]), dtype=torch.float32)
-    pos = GenoStore(a.eval_dir / "geno.geno").positions()
+    pos = D.positions
     chrom, bp = torch.tensor(pos["chrom"]), torch.tensor(pos["bp"])
     cm = torch.tensor(pos["cm"], dtype=torch.float32)
     cfg = ModelConfig(critic_snps=a.snps, critic_whiten_ridge=0.01, genetic_dims=(8, 16, 32))
@@ -94,7 +92,7 @@ def main() -> None:
     enc = build_genetic_encoder(cfg, L)
     critic = SeparableCritic(cfg, Z.shape[1], cfg.genetic_out_dim, n_snps=L)
     sel_norm = None
-    if sel_side is not None:  # the SNPs by their multiple R^2 on the voxel PCs; whitening from the same moments
+    if sel_side is not None:  # the SNPs by their multiple R^2 on the voxel PCs
         critic.selector = SnpSelector(L, sel_side.shape[1], a.snps)
         sel_norm = RunningStandardize(sel_side.shape[1])
         critic.whiten_ridge = 0.0  # the selector's covariance is the voxel PCs', not the image side's
