@@ -134,9 +134,11 @@ CONFIGS["brainlike-xl-10"] = {**CONFIGS["brainlike-10"], "simulate": ["--preset"
 # schedule (paper_epochs) with gimtool's critic, genetic input, reconstruction weight (lambda_recon)
 # and learning-rate schedule.
 PAPER_SCHEDULE = {"schedule": "paper"}
+# The paper's components only: no voxel teacher (gimtool's default since 2026-12-03, which the
+# transformer rows cannot use, model.config teacher_weight).
 ABLATION = [
-    ("contrastive base (JSE, MLP genetic encoder)", {"genetic_encoder": "mlp", "lambda_recon": 0.0}, "1,0,0"),
-    ("+ reconstruction", {"genetic_encoder": "mlp"}, "1,0,0"),
+    ("contrastive base (JSE, MLP genetic encoder)", {"genetic_encoder": "mlp", "lambda_recon": 0.0, "teacher_weight": 0.0}, "1,0,0"),
+    ("+ reconstruction", {"genetic_encoder": "mlp", "teacher_weight": 0.0}, "1,0,0"),
     ("+ genetic transformer", {"genetic_encoder": "transformer"}, "1,0,0"),
     ("+ random cropping (genetic augmentation)", {"genetic_encoder": "transformer"}, "1,1,0"),
     ("+ co-training", {"genetic_encoder": "transformer"}, "1,1,1"),
@@ -148,8 +150,17 @@ _GUIDED = {"critic_guided_dims": 10, "critic_snps": 32}
 _WIDE = {"conv_channels": [32, 64, 128], "genetic_dims": [32, 64, 128]}  # the model's full width (ModelConfig)
 _NOPOOL = {"flatten_grid": [6, 7, 6]}  # the last maps of the 8 mm grid as they are (no pooling before the dense layer)
 _POOL4 = {"flatten_mm": 0.0, "flatten_grid": [4, 4, 4]}  # the last maps averaged to 4 x 4 x 4 (the default before 2026-12-03)
+_NOTEACHER = {"teacher_weight": 0.0}  # gim without the voxel teacher (model.teacher): the default before 2026-12-03
 VARIANTS = {
     "gim-paper": ("gim", {"paper": True}, {}, "paper"),  # every setting as in the paper (train --paper)
+    # gim without the voxel teacher, every other default as now (the rows named `gim`, `gim-seed2` and
+    # `gim-seed3` before 2026-12-03)
+    "gim-noteacher": ("gim", {}, _NOTEACHER, None),
+    "gim-noteacher-seed2": ("gim", {"seed": 2}, _NOTEACHER, None),
+    "gim-noteacher-seed3": ("gim", {"seed": 3}, _NOTEACHER, None),
+    # the teacher's term at 10 x its MSE (default 1)
+    "gim-teacher10": ("gim", {}, {"teacher_weight": 10.0}, None),
+    "gim-teacher10-seed2": ("gim", {"seed": 2}, {"teacher_weight": 10.0}, None),
     "gim-transformer": ("gim", {}, {"genetic_encoder": "transformer"}, None),
     # the critic sees 16 SNPs (the default before 2026-12-02) instead of 64: on brainlike 11 of the
     # 18 true loci's lead SNPs rank in the top 16 by multiple R2 on z, 17 in the top 64
@@ -258,6 +269,13 @@ VARIANTS = {
     "gim-whiten": ("gim", {}, {"critic_whiten_ridge": 0.01}, None),
     "gim-whiten-seed2": ("gim", {"seed": 2}, {"critic_whiten_ridge": 0.01}, None),
 }
+# Every gim row above except these was made before the voxel teacher became the default (2026-12-03):
+# they keep its absence, so that a rerun reproduces their tables. `gim-seed2` and `gim-seed3` are the
+# default again with another seed, and follow it.
+_WITH_DEFAULT_TEACHER = {"gim-seed2", "gim-seed3", "gim-teacher10", "gim-teacher10-seed2", "gim-paper"}
+for _name, (_m, _train, _model, _ep) in list(VARIANTS.items()):
+    if _m == "gim" and _name not in _WITH_DEFAULT_TEACHER and "teacher_weight" not in _model:
+        VARIANTS[_name] = (_m, _train, {**_model, **_NOTEACHER}, _ep)
 # model settings that change the image encoder's architecture: a row's MI is compared with the
 # random-init row of the same architecture where the table has one (mi_contrast)
 ARCH_KEYS = ("conv_channels", "flatten_grid", "flatten_mm", "stem_stride")

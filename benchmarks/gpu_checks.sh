@@ -4,7 +4,8 @@
 #   2. gwas --device cuda vs the CPU scan at 30,000 x 650,000 x 10 (benchmarks/bench_gwas_gpu.py);
 #   3. training throughput on CUDA (bf16 autocast), 1 mm grid, 650k SNPs (benchmarks/bench_train.py);
 #   4. a short gim run on CUDA with gimtool's defaults (standardized critic, linear genetic encoder,
-#      co-training) on a small simulated cohort, logging training JSE and validation MI per epoch;
+#      the voxel teacher fit on the CPU first, co-training) on a small simulated cohort, logging
+#      training JSE, the teacher's MSE and validation MI per epoch (and the teacher's fit in train.log);
 #   5. train under torchrun with NCCL, one process per GPU (a one-rank group on a one-GPU machine).
 # Packages the GPU image lacks can be installed from wheels in .whl/ first (WHEELS=1).
 set -uo pipefail
@@ -36,6 +37,7 @@ python3 -m gimtool prep-mri --images $G/cohort/images.tsv --voxel 4 --out $G/mri
 python3 -m gimtool train --images $G/mri --geno $G/geno.geno --keep $G/cohort/train.ids --val-keep $G/cohort/val.ids \
   --method gim --epochs ${GIM_EPOCHS:-10} --device cuda --out $G/run --no-progress
 cp $G/run/history.tsv $OUT/gim_short_history.tsv
+cp $G/run/train.log $OUT/gim_short_train.log
 cut -f1,2,5,7,8 $G/run/history.tsv"
 step gim_short "${GIM_LIMIT:-240}" bash -c "$GIM_SHORT"
 # 5. train under torchrun with NCCL (DDP), one process per GPU (at most 4), on the cohort of step 4,

@@ -117,6 +117,21 @@ class ModelConfig:
     # the critic's own (1 = the paper's objective). The values the critic sees are unchanged.
     jse_encoder_scale: float = 1.0
     projector_dims: tuple[int, ...] = (256, 256)  # SimCLR / Barlow Twins projection head
+    # The voxel teacher (model.teacher): before training, gim's critic is fit on the top teacher_pcs
+    # voxel PCs of the training people (volumes averaged to about teacher_voxel_mm; the PCA on at most
+    # teacher_max_people of them) and their genotypes, for teacher_epochs; its genetic side v(g), a set
+    # of critic_dim polygenic scores of at most teacher_snps SNPs, is then a fixed target, and gim adds
+    # teacher_weight x MSE(linear head(z), v(g)) to its loss. It pushes into z the heritable factors that
+    # reconstruction leaves at the noise floor, which the JSE cannot (its push grows with the dependence
+    # z already holds; benchmarks/results/gim_subtle_factors.md). 0 = off (the paper). Only with a
+    # fixed-array genetic encoder (linear, mlp): the transformer's augmentation reads a subset of the
+    # SNP columns, without those the teacher reads, so with it there is no teacher (`train` says so).
+    teacher_weight: float = 1.0
+    teacher_pcs: int = 128
+    teacher_snps: int = 64
+    teacher_epochs: int = 6
+    teacher_voxel_mm: float = 8.0
+    teacher_max_people: int = 4000
 
     # Losses
     # lambda of eq. 5 (the paper: 1). At 1 the reconstruction loses to the critic: gim's validation
@@ -194,9 +209,21 @@ class ModelConfig:
             bad("critic_ramp_steps", ">= 0")
         if not (0.0 <= self.jse_encoder_scale <= 1.0):
             bad("jse_encoder_scale", "a number in [0, 1]")
+        if not (self.teacher_weight >= 0 and math.isfinite(self.teacher_weight)):
+            bad("teacher_weight", ">= 0 (0: no teacher)")
+        if not self.teacher_voxel_mm > 0:
+            bad("teacher_voxel_mm", "> 0")
+        for name in ("teacher_pcs", "teacher_snps", "teacher_epochs", "teacher_max_people"):
+            if getattr(self, name) < 1:
+                bad(name, ">= 1")
         for name in ("genetic_chunk_tokens", "repr_dim", "readout_dim", "genetic_out_dim", "critic_dim", "mlp_hidden", "genpred_max_snps"):
             if getattr(self, name) < 1:
                 bad(name, ">= 1")
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether gim builds the voxel teacher (teacher_weight > 0 and a fixed-array genetic encoder)."""
+        return self.teacher_weight > 0 and self.genetic_encoder != "transformer"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, numbers), safe for torch.load(weights_only=True) and TOML."""

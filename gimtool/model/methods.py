@@ -32,6 +32,7 @@ from .critic import GenotypeHead, SeparableCritic, mlp
 from .distributed import gather_rows
 from .genetic import MLPGeneticEncoder, build_genetic_encoder, standardized_dosage
 from .mri import MRIDecoder, MRIEncoder
+from .teacher import GeneticTeacher
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Method:
     n_views: int = 1
     trains: bool = True
     module_names: tuple[str, ...] = field(default_factory=tuple)
+    # modules built only under some configs (after module_names, in this order); a stage may list
+    # them as trainable, and the loop drops them from a stage when they were not built
+    optional_modules: tuple[str, ...] = field(default_factory=tuple)
 
     # -- construction ---------------------------------------------------------------------------
     def build(self, cfg: ModelConfig, image_shape: tuple[int, int, int], n_snps: int) -> nn.ModuleDict:
@@ -87,7 +91,10 @@ class Method:
             raise ValueError(f"method {self.name} needs genotypes; got n_snps={n_snps}")
         modules = nn.ModuleDict(self._build(cfg, tuple(int(s) for s in image_shape), int(n_snps)))
         modules.cfg = cfg
-        assert "encoder" in modules and tuple(modules.keys()) == self.module_names, (self.name, tuple(modules.keys()))
+        names = tuple(modules.keys())
+        extra = names[len(self.module_names):]
+        assert "encoder" in modules and names[:len(self.module_names)] == self.module_names, (self.name, names)
+        assert extra == tuple(m for m in self.optional_modules if m in extra), (self.name, names)
         return modules
 
     def _build(self, cfg: ModelConfig, image_shape: tuple[int, int, int], n_snps: int) -> dict[str, nn.Module]:
@@ -223,12 +230,16 @@ class GIMMethod(Method):
     def _build(self, cfg, image_shape, n_snps):
         enc = MRIEncoder(cfg, attentive=True)
         genetic = build_genetic_encoder(cfg, n_snps)
-        return {
+        modules = {
             "encoder": enc,
             "decoder": MRIDecoder(cfg, enc.code_dim),
             "genetic": genetic,
             "critic": SeparableCritic(cfg, cfg.repr_dim, cfg.genetic_out_dim, n_snps),
         }
+        if cfg.uses_teacher:  # fit before training (gimtool.train.teacher), then fixed
+            modules["teacher"] = GeneticTeacher(n_snps, cfg.teacher_snps, cfg.critic_dim)
+            modules["teacher_head"] = nn.Linear(cfg.repr_dim, cfg.critic_dim)
+        return modules
 
     @property
     def stage_names(self):
@@ -248,7 +259,7 @@ class GIMMethod(Method):
             n3 = max(1, round(total / 7)) if total >= 3 else 0
             n2 = max(1, round(2 * total / 7)) if total >= 3 else 0
             n = [total - n2 - n3, n2, n3]
-        frozen = ("encoder", "decoder", "critic")
+        frozen = ("encoder", "decoder", "critic", "teacher_head")
         return [
             Stage(GIM_STAGES[0], n[0], frozen, genetic_augment=False),
             Stage(GIM_STAGES[1], n[1], frozen, genetic_augment=True),
@@ -293,11 +304,23 @@ class GIMMethod(Method):
         jse = losses.jse_loss(scores)
         loss = jse + cfg.lambda_recon * recon
         metrics = {"jse": _f(jse), "recon": _f(recon), "mi": _f(losses.jse_mi(jse))}
+        if "teacher" in modules:
+            taught = self._teacher_loss(modules, batch, out.z)
+            loss = loss + cfg.teacher_weight * taught
+            metrics["teacher"] = _f(taught)
         if modules["critic"].bank is not None and modules["critic"].training:
             bank = self._bank_loss(modules, batch, stage, out.z, g)
             loss = loss + bank
             metrics["jse_bank"] = _f(bank)
         return loss, {"loss": _f(loss), **metrics}
+
+    @staticmethod
+    def _teacher_loss(modules, batch, z_local: torch.Tensor) -> torch.Tensor:
+        """MSE of a linear head of z against the teacher's v(g) (standardized over the training
+        people, model.teacher): this process's rows only, as every row's target is its own."""
+        target = modules["teacher"](batch["geno"], batch.get("af"))
+        pred = modules["teacher_head"](z_local)
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
 
     @staticmethod
     def _jse_gradient_scaled(z: torch.Tensor, step: int, cfg: ModelConfig) -> torch.Tensor:
@@ -359,7 +382,8 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in [
         GIMMethod(name="gim", description="JSE between z and the genetic embedding + lambda * reconstruction",
-                  needs_genotypes=True, module_names=("encoder", "decoder", "genetic", "critic")),
+                  needs_genotypes=True, module_names=("encoder", "decoder", "genetic", "critic"),
+                  optional_modules=("teacher", "teacher_head")),
         AutoencoderMethod(name="autoencoder", description="plain conv encoder-decoder, MSE", module_names=_AE),
         AutoencoderMethod(name="autoencoder-attention", description="GIM's encoder (with attentive readout) + decoder, MSE",
                           module_names=_AE, attentive=True),

@@ -68,7 +68,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 # Model settings added after version 1 checkpoints were first written, with the value that
 # reproduces those checkpoints' behaviour (their state dicts have no standardization buffers).
-LEGACY_MODEL_KEYS = {"flatten_mm": 0.0, "critic_standardize": False, "genetic_input": "classes", "critic_snps": 0, "critic_guided_dims": 0}
+LEGACY_MODEL_KEYS = {"flatten_mm": 0.0, "critic_standardize": False, "genetic_input": "classes", "critic_snps": 0, "critic_guided_dims": 0,
+                     "teacher_weight": 0.0}
 
 
 def with_legacy_model_keys(config: dict) -> dict:

@@ -308,6 +308,7 @@ PAPER_SETTINGS = {
         "critic_guided_dims": 0,
         "critic_hidden": [256],
         "critic_dim": 128,
+        "teacher_weight": 0.0,
     },
 }
 

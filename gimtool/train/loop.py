@@ -157,9 +157,9 @@ def _plot_history(path: Path, df: pl.DataFrame) -> None:
     if df.height == 0:
         return
     ep = df["EPOCH"].to_numpy()
-    terms = [c for c in ("JSE", "RECON") if f"TRAIN_{c}" in df.columns]  # gim: its two loss terms apart
+    terms = [c for c in ("JSE", "RECON", "TEACHER") if f"TRAIN_{c}" in df.columns]  # gim: its loss terms apart
     fig, axes = plt.subplots(1, 2 + len(terms), figsize=(5 * (2 + len(terms)), 3.8))
-    for ax, (col, title) in zip(axes, [("LOSS", "loss")] + [(t, {"JSE": "JSE term", "RECON": "reconstruction MSE"}[t]) for t in terms]):
+    for ax, (col, title) in zip(axes, [("LOSS", "loss")] + [(t, {"JSE": "JSE term", "RECON": "reconstruction MSE", "TEACHER": "teacher MSE"}[t]) for t in terms]):
         ax.plot(ep, df[f"TRAIN_{col}"].to_numpy(), "o-", label="train", ms=3)
         if f"VAL_{col}" in df.columns and df[f"VAL_{col}"].null_count() < df.height:
             ax.plot(ep, df[f"VAL_{col}"].to_numpy(), "s-", label="validation", ms=3)
@@ -288,6 +288,13 @@ def _train(run: _Run) -> Path:
     start_stage, start_epoch, opt_state = 0, 0, None
     if run.resume:
         start_stage, start_epoch, opt_state = _resume(run, stages)
+    elif cfg.method == "gim" and cfg.model.teacher_weight > 0 and not cfg.model.uses_teacher:
+        run.info("teacher_weight > 0 is ignored with genetic_encoder = 'transformer' (no voxel teacher)")
+    elif "teacher" in run.modules:  # fixed targets for gim's teacher term (model.teacher), fit once
+        from gimtool.train.teacher import fit_run_teacher
+
+        fit_run_teacher(run.modules["teacher"], cfg, data, cfg.seed, dist, run.log if dist.is_main else None,
+                        run.progress and dist.is_main)
     datasets = _datasets(run)
     run.global_epoch = sum(s.epochs for s in stages[:start_stage]) + start_epoch
     stopped = run.since_best >= cfg.patience > 0
@@ -315,6 +322,8 @@ def _train(run: _Run) -> Path:
 def _stages(run: _Run) -> list:
     method = run.method
     stages = method.stages(stage_epochs(run.cfg, list(method.stage_names)))
+    optional = set(getattr(method, "optional_modules", ())) - set(run.modules.keys())
+    stages = [dataclasses.replace(s, trainable=tuple(t for t in s.trainable if t not in optional)) for s in stages]
     for s in stages:
         unknown = [t for t in s.trainable if t not in run.modules]
         if unknown:

@@ -33,6 +33,16 @@ def tiny_batch(B: int = 8, seed: int = 0) -> dict:
     return {"image": image, "geno": geno, "chrom": chrom, "bp": bp, "cm": cm}
 
 
+def built(method, cfg: ModelConfig):
+    """The method's modules for the tiny batch; gim's voxel teacher (fit from the stores before
+    training in `train`, tests/model/test_teacher.py) set to a fixed random map."""
+    modules = method.build(cfg, SHAPE, N_SNPS)
+    if "teacher" in modules:
+        t = modules["teacher"]
+        t.set_map(torch.arange(t.weight.shape[0]), torch.randn(t.weight.shape), torch.zeros(t.dim))
+    return modules
+
+
 def test_unknown_method_lists_names():
     with pytest.raises(ValueError, match="unknown method 'nope'.*gim.*random-init"):
         get_method("nope")
@@ -42,7 +52,7 @@ def test_unknown_method_lists_names():
 def test_method_loss_falls(name):
     torch.manual_seed(0)
     method = get_method(name)
-    modules = method.build(tiny_cfg(), SHAPE, N_SNPS)
+    modules = built(method, tiny_cfg())
     assert "encoder" in modules
     stage = method.stages(3)[-1]
     assert set(stage.trainable) <= set(modules.keys())
@@ -88,15 +98,17 @@ def test_gim_stages():
 def test_gim_frozen_stage_leaves_genetic_encoder_without_gradients():
     torch.manual_seed(0)
     m = get_method("gim")
-    modules = m.build(tiny_cfg(), SHAPE, N_SNPS)
+    modules = built(m, tiny_cfg())
     first, _, last = m.stages(3)
     loss, metrics = m.loss(modules, tiny_batch(), first)
     loss.backward()
     assert all(p.grad is None for p in modules["genetic"].parameters())
     assert all(p.grad is not None for p in modules["critic"].parameters())
-    assert set(metrics) == {"loss", "jse", "recon", "mi"}
-    lam = tiny_cfg().lambda_recon  # eq. 5: JSE + lambda x reconstruction
-    assert metrics["loss"] == pytest.approx(metrics["jse"] + lam * metrics["recon"], rel=1e-5)
+    assert set(metrics) == {"loss", "jse", "recon", "mi", "teacher"}
+    cfg = tiny_cfg()  # eq. 5: JSE + lambda x reconstruction, plus the voxel teacher's term
+    assert metrics["loss"] == pytest.approx(metrics["jse"] + cfg.lambda_recon * metrics["recon"]
+                                            + cfg.teacher_weight * metrics["teacher"], rel=1e-5)
+    assert all(p.grad is not None for p in modules["teacher_head"].parameters())
     modules.zero_grad()
     m.loss(modules, tiny_batch(), last)[0].backward()
     assert all(p.grad is not None for p in modules["genetic"].parameters())
@@ -105,7 +117,7 @@ def test_gim_frozen_stage_leaves_genetic_encoder_without_gradients():
 def test_gim_linear_default_takes_a_snp_mask_and_the_training_frequencies():
     torch.manual_seed(0)
     m = get_method("gim")
-    modules = m.build(tiny_cfg(), SHAPE, N_SNPS)
+    modules = built(m, tiny_cfg())
     assert type(modules["genetic"]).__name__ == "MLPGeneticEncoder" and len(modules["genetic"].net) == 1  # linear
     batch = tiny_batch(4)
     mask = torch.zeros(N_SNPS, dtype=torch.bool)
@@ -141,7 +153,7 @@ def test_gim_transformer_accepts_a_snp_subset_and_bf16_autocast():
 def test_gim_critic_queue_trains_the_critic_on_past_pairs_and_not_the_encoder():
     torch.manual_seed(0)
     m = get_method("gim")
-    modules = m.build(tiny_cfg().replace(critic_queue=2, critic_hidden=()), SHAPE, N_SNPS)
+    modules = built(m, tiny_cfg().replace(critic_queue=2, critic_hidden=(), teacher_weight=0.0))
     stage = m.stages(3)[-1]
     bank = modules["critic"].bank
     for step in range(4):
@@ -203,7 +215,7 @@ def test_gim_jse_gradient_ramps_up_linearly_after_the_warmup():
 def test_gim_critic_warmup_keeps_the_jse_out_of_the_image_encoder_until_it_ends():
     torch.manual_seed(0)
     m = get_method("gim")
-    modules = m.build(tiny_cfg().replace(critic_warmup_steps=2, lambda_recon=0.0), SHAPE, N_SNPS)
+    modules = built(m, tiny_cfg().replace(critic_warmup_steps=2, lambda_recon=0.0, teacher_weight=0.0))
     stage = m.stages(3)[-1]
     grads = []
     for step in range(3):  # the critic's step count is 0, 1 (warm-up), then 2 (JSE into the encoder)

@@ -67,9 +67,14 @@ def test_method_trains_and_embeds(name, cohort, tmp_path):
         assert np.isfinite(loss).all() and np.isfinite(h["VAL_LOSS"].to_numpy()).all()
         # on one fixed batch with fixed augmentation draws, the trained model's loss is lower
         stage = method.stages(1)[0]
-        before, after = (_fixed_batch_loss(method, mods, data, stage) for mods in (
-            build_modules(method, cfg, data.crop, data.n_snps), load_model(final, torch.device("cpu"))[1]))
+        trained = load_model(final, torch.device("cpu"))[1]
+        fresh = build_modules(method, cfg, data.crop, data.n_snps)
+        if "teacher" in fresh:  # gim's targets are fit before training and fixed: the same on both sides
+            fresh["teacher"].load_state_dict(trained["teacher"].state_dict())
+        before, after = (_fixed_batch_loss(method, mods, data, stage) for mods in (fresh, trained))
         assert after < before, (name, before, after, loss)
+        if "teacher" in trained:
+            assert {"TRAIN_TEACHER", "VAL_TEACHER"} <= set(h.columns) and np.isfinite(h["VAL_TEACHER"].to_numpy()).all()
         if method.needs_genotypes and "TRAIN_MI" in h.columns and h["TRAIN_MI"].null_count() < h.height:
             # JSE estimates are at most 2 ln 2 (a critic that separates every pair); above it the
             # estimate's formula or its sign is wrong
