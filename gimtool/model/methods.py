@@ -304,7 +304,7 @@ class GIMMethod(Method):
         jse = losses.jse_loss(scores)
         loss = jse + cfg.lambda_recon * recon
         metrics = {"jse": _f(jse), "recon": _f(recon), "mi": _f(losses.jse_mi(jse))}
-        if "teacher" in modules:
+        if "teacher" in modules and bool(modules["teacher"].active):
             taught = self._teacher_loss(modules, batch, out.z)
             loss = loss + cfg.teacher_weight * taught
             metrics["teacher"] = _f(taught)

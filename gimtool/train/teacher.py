@@ -101,6 +101,6 @@ def fit_run_teacher(teacher, cfg, data, seed: int, dist, log=None, progress: boo
 
         for b in teacher.buffers():
             tdist.broadcast(b, 0)
-    if log is not None:
+    if log is not None and bool(teacher.active):
         log.info(f"teacher: {teacher.weight.shape[0]} SNPs, {teacher.dim} scores; gim adds "
                  f"{m.teacher_weight:g} x their MSE from a linear head of z to its loss")

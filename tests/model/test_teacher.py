@@ -75,6 +75,24 @@ def test_teacher_learns_the_scores_the_image_side_carries():
     null = GeneticTeacher(Gn.shape[1], CFG.teacher_snps, CFG.critic_dim)
     hn = fit_teacher(null, CFG, Xn[tr], Gn[tr], afn, seed=1, x_val=Xn[te], geno_val=Gn[te])
     assert max(h["val_mi"] for h in hn) < 0.02, hn
+    assert bool(teacher.active) and not bool(null.active)  # a teacher that does not hold out is not used
+    gim = get_method("gim")
+    mods = gim.build(ModelConfig(conv_channels=(8, 8, 8), repr_dim=16, teacher_snps=32), (8, 8, 8), Gn.shape[1])
+    mods["teacher"].load_state_dict(null.state_dict())
+    batch = {"image": torch.randn(4, 1, 8, 8, 8), "geno": Gn[:4], "chrom": torch.ones(Gn.shape[1], dtype=torch.long),
+             "bp": torch.arange(Gn.shape[1]) * 1000, "cm": torch.zeros(Gn.shape[1]), "af": afn}
+    assert "teacher" not in gim.loss(mods, batch, gim.stages(3)[-1])[1]
+    mods["teacher"].load_state_dict(teacher.state_dict())
+    assert "teacher" in gim.loss(mods, batch, gim.stages(3)[-1])[1]
+
+
+def test_a_checkpoint_from_before_active_existed_loads_as_active():
+    t = GeneticTeacher(50, 32, 4)
+    t.set_map(torch.arange(32), torch.ones(32, 4), torch.zeros(4), active=False)
+    state = {k: v for k, v in t.state_dict().items() if k != "active"}
+    fresh = GeneticTeacher(50, 32, 4)
+    fresh.load_state_dict(state)
+    assert bool(fresh.active) and bool(fresh.fitted)
 
 
 def test_teacher_refuses_unfit_use_and_other_arrays():
