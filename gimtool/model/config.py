@@ -126,9 +126,9 @@ class ModelConfig:
     # z already holds; benchmarks/results/gim_subtle_factors.md). 0 = off (the paper). Only with a
     # fixed-array genetic encoder (linear, mlp): the transformer's augmentation reads a subset of the
     # SNP columns, without those the teacher reads, so with it there is no teacher (`train` says so).
-    # Measured on brainlike (benchmarks/results/gim_voxel_teacher.md): with the varimax readout 12 and 14
-    # of 18 true loci (seeds 1-2) against 9 and 7 without it; z's R2 of the subtle factors F3-F6 0.17-0.28
-    # against 0.05-0.15. Weight 10: 16 and 9.
+    # Measured on brainlike (benchmarks/results/gim_voxel_teacher.md): with the varimax readout 12, 14 and
+    # 13 of 18 true loci (seeds 1-3) against 9, 7 and 8 without it; z's R2 of the subtle factors F3-F6
+    # 0.16-0.34 against 0.05-0.15. Weight 10 (seeds 1-2): 16 and 9.
     teacher_weight: float = 1.0
     teacher_pcs: int = 128
     teacher_snps: int = 64

@@ -126,8 +126,6 @@ class TeacherFit:
         idx = torch.arange(self.n_snps) if mask is None else torch.nonzero(mask).flatten()
         idx = idx[:n_used]
         lin = self.encoder.net[0]
-        keep = torch.zeros(self.n_snps)
-        keep[idx] = 1.0
         scale = self.n_snps / max(1, len(idx))  # the encoder's mask rescaling (model.genetic)
 
         def side(y):

@@ -288,7 +288,7 @@ def _train(run: _Run) -> Path:
     start_stage, start_epoch, opt_state = 0, 0, None
     if run.resume:
         start_stage, start_epoch, opt_state = _resume(run, stages)
-    elif cfg.method == "gim" and cfg.model.teacher_weight > 0 and not cfg.model.uses_teacher:
+    elif "teacher" in getattr(method, "optional_modules", ()) and cfg.model.teacher_weight > 0 and not cfg.model.uses_teacher:
         run.info("teacher_weight > 0 is ignored with genetic_encoder = 'transformer' (no voxel teacher)")
     elif "teacher" in run.modules:  # fixed targets for gim's teacher term (model.teacher), fit once
         from gimtool.train.teacher import fit_run_teacher
