@@ -63,7 +63,7 @@ def voxel_pcs(images, train_rows: np.ndarray, other_rows: list[np.ndarray], n_pc
     comps = (X.T @ U) / np.sqrt(lam)  # (V, k) unit right singular vectors
     if log is not None:
         log.info(f"teacher: top {k} PCs of {len(pick)} training people's volumes at {factor[0]}x{factor[1]}x{factor[2]} "
-                 f"voxel blocks ({X.shape[1]:,} values each); they explain {lam.sum() / max(float(np.trace(X @ X.T) if X.shape[0] < 2 else (X * X).sum()), 1e-300):.1%} of the variance")
+                 f"voxel blocks ({X.shape[1]:,} values each); they explain {lam.sum() / max(total, 1e-300):.1%} of the variance")
     del X
     out = []
     for rows in [train_rows, *other_rows]:
