@@ -421,8 +421,11 @@ def _run_stage(run: _Run, si: int, stages, first_epoch: int, datasets: dict, opt
     if datasets["val"] is not None:
         val_sampler = KeyedBatches(len(datasets["val"]), cfg.batch_size, cfg.seed, train=False, rank=dist.rank, world=dist.world)
         val_loader = make_loader(datasets["val"], val_sampler, datasets["collate"], cfg.workers, pin)
+    teacher = run.modules["teacher"] if "teacher" in run.modules else None
+    idle = " (teacher inactive: teacher_head gets no gradient)" if (
+        "teacher_head" in stage.trainable and teacher is not None and not bool(teacher.active)) else ""
     run.info(f"stage {si + 1}/{len(stages)} {stage.name}: {stage.epochs} epochs, training {', '.join(stage.trainable)}"
-             f"{', genetic augmentation' if stage.genetic_augment else ''}; {steps} steps of {cfg.batch_size} per epoch")
+             f"{', genetic augmentation' if stage.genetic_augment else ''}; {steps} steps of {cfg.batch_size} per epoch{idle}")
     for e in range(first_epoch, stage.epochs):
         partial, run.partial = run.partial, None  # only the first epoch of a resumed stage
         if partial is None:

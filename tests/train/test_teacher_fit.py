@@ -90,3 +90,48 @@ def test_gim_with_the_teacher_resumes_exactly(cohort, tmp_path):  # noqa: F811
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
     h = pl.read_csv(tmp_path / "part" / "history.tsv", separator="\t", null_values="NA")
     assert h.height == 3 and np.isfinite(h["TRAIN_TEACHER"].to_numpy()).all()
+
+
+def test_an_inactive_teacher_leaves_teacher_head_untouched_and_the_log_says_so(cohort, tmp_path, monkeypatch):  # noqa: F811
+    """A teacher whose validation MI never rose above 0 is inactive: gim's loss has no teacher term, so
+    teacher_head, still listed among the stage's trainable modules, gets no gradient, and the stage line says so."""
+    import gimtool.train.teacher as teacher_mod
+
+    fit = teacher_mod.fit_run_teacher
+
+    def fit_then_deactivate(teacher, *args, **kwargs):
+        fit(teacher, *args, **kwargs)
+        teacher.active.fill_(False)
+
+    monkeypatch.setattr(teacher_mod, "fit_run_teacher", fit_then_deactivate)
+    torch.set_num_threads(1)
+    d, ids = cohort
+    method = METHODS["gim"]
+    tr = pl.DataFrame({"FID": [f for f, _ in ids[:16]], "IID": [i for _, i in ids[:16]]})
+    va = pl.DataFrame({"FID": [f for f, _ in ids[16:]], "IID": [i for _, i in ids[16:]]})
+    heads = {}
+    for epochs in (1, 2):
+        cfg = TrainConfig.from_dict({"method": "gim", "epochs": epochs, "schedule": "cotrain", "batch_size": 8, "lr": 1e-3,
+                                     "crop_mm": 1000.0, "seed": 2, "model": dict(SMALL_MODEL, teacher_snps=16, teacher_epochs=2)})
+        data = prepare_data(cfg, method, d / "img", d / "geno", tr, va)
+        out = tmp_path / f"e{epochs}"
+
+        class Log:
+            def __init__(self):
+                self.lines = []
+
+            def info(self, msg):
+                self.lines.append(msg)
+
+        log = Log()
+        train(cfg, method, data, out, log=log, progress=False)
+        mods = ckpt_mod.load_checkpoint(out / "model.pt")["modules"]
+        assert not bool(mods["teacher.active"])
+        heads[epochs] = {k: v for k, v in mods.items() if k.startswith("teacher_head.")}
+        stage = [ln for ln in log.lines if ln.startswith("stage ")]
+        assert len(stage) == 1 and "teacher_head" in stage[0], log.lines
+        assert stage[0].endswith("(teacher inactive: teacher_head gets no gradient)"), stage[0]
+    enc = {e: ckpt_mod.load_checkpoint(tmp_path / f"e{e}" / "model.pt")["modules"] for e in (1, 2)}
+    assert heads[1] and all(torch.equal(heads[1][k], heads[2][k]) for k in heads[1])
+    # the rest of the model did train in the second epoch
+    assert any(not torch.equal(enc[1][k], enc[2][k]) for k in enc[1] if k.startswith("encoder."))

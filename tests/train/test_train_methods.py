@@ -109,6 +109,9 @@ def test_cli_train_gim_then_embed(cohort, tmp_path, capsys):
         assert (out / f).is_file(), f
     log = (out / "train.log").read_text()
     assert "training set: 16 people have an image and genotypes, 0 dropped" in log and "status: ok" in log
+    # the stage lines say when teacher_head, listed as trainable, gets no gradient (a teacher that did not hold out)
+    inactive = "so gim trains without the teacher" in log
+    assert log.count("(teacher inactive: teacher_head gets no gradient)") == (3 if inactive else 0)
     h = pl.read_csv(out / "history.tsv", separator="\t", null_values="NA")
     assert h["STAGE"].to_list() == ["frozen-genetic", "genetic-augment", "co-train"]
     assert h["VAL_MI"].null_count() == 0
