@@ -109,7 +109,7 @@ def test_an_inactive_teacher_leaves_teacher_head_untouched_and_the_log_says_so(c
     method = METHODS["gim"]
     tr = pl.DataFrame({"FID": [f for f, _ in ids[:16]], "IID": [i for _, i in ids[:16]]})
     va = pl.DataFrame({"FID": [f for f, _ in ids[16:]], "IID": [i for _, i in ids[16:]]})
-    heads = {}
+    trained = {}
     for epochs in (1, 2):
         cfg = TrainConfig.from_dict({"method": "gim", "epochs": epochs, "schedule": "cotrain", "batch_size": 8, "lr": 1e-3,
                                      "crop_mm": 1000.0, "seed": 2, "model": dict(SMALL_MODEL, teacher_snps=16, teacher_epochs=2)})
@@ -125,13 +125,12 @@ def test_an_inactive_teacher_leaves_teacher_head_untouched_and_the_log_says_so(c
 
         log = Log()
         train(cfg, method, data, out, log=log, progress=False)
-        mods = ckpt_mod.load_checkpoint(out / "model.pt")["modules"]
-        assert not bool(mods["teacher.active"])
-        heads[epochs] = {k: v for k, v in mods.items() if k.startswith("teacher_head.")}
+        trained[epochs] = ckpt_mod.load_checkpoint(out / "model.pt")["modules"]
+        assert not bool(trained[epochs]["teacher.active"])
         stage = [ln for ln in log.lines if ln.startswith("stage ")]
         assert len(stage) == 1 and "teacher_head" in stage[0], log.lines
         assert stage[0].endswith("(teacher inactive: teacher_head gets no gradient)"), stage[0]
-    enc = {e: ckpt_mod.load_checkpoint(tmp_path / f"e{e}" / "model.pt")["modules"] for e in (1, 2)}
-    assert heads[1] and all(torch.equal(heads[1][k], heads[2][k]) for k in heads[1])
+    head = [k for k in trained[1] if k.startswith("teacher_head.")]
+    assert head and all(torch.equal(trained[1][k], trained[2][k]) for k in head)
     # the rest of the model did train in the second epoch
-    assert any(not torch.equal(enc[1][k], enc[2][k]) for k in enc[1] if k.startswith("encoder."))
+    assert any(not torch.equal(trained[1][k], trained[2][k]) for k in trained[1] if k.startswith("encoder."))
